@@ -1,0 +1,535 @@
+#![forbid(unsafe_code)]
+//! Config schema, validation and compilation into immutable, versioned snapshots.
+//!
+//! A [`Snapshot`] is built once per load and never changes afterwards: the data plane reads one
+//! `Arc<Snapshot>` per request and never blocks on the config source. Every error points at the
+//! file, line and column it comes from, so that `edge check` and a refused reload say exactly what
+//! is wrong.
+
+mod schema;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use toml::Spanned;
+
+pub use schema::{PlainHttp, parse_duration};
+
+/// One problem found in a config file, with its location when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based line and column; `None` when the problem is about the file as a whole.
+    pub location: Option<(usize, usize)>,
+    pub reason: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", join_lines(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl ConfigError {
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            ConfigError::Read { path, source } => vec![Diagnostic {
+                file: path.clone(),
+                location: None,
+                reason: format!("cannot read config: {source}"),
+            }],
+            ConfigError::Invalid(d) => d.clone(),
+        }
+    }
+}
+
+fn join_lines(d: &[Diagnostic]) -> String {
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Timeouts, all enforced by the data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tls_handshake: Duration,
+    /// Time a client has to send a complete request head (slowloris guard).
+    pub request_header: Duration,
+    pub client_idle: Duration,
+    pub origin_connect: Duration,
+    /// Time from sending a request to the origin until its response head arrives (504 after).
+    pub origin_response_header: Duration,
+    /// How long in-flight requests may run after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_header_bytes: u32,
+    pub max_uri_bytes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// TCP+TLS (HTTP/1.1, HTTP/2) and, when `http3`, UDP (QUIC) on the same address.
+    pub https: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+    pub http3: bool,
+    pub alt_svc_max_age: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginSettings {
+    pub max_idle_per_endpoint: usize,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub path_prefix: String,
+    pub pool: String,
+}
+
+#[derive(Debug)]
+pub struct Site {
+    pub name: String,
+    pub hosts: Vec<String>,
+    /// `None`: the default certificate is used for this site's names.
+    pub cert: Option<Arc<CertifiedKey>>,
+    pub plain_http: PlainHttp,
+    pub http3: bool,
+    pub max_request_body_bytes: u64,
+    /// Longest prefix first, so the first match wins.
+    pub routes: Vec<Route>,
+}
+
+impl Site {
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| path.starts_with(&r.path_prefix))
+    }
+}
+
+/// One immutable, compiled configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one for every snapshot built in this process.
+    pub version: u64,
+    pub source: PathBuf,
+    pub loaded_at: SystemTime,
+    pub node_name: String,
+    pub listen: Listen,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub origin: OriginSettings,
+    pub default_cert: Option<Arc<CertifiedKey>>,
+    pub sites: Vec<Arc<Site>>,
+    pub pools: BTreeMap<String, Pool>,
+    exact_hosts: HashMap<String, usize>,
+    /// `*.example.com` is stored as `example.com`.
+    wildcard_hosts: HashMap<String, usize>,
+}
+
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+impl Snapshot {
+    /// The site serving `host` (a Host header or SNI name; a port and a trailing dot are ignored,
+    /// case does not matter).
+    pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
+        let host = normalize_host(host);
+        if let Some(&i) = self.exact_hosts.get(host.as_ref()) {
+            return self.sites.get(i);
+        }
+        let mut rest: &str = host.as_ref();
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(&i) = self.wildcard_hosts.get(rest) {
+                return self.sites.get(i);
+            }
+        }
+        None
+    }
+
+    /// The certificate for a TLS handshake: the site's own, else the default one.
+    pub fn cert_for_sni(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        sni.and_then(|name| self.site_for_host(name))
+            .and_then(|site| site.cert.clone())
+            .or_else(|| self.default_cert.clone())
+    }
+}
+
+/// Lower-cases and strips a port and a trailing dot; borrows when nothing changes.
+pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let without_port = if host.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop ":port".
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+            _ => host,
+        }
+    };
+    let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    }
+}
+
+/// Reads, validates and compiles the config file at `path`.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    compile(path, &text)
+}
+
+/// Validates and compiles config `text`; `path` names it in errors and anchors relative paths.
+pub fn compile(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+    let mut cx = Compiler {
+        path,
+        text,
+        base: path.parent().unwrap_or(Path::new(".")),
+        errors: Vec::new(),
+    };
+    let file: schema::File = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let location = e.span().map(|s| cx.line_col(s.start));
+            return Err(ConfigError::Invalid(vec![Diagnostic {
+                file: path.to_path_buf(),
+                location,
+                reason: e.message().trim().to_string(),
+            }]));
+        }
+    };
+    let snapshot = cx.compile(file);
+    if cx.errors.is_empty() {
+        snapshot.ok_or_else(|| ConfigError::Invalid(Vec::new()))
+    } else {
+        Err(ConfigError::Invalid(cx.errors))
+    }
+}
+
+struct Compiler<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+    errors: Vec<Diagnostic>,
+}
+
+impl Compiler<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+        (line, col)
+    }
+
+    fn error(&mut self, span: Range<usize>, reason: impl Into<String>) {
+        let location = if span.is_empty() && span.start == 0 {
+            None
+        } else {
+            Some(self.line_col(span.start))
+        };
+        self.errors.push(Diagnostic {
+            file: self.path.to_path_buf(),
+            location,
+            reason: reason.into(),
+        });
+    }
+
+    fn addrs(&mut self, list: &[Spanned<String>], what: &str) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for a in list {
+            match a.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if out.contains(&addr) => {
+                    self.error(a.span(), format!("duplicate {what} address {addr}"))
+                }
+                Ok(addr) => out.push(addr),
+                Err(_) => self.error(
+                    a.span(),
+                    format!(
+                        "invalid {what} address {:?}: expected IP:PORT, e.g. \"127.0.0.1:8443\" or \"[::1]:8443\"",
+                        a.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn cert(&mut self, cert: &Spanned<String>, key: &Spanned<String>) -> Option<Arc<CertifiedKey>> {
+        let cert_path = self.base.join(cert.get_ref());
+        let key_path = self.base.join(key.get_ref());
+        let chain: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(&cert_path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => {
+                self.error(
+                    cert.span(),
+                    format!("no certificate found in {}", cert_path.display()),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.error(
+                    cert.span(),
+                    format!("cannot load certificate {}: {e}", cert_path.display()),
+                );
+                return None;
+            }
+        };
+        let key_der = match PrivateKeyDer::from_pem_file(&key_path) {
+            Ok(k) => k,
+            Err(e) => {
+                self.error(
+                    key.span(),
+                    format!("cannot load private key {}: {e}", key_path.display()),
+                );
+                return None;
+            }
+        };
+        let signing_key = match rustls::crypto::ring::sign::any_supported_type(&key_der) {
+            Ok(k) => k,
+            Err(e) => {
+                self.error(
+                    key.span(),
+                    format!("unsupported private key {}: {e}", key_path.display()),
+                );
+                return None;
+            }
+        };
+        let ck = CertifiedKey::new(chain, signing_key);
+        if let Err(e) = ck.keys_match() {
+            self.error(
+                key.span(),
+                format!(
+                    "private key {} does not match certificate {}: {e}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            );
+            return None;
+        }
+        Some(Arc::new(ck))
+    }
+
+    fn compile(&mut self, file: schema::File) -> Option<Snapshot> {
+        let node_name = file.node.name.get_ref().trim().to_string();
+        if node_name.is_empty()
+            || !node_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            self.error(
+                file.node.name.span(),
+                "node.name must be a non-empty token of letters, digits, '-', '_' or '.' (it goes into Via)",
+            );
+        }
+
+        let https = self.addrs(&file.listen.https, "https listen");
+        let http = self.addrs(&file.listen.http, "http listen");
+        if https.is_empty() && http.is_empty() {
+            self.error(0..0, "listen: at least one of `https` or `http` must list an address");
+        }
+
+        let default_cert = match &file.tls {
+            Some(t) => self.cert(&t.cert, &t.key),
+            None => None,
+        };
+
+        let mut pools = BTreeMap::new();
+        for (name, pool) in &file.pools {
+            let endpoints = self.addrs(&pool.get_ref().endpoints, "pool endpoint");
+            if pool.get_ref().endpoints.is_empty() {
+                self.error(pool.span(), format!("pool {name:?} has no endpoints"));
+            }
+            pools.insert(
+                name.clone(),
+                Pool {
+                    name: name.clone(),
+                    endpoints,
+                },
+            );
+        }
+
+        let mut sites = Vec::new();
+        let mut exact_hosts = HashMap::new();
+        let mut wildcard_hosts = HashMap::new();
+        let mut site_names: HashMap<String, ()> = HashMap::new();
+        for spanned_site in &file.sites {
+            let s = spanned_site.get_ref();
+            let index = sites.len();
+            if site_names.insert(s.name.get_ref().clone(), ()).is_some() {
+                self.error(
+                    s.name.span(),
+                    format!("duplicate site name {:?}", s.name.get_ref()),
+                );
+            }
+            if s.hosts.is_empty() {
+                self.error(spanned_site.span(), "site has no hosts");
+            }
+            let mut hosts = Vec::new();
+            for h in &s.hosts {
+                let raw = h.get_ref();
+                let valid = !raw.is_empty()
+                    && raw.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*' | b'[' | b']' | b':')
+                    })
+                    && (!raw.contains('*') || (raw.starts_with("*.") && raw[2..].find('*').is_none()));
+                if !valid {
+                    self.error(
+                        h.span(),
+                        format!("invalid host {raw:?}: expected a DNS name, `*.domain` or an IP literal"),
+                    );
+                    continue;
+                }
+                let lower = raw.to_ascii_lowercase();
+                let (table, key) = match lower.strip_prefix("*.") {
+                    Some(rest) => (&mut wildcard_hosts, rest.to_string()),
+                    None => (&mut exact_hosts, lower.clone()),
+                };
+                if table.insert(key, index).is_some() {
+                    self.error(h.span(), format!("duplicate host {raw:?}: it is already served by another site"));
+                }
+                hosts.push(lower);
+            }
+            let cert = match (&s.cert, &s.key) {
+                (Some(c), Some(k)) => self.cert(c, k),
+                (Some(c), None) => {
+                    self.error(c.span(), "site has `cert` but no `key`");
+                    None
+                }
+                (None, Some(k)) => {
+                    self.error(k.span(), "site has `key` but no `cert`");
+                    None
+                }
+                (None, None) => None,
+            };
+            if cert.is_none() && s.cert.is_none() && file.tls.is_none() && !https.is_empty() {
+                self.error(
+                    spanned_site.span(),
+                    format!(
+                        "site {:?} has no certificate and there is no default [tls] certificate",
+                        s.name.get_ref()
+                    ),
+                );
+            }
+            let mut routes = Vec::new();
+            if s.routes.is_empty() {
+                self.error(spanned_site.span(), "site has no routes");
+            }
+            for r in &s.routes {
+                let route = r.get_ref();
+                if !route.path_prefix.starts_with('/') {
+                    self.error(r.span(), format!("path_prefix {:?} must start with '/'", route.path_prefix));
+                }
+                if !pools.contains_key(route.pool.get_ref()) {
+                    self.error(
+                        route.pool.span(),
+                        format!("unknown pool {:?}; defined pools: {:?}", route.pool.get_ref(), pools.keys().collect::<Vec<_>>()),
+                    );
+                }
+                routes.push(Route {
+                    path_prefix: route.path_prefix.clone(),
+                    pool: route.pool.get_ref().clone(),
+                });
+            }
+            routes.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+            sites.push(Arc::new(Site {
+                name: s.name.get_ref().clone(),
+                hosts,
+                cert,
+                plain_http: s.plain_http,
+                http3: s.http3.unwrap_or(file.listen.http3) && file.listen.http3,
+                max_request_body_bytes: s
+                    .max_request_body_bytes
+                    .unwrap_or(file.limits.max_request_body_bytes),
+                routes,
+            }));
+        }
+
+        if file.limits.max_request_header_bytes < 1024 {
+            self.error(0..0, "limits.max_request_header_bytes must be at least 1024");
+        }
+        if file.limits.max_uri_bytes < 64 {
+            self.error(0..0, "limits.max_uri_bytes must be at least 64");
+        }
+
+        if !self.errors.is_empty() {
+            return None;
+        }
+        Some(Snapshot {
+            version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
+            source: self.path.to_path_buf(),
+            loaded_at: SystemTime::now(),
+            node_name,
+            listen: Listen {
+                https,
+                http,
+                http3: file.listen.http3,
+                alt_svc_max_age: file.listen.alt_svc_max_age,
+            },
+            timeouts: Timeouts {
+                tls_handshake: file.timeouts.tls_handshake,
+                request_header: file.timeouts.request_header,
+                client_idle: file.timeouts.client_idle,
+                origin_connect: file.timeouts.origin_connect,
+                origin_response_header: file.timeouts.origin_response_header,
+                shutdown_grace: file.timeouts.shutdown_grace,
+            },
+            limits: Limits {
+                max_request_header_bytes: file.limits.max_request_header_bytes,
+                max_uri_bytes: file.limits.max_uri_bytes,
+            },
+            origin: OriginSettings {
+                max_idle_per_endpoint: file.origin.max_idle_per_endpoint,
+                idle_timeout: file.origin.idle_timeout,
+            },
+            default_cert,
+            sites,
+            pools,
+            exact_hosts,
+            wildcard_hosts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

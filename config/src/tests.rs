@@ -1,0 +1,167 @@
+use super::*;
+
+fn write_cert(dir: &Path, name: &str, host: &str) {
+    let ck = rcgen::generate_simple_self_signed(vec![host.to_string()]).expect("rcgen");
+    std::fs::write(dir.join(format!("{name}.pem")), ck.cert.pem()).expect("write cert");
+    std::fs::write(dir.join(format!("{name}.key")), ck.signing_key.serialize_pem()).expect("write key");
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edge-config-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+const GOOD: &str = r#"
+[node]
+name = "pop-1"
+
+[listen]
+https = ["127.0.0.1:8443", "[::1]:8443"]
+http = ["127.0.0.1:8080"]
+
+[tls]
+cert = "default.pem"
+key = "default.key"
+
+[timeouts]
+origin_response_header = "1500ms"
+
+[pools.app]
+endpoints = ["127.0.0.1:9000", "127.0.0.1:9001"]
+
+[pools.api]
+endpoints = ["127.0.0.1:9100"]
+
+[[sites]]
+name = "app"
+hosts = ["app.example", "*.cdn.example"]
+cert = "app.pem"
+key = "app.key"
+plain_http = "proxy"
+
+[[sites.routes]]
+path_prefix = "/"
+pool = "app"
+
+[[sites.routes]]
+path_prefix = "/api/"
+pool = "api"
+"#;
+
+fn compile_in(dir: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+    compile(&dir.join("edge.toml"), text)
+}
+
+#[test]
+fn good_file_compiles_into_a_snapshot() {
+    let dir = temp_dir("good");
+    write_cert(&dir, "default", "localhost");
+    write_cert(&dir, "app", "app.example");
+    let snap = compile_in(&dir, GOOD).expect("valid config");
+    assert_eq!(snap.node_name, "pop-1");
+    assert_eq!(snap.listen.https.len(), 2);
+    assert_eq!(snap.timeouts.origin_response_header, Duration::from_millis(1500));
+    assert_eq!(snap.pools["app"].endpoints.len(), 2);
+
+    let site = snap.site_for_host("APP.example:8443").expect("host match ignores case and port");
+    assert_eq!(site.name, "app");
+    assert_eq!(site.plain_http, PlainHttp::Proxy);
+    assert_eq!(site.route("/api/v1").map(|r| r.pool.as_str()), Some("api"));
+    assert_eq!(site.route("/index.html").map(|r| r.pool.as_str()), Some("app"));
+    assert!(snap.site_for_host("img.cdn.example").is_some(), "wildcard");
+    assert!(snap.site_for_host("cdn.example").is_none(), "wildcard needs a label");
+    assert!(snap.site_for_host("other.example").is_none());
+
+    // SNI: the site's own certificate, or the default one for unknown names.
+    let app_cert = snap.cert_for_sni(Some("app.example")).expect("cert");
+    let default = snap.cert_for_sni(Some("unknown.example")).expect("default cert");
+    assert_ne!(app_cert.cert[0], default.cert[0]);
+
+    let again = compile_in(&dir, GOOD).expect("valid config");
+    assert!(again.version > snap.version, "versions increase");
+}
+
+/// Each broken file must be refused with a location that points at the culprit.
+#[test]
+fn errors_name_line_column_and_reason() {
+    let dir = temp_dir("bad");
+    write_cert(&dir, "default", "localhost");
+    write_cert(&dir, "app", "app.example");
+    let cases: &[(&str, &str, (usize, usize), &str)] = &[
+        ("unknown key", "[listen]\nhttps = [\"127.0.0.1:1\"]\nhtps = 1\n", (3, 1), "unknown field `htps`"),
+        ("bad address", "[listen]\nhttp = [\"127.0.0.1\"]\n", (2, 9), "invalid http listen address"),
+        ("bad toml", "[listen\nhttp = []\n", (1, 8), ""),
+        ("bad duration", "[listen]\nhttp = [\"127.0.0.1:1\"]\n[timeouts]\nshutdown_grace = \"5 parsecs\"\n", (4, 18), "invalid duration"),
+        (
+            "unknown pool",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a\"]\n[[sites.routes]]\npool = \"nope\"\n",
+            (7, 8),
+            "unknown pool \"nope\"",
+        ),
+        (
+            "duplicate host",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a.example\"]\nroutes = [{ pool = \"p\" }]\n[[sites]]\nname = \"b\"\nhosts = [\"A.example\"]\nroutes = [{ pool = \"p\" }]\n",
+            (11, 10),
+            "duplicate host",
+        ),
+        (
+            "missing cert",
+            "[listen]\nhttps = [\"127.0.0.1:1\"]\n[tls]\ncert = \"missing.pem\"\nkey = \"default.key\"\n",
+            (4, 8),
+            "cannot load certificate",
+        ),
+        (
+            "key does not match",
+            "[listen]\nhttps = [\"127.0.0.1:1\"]\n[tls]\ncert = \"default.pem\"\nkey = \"app.key\"\n",
+            (5, 7),
+            "does not match",
+        ),
+    ];
+    for (name, text, (line, col), reason) in cases {
+        let err = compile_in(&dir, text).expect_err(name);
+        let diags = err.diagnostics();
+        let d = diags.first().unwrap_or_else(|| panic!("{name}: no diagnostic"));
+        assert_eq!(d.location, Some((*line, *col)), "{name}: {d}");
+        assert!(d.reason.contains(reason), "{name}: {d}");
+        assert!(d.to_string().starts_with(&format!("{}:{line}:{col}: ", dir.join("edge.toml").display())), "{name}: {d}");
+    }
+}
+
+#[test]
+fn unreadable_file_is_an_error_not_a_panic() {
+    let err = load(Path::new("/nonexistent/edge.toml")).expect_err("missing file");
+    assert!(err.to_string().contains("/nonexistent/edge.toml"));
+}
+
+#[test]
+fn durations() {
+    let table = [
+        ("250ms", Some(Duration::from_millis(250))),
+        ("10s", Some(Duration::from_secs(10))),
+        ("2m", Some(Duration::from_secs(120))),
+        ("1h", Some(Duration::from_secs(3600))),
+        ("7", Some(Duration::from_secs(7))),
+        ("", None),
+        ("s", None),
+        ("10 weeks", None),
+        ("-1s", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(parse_duration(text).ok(), want, "{text:?}");
+    }
+}
+
+#[test]
+fn host_normalisation() {
+    let table = [
+        ("Example.COM", "example.com"),
+        ("example.com:443", "example.com"),
+        ("example.com.", "example.com"),
+        ("[::1]:8443", "[::1]"),
+        ("127.0.0.1:80", "127.0.0.1"),
+    ];
+    for (input, want) in table {
+        assert_eq!(normalize_host(input), want, "{input}");
+    }
+}
