@@ -1,0 +1,127 @@
+//! Command line: `run`, `check`, `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+use crate::{demo, server};
+
+#[derive(Parser)]
+#[command(name = "edge", version, about = "HTTP/3-first caching edge proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with the given config; reloads on SIGHUP and when the file changes.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Validate a config file; prints file:line:col: reason for each problem.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start a built-in demo origin and an edge in front of it, on loopback.
+    Demo {
+        /// HTTPS (TCP and QUIC) port; 0 picks a free one.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Plain HTTP port; 0 picks a free one.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Where to write the certificate and config (default: a folder under the temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Check { config } => return check(&config),
+        Command::Run { config, workers } => runtime(workers).and_then(|rt| {
+            rt.block_on(server::serve(config, server::print_bound))
+        }),
+        Command::Demo {
+            port,
+            http_port,
+            workers,
+            dir,
+        } => runtime(workers).and_then(|rt| rt.block_on(run_demo(port, http_port, dir))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(s) => {
+            println!(
+                "{}: ok ({} sites, {} pools)",
+                path.display(),
+                s.sites.len(),
+                s.pools.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for d in e.diagnostics() {
+                eprintln!("{d}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_demo(port: u16, http_port: u16, dir: Option<PathBuf>) -> Result<(), Error> {
+    let origin = demo::start_origin().await?;
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("edge-demo-{}", std::process::id()))
+    });
+    let files = demo::write_files(&dir, origin, port, http_port)?;
+    let config = files.config.clone();
+    server::serve(config, |bound| {
+        server::print_bound(bound);
+        demo::print_banner(&files, origin, bound);
+    })
+    .await
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, Error> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name("edge-worker");
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.build().map_err(|source| Error::Io {
+        context: "starting the runtime".into(),
+        source,
+    })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,19 @@
+#![forbid(unsafe_code)]
+//! The edge binary's library: listeners, the request pipeline and the CLI.
+//!
+//! Phases of a request, in order: accept (`tcp`, `quic`) → TLS (`tls`) → route, policy, origin,
+//! response and log (`pipeline`). Process lifecycle (bind, reload, drain) is in `server`.
+
+pub mod body;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod headers;
+pub mod lifecycle;
+pub mod pipeline;
+pub mod quic;
+pub mod server;
+pub mod tcp;
+pub mod tls;
+
+pub use error::Error;

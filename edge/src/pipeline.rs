@@ -1,0 +1,406 @@
+//! The request pipeline. One function per request whose phases read in order:
+//! limits → route → policy → origin → response → log. Each request reads exactly one config
+//! snapshot (`Runtime`), loaded once at its start; a reload never changes a request mid-flight.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use config::{PlainHttp, Site, Snapshot};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use origin_shield::{ClientSettings, OriginClient, OriginError, Pools};
+
+use crate::body::{self, ProxyBody};
+use crate::error::Error;
+use crate::headers;
+
+/// Everything a request needs from one config snapshot, swapped as a whole on reload.
+pub struct Runtime {
+    pub snapshot: Arc<Snapshot>,
+    pub pools: Pools,
+    pub client: OriginClient,
+}
+
+impl Runtime {
+    /// Builds the runtime for `snapshot`, keeping the previous origin client (and so its warm
+    /// connections) when its settings did not change.
+    pub fn new(snapshot: Arc<Snapshot>, previous: Option<&Runtime>) -> Runtime {
+        let settings = ClientSettings::from_snapshot(&snapshot);
+        let client = match previous {
+            Some(p) if p.client.settings == settings => p.client.clone(),
+            _ => OriginClient::new(settings),
+        };
+        Runtime {
+            pools: Pools::from_snapshot(&snapshot),
+            snapshot,
+            client,
+        }
+    }
+}
+
+/// State shared by every connection of the process.
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    pub config_path: PathBuf,
+    /// The port of the first HTTPS listener as bound (config may say 0), for redirects.
+    pub https_port: AtomicU16,
+    id_base: u64,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, config_path: PathBuf) -> Shared {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 40);
+        Shared {
+            runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
+            config_path,
+            https_port: AtomicU16::new(443),
+            id_base: seed,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn swap(&self, snapshot: Snapshot) -> Arc<Runtime> {
+        let next = Arc::new(Runtime::new(Arc::new(snapshot), Some(&self.runtime.load())));
+        self.runtime.store(next.clone());
+        next
+    }
+
+    fn next_request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}", self.id_base.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Quic,
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub transport: Transport,
+    /// The `Alt-Svc` value this listener advertises on TCP responses (None: no HTTP/3 here).
+    pub alt_svc: Option<HeaderValue>,
+}
+
+/// The per-request context, filled in as the phases run.
+struct RequestCtx {
+    id: String,
+    start: Instant,
+    method: Method,
+    version: Version,
+    path: String,
+    site: Option<Arc<Site>>,
+    pool: Option<String>,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<ProxyBody>,
+) -> Response<ProxyBody> {
+    let rt = shared.runtime();
+    let mut ctx = RequestCtx {
+        id: shared.next_request_id(),
+        start: Instant::now(),
+        method: req.method().clone(),
+        version: req.version(),
+        path: req.uri().path().to_string(),
+        site: None,
+        pool: None,
+    };
+    let mut resp = match proxy(&shared, &rt, &conn, &mut ctx, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let status = e.status(conn.tls);
+            if status.is_server_error() {
+                tracing::warn!(request_id = %ctx.id, status = status.as_u16(), error = %e, "request failed");
+            } else {
+                tracing::info!(request_id = %ctx.id, status = status.as_u16(), error = %e, "request rejected");
+            }
+            error_response(status, e.public_message(), &ctx.id)
+        }
+    };
+    finish_response(&conn, &ctx, &mut resp);
+    tracing::info!(
+        target: "access",
+        request_id = %ctx.id,
+        client = %conn.peer,
+        proto = headers::via_protocol(ctx.version),
+        method = %ctx.method,
+        path = %ctx.path,
+        site = ctx.site.as_ref().map_or("-", |s| s.name.as_str()),
+        pool = ctx.pool.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        head_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+        config_version = rt.snapshot.version,
+    );
+    resp
+}
+
+async fn proxy(
+    shared: &Shared,
+    rt: &Runtime,
+    conn: &ConnInfo,
+    ctx: &mut RequestCtx,
+    req: Request<ProxyBody>,
+) -> Result<Response<ProxyBody>, Error> {
+    let snap = &rt.snapshot;
+
+    // Phase: limits that do not depend on the site.
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > snap.limits.max_uri_bytes as usize {
+        return Err(Error::UriTooLong {
+            len: uri_len,
+            limit: snap.limits.max_uri_bytes,
+        });
+    }
+    let header_len = headers::header_block_size(req.headers());
+    if header_len > snap.limits.max_request_header_bytes as usize {
+        return Err(Error::HeadersTooLarge {
+            len: header_len,
+            limit: snap.limits.max_request_header_bytes,
+        });
+    }
+
+    // Phase: route. `:authority` (HTTP/2, HTTP/3, absolute-form) wins over Host (RFC 9110 §7.2).
+    let host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).map_err(|_| Error::BadRequest("invalid authority"))?,
+        None => req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .ok_or(Error::BadRequest("missing Host header"))?,
+    };
+    let host_str = host
+        .to_str()
+        .map_err(|_| Error::BadRequest("Host is not visible ASCII"))?;
+    let site = snap
+        .site_for_host(host_str)
+        .ok_or_else(|| Error::UnknownHost(host_str.to_string()))?
+        .clone();
+    ctx.site = Some(site.clone());
+
+    // Phase: policy.
+    if !conn.tls && site.plain_http == PlainHttp::Redirect {
+        return Ok(redirect_to_https(
+            host_str,
+            shared.https_port.load(Ordering::Relaxed),
+            req.uri(),
+        ));
+    }
+    let route = site.route(req.uri().path()).ok_or(Error::NoRoute)?;
+    ctx.pool = Some(route.pool.clone());
+    let pool = rt
+        .pools
+        .get(&route.pool)
+        .ok_or_else(|| Error::NoPool(route.pool.clone()))?;
+    let max_body = site.max_request_body_bytes;
+    if let Some(len) = content_length(req.headers())
+        && len > max_body
+    {
+        return Err(Error::BodyTooLarge { limit: max_body });
+    }
+
+    // Phase: origin request.
+    let (mut parts, body) = req.into_parts();
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let upgrade_proto = parts.headers.get(header::UPGRADE).cloned();
+    let wants_upgrade = headers::strip_hop_by_hop(&mut parts.headers);
+    let upgrade = match (wants_upgrade, upgrade_proto, &client_upgrade) {
+        (true, Some(proto), Some(_)) if parts.version == Version::HTTP_11 => {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, proto);
+            true
+        }
+        _ => false,
+    };
+    if parts.version >= Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
+    }
+    let via = format!("{} {}", headers::via_protocol(parts.version), snap.node_name);
+    headers::add_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        if conn.tls { "https" } else { "http" },
+        &host,
+        &via,
+    );
+    parts.headers.insert(header::HOST, host);
+    if !parts.headers.contains_key(&headers::X_REQUEST_ID)
+        && let Ok(v) = HeaderValue::from_str(&ctx.id)
+    {
+        parts.headers.insert(&headers::X_REQUEST_ID, v);
+    }
+    let body = if body.is_end_stream() {
+        body
+    } else {
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync()
+    };
+    let origin_req = Request::from_parts(parts, body);
+    let mut resp = rt
+        .client
+        .send(pool, origin_req, snap.timeouts.origin_response_header)
+        .await
+        .map_err(|e| match e.find_source::<LengthLimitError>() {
+            Some(_) => Error::BodyTooLarge { limit: max_body },
+            None => Error::Origin(e),
+        })?;
+
+    // Phase: response.
+    if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let origin_upgrade = hyper::upgrade::on(&mut resp);
+        if let Some(client_upgrade) = client_upgrade {
+            tokio::spawn(tunnel(client_upgrade, origin_upgrade, ctx.id.clone()));
+        }
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, body::empty()));
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_list(
+        &mut parts.headers,
+        &header::VIA,
+        &format!("1.1 {}", snap.node_name),
+    );
+    Ok(Response::from_parts(parts, body::incoming(body)))
+}
+
+/// Bytes flow both ways after a `101 Switching Protocols` (WebSocket) until either side closes.
+async fn tunnel(client: OnUpgrade, origin: OnUpgrade, id: String) {
+    let (client, origin) = match tokio::try_join!(client, origin) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::info!(request_id = %id, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut origin = TokioIo::new(origin);
+    match tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+        Ok((up, down)) => tracing::debug!(request_id = %id, up, down, "tunnel closed"),
+        Err(e) => tracing::debug!(request_id = %id, error = %e, "tunnel aborted"),
+    }
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<ProxyBody> {
+    let bare = config::normalize_host(host);
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{bare}{port}{path}");
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn error_response(status: StatusCode, message: &str, id: &str) -> Response<ProxyBody> {
+    let text = format!(
+        "{} {}\n{message}\nrequest-id: {id}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut resp = Response::new(body::full(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The unread request body makes the connection unusable for another request.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn finish_response(conn: &ConnInfo, ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+        h.insert(&headers::X_REQUEST_ID, v);
+    }
+    if conn.transport == Transport::Tcp
+        && let Some(alt_svc) = &conn.alt_svc
+        && ctx.site.as_ref().is_some_and(|s| s.http3)
+    {
+        h.insert(header::ALT_SVC, alt_svc.clone());
+    }
+}
+
+impl Error {
+    pub fn status(&self, tls: bool) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            // Over TLS the connection may have been reused for a name we do not serve
+            // (RFC 9110 §15.5.20); over plain HTTP there is simply nothing here.
+            Error::UnknownHost(_) if tls => StatusCode::MISDIRECTED_REQUEST,
+            Error::UnknownHost(_) | Error::NoRoute => StatusCode::NOT_FOUND,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::NoPool(_) => StatusCode::BAD_GATEWAY,
+            Error::Origin(o) => match o {
+                OriginError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                OriginError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the client is told: no internal addresses, no config details.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Error::BadRequest(m) => m,
+            Error::UriTooLong { .. } => "the request URI is too long",
+            Error::HeadersTooLarge { .. } => "the request header block is too large",
+            Error::UnknownHost(_) => "this server does not serve that host",
+            Error::NoRoute => "no route for this path",
+            Error::BodyTooLarge { .. } => "the request body is too large",
+            Error::NoPool(_) => "the site's origin pool is not configured",
+            Error::Origin(o) => match o {
+                OriginError::Timeout { .. } => "the origin did not respond in time",
+                OriginError::Connect { .. } | OriginError::NoEndpoint { .. } => {
+                    "the origin could not be reached"
+                }
+                OriginError::ClientBody { .. } => "the request body could not be read",
+                OriginError::Protocol { .. } => "the origin failed to answer",
+            },
+            _ => "internal error",
+        }
+    }
+}

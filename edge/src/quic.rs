@@ -1,0 +1,179 @@
+//! The QUIC listener: HTTP/3 over quinn + h3. The endpoint lives for the whole process and its
+//! TLS certificates are resolved per handshake, so reloads never touch open QUIC connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use h3::error::Code;
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use crate::body::{self, H3RequestBody, ProxyBody};
+use crate::lifecycle::{Tracker, shutting_down};
+use crate::pipeline::{self, ConnInfo, Shared, Transport};
+
+pub struct QuicServer {
+    pub endpoint: quinn::Endpoint,
+    pub local: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub tracker: Tracker,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl QuicServer {
+    pub async fn run(mut self) {
+        loop {
+            let incoming = tokio::select! {
+                i = self.endpoint.accept() => i,
+                _ = shutting_down(&mut self.shutdown) => break,
+            };
+            let Some(incoming) = incoming else { break };
+            let guard = self.tracker.enter();
+            let shared = self.shared.clone();
+            let shutdown = self.shutdown.clone();
+            let local = self.local;
+            tokio::spawn(async move {
+                let _guard = guard;
+                let peer = incoming.remote_address();
+                if let Err(e) = serve_connection(incoming, local, shared, shutdown).await {
+                    tracing::debug!(client = %peer, error = %e, "QUIC connection ended");
+                }
+            });
+        }
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let snap = shared.runtime().snapshot.clone();
+    let conn = tokio::time::timeout(snap.timeouts.tls_handshake, incoming).await??;
+    let info = Arc::new(ConnInfo {
+        peer: conn.remote_address(),
+        local,
+        tls: true,
+        transport: Transport::Quic,
+        alt_svc: None,
+    });
+    let mut h3 = h3::server::builder()
+        .max_field_section_size(u64::from(snap.limits.max_request_header_bytes) * 2)
+        .build::<_, Bytes>(h3_quinn::Connection::new(conn))
+        .await?;
+    let mut draining = false;
+    loop {
+        let accepted = if draining {
+            h3.accept().await
+        } else {
+            tokio::select! {
+                a = h3.accept() => a,
+                _ = shutting_down(&mut shutdown) => {
+                    draining = true;
+                    // GOAWAY: requests already accepted finish, new ones go elsewhere.
+                    h3.shutdown(1).await?;
+                    continue;
+                }
+            }
+        };
+        match accepted {
+            Ok(Some(resolver)) => {
+                let shared = shared.clone();
+                let info = info.clone();
+                tokio::spawn(async move {
+                    match resolver.resolve_request().await {
+                        Ok((req, stream)) => serve_request(req, stream, info, shared).await,
+                        Err(e) => tracing::debug!(error = %e, "bad HTTP/3 request"),
+                    }
+                });
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                if e.is_h3_no_error() {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+async fn serve_request(
+    req: Request<()>,
+    stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) {
+    let (mut send, recv) = stream.split();
+    let content_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Without a length, a bodiless method gets an empty body so the origin request is not sent
+    // chunked; other methods stream whatever arrives until the client ends the stream.
+    let bodiless = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::DELETE
+    );
+    let body: ProxyBody = if content_length.is_none() && bodiless {
+        body::empty()
+    } else {
+        H3RequestBody::new(recv, content_length).boxed_unsync()
+    };
+    let is_head = req.method() == Method::HEAD;
+    let resp = pipeline::handle(shared, info, req.map(|()| body)).await;
+    let (mut parts, mut body) = resp.into_parts();
+    // Connection-specific fields are forbidden in HTTP/3 (RFC 9114 §4.2).
+    parts.headers.remove(header::CONNECTION);
+    if let Err(e) = send
+        .send_response(Response::from_parts(parts, ()))
+        .await
+    {
+        tracing::debug!(error = %e, "HTTP/3 response head not sent");
+        return;
+    }
+    if !is_head {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => {
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if let Err(e) = send.send_data(data).await {
+                            tracing::debug!(error = %e, "HTTP/3 client went away");
+                            return;
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers()
+                            && let Err(e) = send.send_trailers(trailers).await
+                        {
+                            tracing::debug!(error = %e, "HTTP/3 trailers not sent");
+                            return;
+                        }
+                    }
+                },
+                Err(e) => {
+                    // The origin failed mid-body: reset the stream so the client sees an abort,
+                    // never a clean but short response.
+                    tracing::warn!(error = %e, "origin body failed; resetting HTTP/3 stream");
+                    send.stop_stream(Code::H3_INTERNAL_ERROR);
+                    return;
+                }
+            }
+        }
+    }
+    if let Err(e) = send.finish().await {
+        tracing::debug!(error = %e, "HTTP/3 stream not finished");
+    }
+}
+
+/// `h3=":PORT"; ma=SECONDS`
+pub fn alt_svc_value(port: u16, max_age: u32) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("h3=\":{port}\"; ma={max_age}")).ok()
+}

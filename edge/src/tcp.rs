@@ -1,0 +1,132 @@
+//! TCP listeners: TLS (HTTP/1.1 and HTTP/2 by ALPN) and plain HTTP.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::body;
+use crate::lifecycle::{Tracker, shutting_down};
+use crate::pipeline::{self, ConnInfo, Shared, Transport};
+
+pub struct TcpServer {
+    pub listener: TcpListener,
+    pub shared: Arc<Shared>,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsAcceptor>,
+    pub alt_svc: Option<HeaderValue>,
+    pub tracker: Tracker,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl TcpServer {
+    pub async fn run(mut self) {
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = shutting_down(&mut self.shutdown) => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let local = match stream.local_addr() {
+                Ok(a) => a,
+                Err(_) => continue,
+            };
+            let info = Arc::new(ConnInfo {
+                peer,
+                local,
+                tls: self.tls.is_some(),
+                transport: Transport::Tcp,
+                alt_svc: self.alt_svc.clone(),
+            });
+            let shared = self.shared.clone();
+            let tls = self.tls.clone();
+            let guard = self.tracker.enter();
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                match tls {
+                    None => serve_connection(stream, info, shared, shutdown).await,
+                    Some(acceptor) => {
+                        let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
+                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => serve_connection(tls, info, shared, shutdown).await,
+                            Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let snap = shared.runtime().snapshot.clone();
+    let header_limit = snap.limits.max_request_header_bytes as usize;
+    let uri_limit = snap.limits.max_uri_bytes as usize;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own limits sit above ours so that the pipeline answers with a body and a request
+    // id; past them hyper still answers 431/414 itself.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.timeouts.request_header)
+        .max_buf_size((header_limit + uri_limit) * 2 + 8192)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move {
+            Ok::<_, Infallible>(pipeline::handle(shared, info, req.map(body::incoming)).await)
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "connection ended with error");
+            }
+            return;
+        }
+        _ = shutting_down(&mut shutdown) => {
+            // HTTP/2: GOAWAY; HTTP/1.1: close after the response in flight.
+            conn.as_mut().graceful_shutdown();
+        }
+    }
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with error during shutdown");
+    }
+}

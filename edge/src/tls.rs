@@ -1,0 +1,73 @@
+//! TLS for both transports. Certificates are resolved per handshake from the current snapshot, so
+//! a reload changes certificates without touching listeners or open connections.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+
+use crate::error::Error;
+use crate::pipeline::Shared;
+
+pub struct SniResolver {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SniResolver")
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.shared
+            .runtime()
+            .snapshot
+            .cert_for_sni(hello.server_name())
+    }
+}
+
+fn base_config(
+    shared: &Arc<Shared>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ServerConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver {
+            shared: shared.clone(),
+        }));
+    // Resumption both ways: stateless tickets (TLS 1.2 and 1.3) and a server-side cache.
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
+    cfg.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    Ok(cfg)
+}
+
+/// TCP: TLS 1.2 and 1.3, ALPN h2 then http/1.1.
+pub fn tcp_config(shared: &Arc<Shared>) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let mut cfg = base_config(shared, &[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// QUIC: TLS 1.3 only, ALPN h3, 0-RTT allowed.
+pub fn quic_config(shared: &Arc<Shared>, idle: Duration) -> Result<quinn::ServerConfig, Error> {
+    let mut cfg = base_config(shared, &[&rustls::version::TLS13])?;
+    cfg.alpn_protocols = vec![b"h3".to_vec()];
+    cfg.max_early_data_size = u32::MAX;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(256u32.into());
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
