@@ -1,0 +1,301 @@
+//! An instrumented HTTP/1.1 origin on loopback: counts requests per path and connections, and
+//! misbehaves on request (slow heads, bodies that die half-way, WebSocket echo).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::{Fnv, pattern_byte};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
+
+#[derive(Default)]
+struct Stats {
+    hits: Mutex<HashMap<String, u64>>,
+    connections: AtomicU64,
+}
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let stats = Arc::new(Stats::default());
+        let s = stats.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                s.connections.fetch_add(1, Ordering::Relaxed);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(respond(req, s).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Origin { addr, stats, task }
+    }
+
+    /// Requests seen for `path` (without query).
+    pub fn hits(&self, path: &str) -> u64 {
+        self.stats
+            .hits
+            .lock()
+            .expect("stats lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.stats.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An address where nothing listens (connection refused).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+fn query_num(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<OriginBody> {
+    let body: Bytes = body.into();
+    let mut r = Response::new(
+        http_body_util::Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<OriginBody> {
+    let path = req.uri().path().to_string();
+    *stats
+        .hits
+        .lock()
+        .expect("stats lock")
+        .entry(path.clone())
+        .or_default() += 1;
+
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let len: u64 = n.parse().unwrap_or(0);
+        let mut r = Response::new(PatternBody { pos: 0, len }.boxed_unsync());
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return r;
+    }
+    match path.as_str() {
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut hash = Fnv::default();
+            let mut len = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            hash.update(d);
+                            len += d.len() as u64;
+                        }
+                    }
+                    Err(e) => return text(StatusCode::BAD_REQUEST, format!("body error: {e}")),
+                }
+            }
+            text(StatusCode::OK, format!("len={len} fnv={:016x}", hash.0))
+        }
+        "/headers" => {
+            let mut out = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+            for (name, value) in req.headers() {
+                out.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("<binary>")));
+            }
+            let mut r = text(StatusCode::OK, out);
+            // Hop-by-hop headers the edge must strip on the way back.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("x-origin-private"));
+            r.headers_mut()
+                .insert("x-origin-private", HeaderValue::from_static("secret"));
+            r.headers_mut()
+                .insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            r
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query_num(&req, "ms", 5000))).await;
+            text(StatusCode::OK, "slow")
+        }
+        "/die" => {
+            // Promise 1 MiB, send 64 KiB, then fail: the edge must abort, not end cleanly.
+            let (tx, rx) = mpsc::channel(2);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Bytes::from(vec![b'x'; 64 * 1024]))).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx.send(Err("origin died".into())).await;
+            });
+            let mut r = Response::new(ChannelBody { rx }.boxed_unsync());
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(1024 * 1024u64));
+            r
+        }
+        "/drip" => {
+            // `chunks` × 64 KiB, one every `ms`: a long download for reload and drain tests.
+            let chunks = query_num(&req, "chunks", 20);
+            let ms = query_num(&req, "ms", 100);
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(async move {
+                for i in 0..chunks {
+                    let chunk: Vec<u8> = (i * 65536..(i + 1) * 65536).map(pattern_byte).collect();
+                    if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            });
+            let mut r = Response::new(ChannelBody { rx }.boxed_unsync());
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(chunks * 65536));
+            r
+        }
+        "/ws" => {
+            let is_ws = req
+                .headers()
+                .get(header::UPGRADE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+            if !is_ws {
+                return text(StatusCode::BAD_REQUEST, "expected a websocket upgrade");
+            }
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 4096];
+                // Echo, prefixed so the test knows the origin (not the edge) answered.
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut out = b"echo:".to_vec();
+                    out.extend_from_slice(&buf[..n]);
+                    if io.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut r = Response::new(
+                http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            r
+        }
+        _ => text(StatusCode::OK, format!("ok {path}")),
+    }
+}
+
+struct PatternBody {
+    pos: u64,
+    len: u64,
+}
+
+impl Body for PatternBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.pos >= self.len {
+            return Poll::Ready(None);
+        }
+        let end = (self.pos + 64 * 1024).min(self.len);
+        let chunk: Vec<u8> = (self.pos..end).map(pattern_byte).collect();
+        self.pos = end;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pos >= self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len - self.pos)
+    }
+}
+
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
