@@ -190,16 +190,27 @@ impl Conn {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, String> {
-        let authority = format!("{}:{}", self.target.host, self.target.addr.port());
+        // A `host` header overrides the Host / :authority (SNI stays the target's name).
+        let host_override = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.to_string());
+        let authority = host_override
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.target.host, self.target.addr.port()));
         let mut b = Request::builder().method(method);
         b = match self.proto {
-            Proto::H1 | Proto::Plain => b.uri(path).header("host", &self.target.host),
+            Proto::H1 | Proto::Plain => b
+                .uri(path)
+                .header("host", host_override.as_deref().unwrap_or(&self.target.host)),
             Proto::H2 | Proto::H3 => b
                 .uri(format!("https://{authority}{path}"))
                 .version(if self.proto == Proto::H2 { Version::HTTP_2 } else { Version::HTTP_3 }),
         };
         for (k, v) in headers {
-            b = b.header(*k, *v);
+            if !k.eq_ignore_ascii_case("host") {
+                b = b.header(*k, *v);
+            }
         }
         match &mut self.inner {
             Inner::H1(send) => {

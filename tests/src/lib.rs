@@ -319,6 +319,7 @@ key = "default.key"
 
 [timeouts]
 origin_response_header = "2s"
+request_header = "1s"
 shutdown_grace = "10s"
 
 [limits]
