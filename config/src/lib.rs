@@ -108,6 +108,13 @@ pub struct OriginSettings {
     pub idle_timeout: Duration,
 }
 
+/// How the running process notices a changed file (SIGHUP always reloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    pub watch_file: bool,
+    pub poll_interval: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
     pub name: String,
@@ -135,7 +142,9 @@ pub struct Site {
 
 impl Site {
     pub fn route(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| path.starts_with(&r.path_prefix))
+        self.routes
+            .iter()
+            .find(|r| path.starts_with(&r.path_prefix))
     }
 }
 
@@ -151,6 +160,7 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub origin: OriginSettings,
+    pub reload: Reload,
     pub default_cert: Option<Arc<CertifiedKey>>,
     pub sites: Vec<Arc<Site>>,
     pub pools: BTreeMap<String, Pool>,
@@ -256,7 +266,10 @@ impl Compiler<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
         (line, col)
     }
 
@@ -366,7 +379,10 @@ impl Compiler<'_> {
         let https = self.addrs(&file.listen.https, "https listen");
         let http = self.addrs(&file.listen.http, "http listen");
         if https.is_empty() && http.is_empty() {
-            self.error(0..0, "listen: at least one of `https` or `http` must list an address");
+            self.error(
+                0..0,
+                "listen: at least one of `https` or `http` must list an address",
+            );
         }
 
         let default_cert = match &file.tls {
@@ -410,13 +426,17 @@ impl Compiler<'_> {
                 let raw = h.get_ref();
                 let valid = !raw.is_empty()
                     && raw.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*' | b'[' | b']' | b':')
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'-' | b'.' | b'*' | b'[' | b']' | b':')
                     })
-                    && (!raw.contains('*') || (raw.starts_with("*.") && raw[2..].find('*').is_none()));
+                    && (!raw.contains('*')
+                        || (raw.starts_with("*.") && raw[2..].find('*').is_none()));
                 if !valid {
                     self.error(
                         h.span(),
-                        format!("invalid host {raw:?}: expected a DNS name, `*.domain` or an IP literal"),
+                        format!(
+                            "invalid host {raw:?}: expected a DNS name, `*.domain` or an IP literal"
+                        ),
                     );
                     continue;
                 }
@@ -426,7 +446,10 @@ impl Compiler<'_> {
                     None => (&mut exact_hosts, lower.clone()),
                 };
                 if table.insert(key, index).is_some() {
-                    self.error(h.span(), format!("duplicate host {raw:?}: it is already served by another site"));
+                    self.error(
+                        h.span(),
+                        format!("duplicate host {raw:?}: it is already served by another site"),
+                    );
                 }
                 hosts.push(lower);
             }
@@ -458,12 +481,19 @@ impl Compiler<'_> {
             for r in &s.routes {
                 let route = r.get_ref();
                 if !route.path_prefix.starts_with('/') {
-                    self.error(r.span(), format!("path_prefix {:?} must start with '/'", route.path_prefix));
+                    self.error(
+                        r.span(),
+                        format!("path_prefix {:?} must start with '/'", route.path_prefix),
+                    );
                 }
                 if !pools.contains_key(route.pool.get_ref()) {
                     self.error(
                         route.pool.span(),
-                        format!("unknown pool {:?}; defined pools: {:?}", route.pool.get_ref(), pools.keys().collect::<Vec<_>>()),
+                        format!(
+                            "unknown pool {:?}; defined pools: {:?}",
+                            route.pool.get_ref(),
+                            pools.keys().collect::<Vec<_>>()
+                        ),
                     );
                 }
                 routes.push(Route {
@@ -471,7 +501,7 @@ impl Compiler<'_> {
                     pool: route.pool.get_ref().clone(),
                 });
             }
-            routes.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+            routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
             sites.push(Arc::new(Site {
                 name: s.name.get_ref().clone(),
                 hosts,
@@ -486,10 +516,17 @@ impl Compiler<'_> {
         }
 
         if file.limits.max_request_header_bytes < 1024 {
-            self.error(0..0, "limits.max_request_header_bytes must be at least 1024");
+            self.error(
+                0..0,
+                "limits.max_request_header_bytes must be at least 1024",
+            );
         }
         if file.limits.max_uri_bytes < 64 {
             self.error(0..0, "limits.max_uri_bytes must be at least 64");
+        }
+
+        if file.reload.poll_interval < Duration::from_millis(100) {
+            self.error(0..0, "reload.poll_interval must be at least 100ms");
         }
 
         if !self.errors.is_empty() {
@@ -521,6 +558,10 @@ impl Compiler<'_> {
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,
                 idle_timeout: file.origin.idle_timeout,
+            },
+            reload: Reload {
+                watch_file: file.reload.watch_file,
+                poll_interval: file.reload.poll_interval,
             },
             default_cert,
             sites,

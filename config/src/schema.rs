@@ -21,6 +21,8 @@ pub struct File {
     #[serde(default)]
     pub origin: Origin,
     #[serde(default)]
+    pub reload: Reload,
+    #[serde(default)]
     pub pools: BTreeMap<String, Spanned<Pool>>,
     #[serde(default)]
     pub sites: Vec<Spanned<Site>>,
@@ -131,6 +133,23 @@ impl Default for Origin {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reload {
+    pub watch_file: bool,
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Reload {
+            watch_file: true,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     pub endpoints: Vec<Spanned<String>>,
@@ -199,9 +218,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. \"250ms\", \"10s\", \"2m\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected e.g. \"250ms\", \"10s\", \"2m\"")
+    })?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),

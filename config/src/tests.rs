@@ -3,7 +3,11 @@ use super::*;
 fn write_cert(dir: &Path, name: &str, host: &str) {
     let ck = rcgen::generate_simple_self_signed(vec![host.to_string()]).expect("rcgen");
     std::fs::write(dir.join(format!("{name}.pem")), ck.cert.pem()).expect("write cert");
-    std::fs::write(dir.join(format!("{name}.key")), ck.signing_key.serialize_pem()).expect("write key");
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        ck.signing_key.serialize_pem(),
+    )
+    .expect("write key");
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -61,21 +65,34 @@ fn good_file_compiles_into_a_snapshot() {
     let snap = compile_in(&dir, GOOD).expect("valid config");
     assert_eq!(snap.node_name, "pop-1");
     assert_eq!(snap.listen.https.len(), 2);
-    assert_eq!(snap.timeouts.origin_response_header, Duration::from_millis(1500));
+    assert_eq!(
+        snap.timeouts.origin_response_header,
+        Duration::from_millis(1500)
+    );
     assert_eq!(snap.pools["app"].endpoints.len(), 2);
 
-    let site = snap.site_for_host("APP.example:8443").expect("host match ignores case and port");
+    let site = snap
+        .site_for_host("APP.example:8443")
+        .expect("host match ignores case and port");
     assert_eq!(site.name, "app");
     assert_eq!(site.plain_http, PlainHttp::Proxy);
     assert_eq!(site.route("/api/v1").map(|r| r.pool.as_str()), Some("api"));
-    assert_eq!(site.route("/index.html").map(|r| r.pool.as_str()), Some("app"));
+    assert_eq!(
+        site.route("/index.html").map(|r| r.pool.as_str()),
+        Some("app")
+    );
     assert!(snap.site_for_host("img.cdn.example").is_some(), "wildcard");
-    assert!(snap.site_for_host("cdn.example").is_none(), "wildcard needs a label");
+    assert!(
+        snap.site_for_host("cdn.example").is_none(),
+        "wildcard needs a label"
+    );
     assert!(snap.site_for_host("other.example").is_none());
 
     // SNI: the site's own certificate, or the default one for unknown names.
     let app_cert = snap.cert_for_sni(Some("app.example")).expect("cert");
-    let default = snap.cert_for_sni(Some("unknown.example")).expect("default cert");
+    let default = snap
+        .cert_for_sni(Some("unknown.example"))
+        .expect("default cert");
     assert_ne!(app_cert.cert[0], default.cert[0]);
 
     let again = compile_in(&dir, GOOD).expect("valid config");
@@ -89,10 +106,25 @@ fn errors_name_line_column_and_reason() {
     write_cert(&dir, "default", "localhost");
     write_cert(&dir, "app", "app.example");
     let cases: &[(&str, &str, (usize, usize), &str)] = &[
-        ("unknown key", "[listen]\nhttps = [\"127.0.0.1:1\"]\nhtps = 1\n", (3, 1), "unknown field `htps`"),
-        ("bad address", "[listen]\nhttp = [\"127.0.0.1\"]\n", (2, 9), "invalid http listen address"),
+        (
+            "unknown key",
+            "[listen]\nhttps = [\"127.0.0.1:1\"]\nhtps = 1\n",
+            (3, 1),
+            "unknown field `htps`",
+        ),
+        (
+            "bad address",
+            "[listen]\nhttp = [\"127.0.0.1\"]\n",
+            (2, 9),
+            "invalid http listen address",
+        ),
         ("bad toml", "[listen\nhttp = []\n", (1, 8), ""),
-        ("bad duration", "[listen]\nhttp = [\"127.0.0.1:1\"]\n[timeouts]\nshutdown_grace = \"5 parsecs\"\n", (4, 18), "invalid duration"),
+        (
+            "bad duration",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[timeouts]\nshutdown_grace = \"5 parsecs\"\n",
+            (4, 18),
+            "invalid duration",
+        ),
         (
             "unknown pool",
             "[listen]\nhttp = [\"127.0.0.1:1\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a\"]\n[[sites.routes]]\npool = \"nope\"\n",
@@ -121,10 +153,18 @@ fn errors_name_line_column_and_reason() {
     for (name, text, (line, col), reason) in cases {
         let err = compile_in(&dir, text).expect_err(name);
         let diags = err.diagnostics();
-        let d = diags.first().unwrap_or_else(|| panic!("{name}: no diagnostic"));
+        let d = diags
+            .first()
+            .unwrap_or_else(|| panic!("{name}: no diagnostic"));
         assert_eq!(d.location, Some((*line, *col)), "{name}: {d}");
         assert!(d.reason.contains(reason), "{name}: {d}");
-        assert!(d.to_string().starts_with(&format!("{}:{line}:{col}: ", dir.join("edge.toml").display())), "{name}: {d}");
+        assert!(
+            d.to_string().starts_with(&format!(
+                "{}:{line}:{col}: ",
+                dir.join("edge.toml").display()
+            )),
+            "{name}: {d}"
+        );
     }
 }
 

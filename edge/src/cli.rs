@@ -51,9 +51,9 @@ pub fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Check { config } => return check(&config),
-        Command::Run { config, workers } => runtime(workers).and_then(|rt| {
-            rt.block_on(server::serve(config, server::print_bound))
-        }),
+        Command::Run { config, workers } => {
+            runtime(workers).and_then(|rt| rt.block_on(server::serve(config, server::print_bound)))
+        }
         Command::Demo {
             port,
             http_port,
@@ -92,9 +92,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 async fn run_demo(port: u16, http_port: u16, dir: Option<PathBuf>) -> Result<(), Error> {
     let origin = demo::start_origin().await?;
-    let dir = dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("edge-demo-{}", std::process::id()))
-    });
+    let dir = dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("edge-demo-{}", std::process::id())));
     let files = demo::write_files(&dir, origin, port, http_port)?;
     let config = files.config.clone();
     server::serve(config, |bound| {

@@ -90,82 +90,97 @@ pub async fn start_origin() -> Result<SocketAddr, Error> {
 
 async fn origin_response(req: Request<Incoming>) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
-    let (status, ctype, cache, body): (StatusCode, &str, &str, ProxyBody) = match (req.method(), path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/" | "/index.html") => (
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            "public, max-age=60",
-            body::full(INDEX),
-        ),
-        (&Method::GET | &Method::HEAD, "/static/app.css") => (
-            StatusCode::OK,
-            "text/css",
-            "public, max-age=31536000, immutable",
-            body::full(CSS),
-        ),
-        (&Method::GET | &Method::HEAD, "/static/app.js") => (
-            StatusCode::OK,
-            "text/javascript",
-            "public, max-age=31536000, immutable",
-            body::full(JS),
-        ),
-        (&Method::GET | &Method::HEAD, "/img/logo.svg") => (
-            StatusCode::OK,
-            "image/svg+xml",
-            "public, max-age=86400",
-            body::full(SVG),
-        ),
-        (&Method::GET | &Method::HEAD, "/img/pixel.png") => (
-            StatusCode::OK,
-            "image/png",
-            "public, max-age=86400",
-            body::full(Bytes::from_static(PNG)),
-        ),
-        (&Method::GET | &Method::HEAD, "/api/time") => (
-            StatusCode::OK,
-            "application/json",
-            "no-store",
-            body::full(format!("{{\"unix_ms\":{}}}\n", unix_ms())),
-        ),
-        (&Method::GET | &Method::HEAD, "/api/items") => (
-            StatusCode::OK,
-            "application/json",
-            "public, max-age=5, stale-while-revalidate=30, stale-if-error=300",
-            body::full("[{\"id\":1,\"name\":\"apple\"},{\"id\":2,\"name\":\"pear\"}]\n"),
-        ),
-        (&Method::POST, "/api/echo") => {
-            let upload = req.into_body().collect().await.map(|c| c.to_bytes());
-            match upload {
-                Ok(bytes) => (StatusCode::OK, "application/octet-stream", "no-store", body::full(bytes)),
-                Err(_) => (StatusCode::BAD_REQUEST, "text/plain", "no-store", body::full("bad body\n")),
+    let (status, ctype, cache, body): (StatusCode, &str, &str, ProxyBody) =
+        match (req.method(), path.as_str()) {
+            (&Method::GET | &Method::HEAD, "/" | "/index.html") => (
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                "public, max-age=60",
+                body::full(INDEX),
+            ),
+            (&Method::GET | &Method::HEAD, "/static/app.css") => (
+                StatusCode::OK,
+                "text/css",
+                "public, max-age=31536000, immutable",
+                body::full(CSS),
+            ),
+            (&Method::GET | &Method::HEAD, "/static/app.js") => (
+                StatusCode::OK,
+                "text/javascript",
+                "public, max-age=31536000, immutable",
+                body::full(JS),
+            ),
+            (&Method::GET | &Method::HEAD, "/img/logo.svg") => (
+                StatusCode::OK,
+                "image/svg+xml",
+                "public, max-age=86400",
+                body::full(SVG),
+            ),
+            (&Method::GET | &Method::HEAD, "/img/pixel.png") => (
+                StatusCode::OK,
+                "image/png",
+                "public, max-age=86400",
+                body::full(Bytes::from_static(PNG)),
+            ),
+            (&Method::GET | &Method::HEAD, "/api/time") => (
+                StatusCode::OK,
+                "application/json",
+                "no-store",
+                body::full(format!("{{\"unix_ms\":{}}}\n", unix_ms())),
+            ),
+            (&Method::GET | &Method::HEAD, "/api/items") => (
+                StatusCode::OK,
+                "application/json",
+                "public, max-age=5, stale-while-revalidate=30, stale-if-error=300",
+                body::full("[{\"id\":1,\"name\":\"apple\"},{\"id\":2,\"name\":\"pear\"}]\n"),
+            ),
+            (&Method::POST, "/api/echo") => {
+                let upload = req.into_body().collect().await.map(|c| c.to_bytes());
+                match upload {
+                    Ok(bytes) => (
+                        StatusCode::OK,
+                        "application/octet-stream",
+                        "no-store",
+                        body::full(bytes),
+                    ),
+                    Err(_) => (
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "no-store",
+                        body::full("bad body\n"),
+                    ),
+                }
             }
-        }
-        (&Method::GET | &Method::HEAD, "/large.bin") => (
-            StatusCode::OK,
-            "application/octet-stream",
-            "public, max-age=3600",
-            RepeatBody::new(LARGE_BYTES).boxed_unsync(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "public, max-age=10",
-            body::full("not found\n"),
-        ),
-    };
+            (&Method::GET | &Method::HEAD, "/large.bin") => (
+                StatusCode::OK,
+                "application/octet-stream",
+                "public, max-age=3600",
+                RepeatBody::new(LARGE_BYTES).boxed_unsync(),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "public, max-age=10",
+                body::full("not found\n"),
+            ),
+        };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     if status == StatusCode::OK && cache.starts_with("public") {
-        h.insert(header::LAST_MODIFIED, HeaderValue::from_static(LAST_MODIFIED));
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static(LAST_MODIFIED),
+        );
         if let Ok(v) = HeaderValue::from_str(&format!("\"{:x}\"", fnv(path.as_bytes()))) {
             h.insert(header::ETAG, v);
         }
     }
     if let Some(n) = resp.body().size_hint().exact() {
-        resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     resp
 }

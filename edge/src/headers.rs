@@ -122,12 +122,18 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_connection_tokens_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, Upgrade"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::TRAILER, HeaderValue::from_static("x"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
@@ -144,7 +150,13 @@ mod tests {
         h.insert(header::VIA, HeaderValue::from_static("1.1 other"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("spoofed"));
         let host = HeaderValue::from_static("a.example");
-        add_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "https", &host, "2 pop-1");
+        add_forwarded(
+            &mut h,
+            "127.0.0.1".parse().expect("ip"),
+            "https",
+            &host,
+            "2 pop-1",
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.7, 198.51.100.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "a.example");

@@ -83,7 +83,11 @@ impl Shared {
 
     fn next_request_id(&self) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", self.id_base.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        format!(
+            "{:016x}",
+            self.id_base
+                .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        )
     }
 }
 
@@ -186,7 +190,9 @@ async fn proxy(
 
     // Phase: route. `:authority` (HTTP/2, HTTP/3, absolute-form) wins over Host (RFC 9110 §7.2).
     let host = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).map_err(|_| Error::BadRequest("invalid authority"))?,
+        Some(a) => {
+            HeaderValue::from_str(a.as_str()).map_err(|_| Error::BadRequest("invalid authority"))?
+        }
         None => req
             .headers()
             .get(header::HOST)
@@ -241,7 +247,11 @@ async fn proxy(
     if parts.version >= Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }
-    let via = format!("{} {}", headers::via_protocol(parts.version), snap.node_name);
+    let via = format!(
+        "{} {}",
+        headers::via_protocol(parts.version),
+        snap.node_name
+    );
     headers::add_forwarded(
         &mut parts.headers,
         conn.peer.ip(),
@@ -307,7 +317,12 @@ async fn tunnel(client: OnUpgrade, origin: OnUpgrade, id: String) {
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<ProxyBody> {

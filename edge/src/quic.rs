@@ -129,10 +129,7 @@ async fn serve_request(
     let (mut parts, mut body) = resp.into_parts();
     // Connection-specific fields are forbidden in HTTP/3 (RFC 9114 §4.2).
     parts.headers.remove(header::CONNECTION);
-    if let Err(e) = send
-        .send_response(Response::from_parts(parts, ()))
-        .await
-    {
+    if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {
         tracing::debug!(error = %e, "HTTP/3 response head not sent");
         return;
     }

@@ -29,6 +29,8 @@ pub struct Bound {
 
 /// Loads `config_path`, binds every listener, calls `on_ready`, and serves until SIGTERM/SIGINT.
 pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Result<(), Error> {
+    // Stamp the file before reading it: a write racing with start-up then still triggers a reload.
+    let stamp = file_stamp(&config_path);
     let snapshot = config::load(&config_path)?;
     let listen = snapshot.listen.clone();
     let grace = snapshot.timeouts.shutdown_grace;
@@ -98,11 +100,13 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
         shared.https_port.store(first.port(), Ordering::Relaxed);
     }
     for addr in &listen.http {
-        let tcp = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            what: "HTTP",
-            addr: *addr,
-            source,
-        })?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "HTTP",
+                addr: *addr,
+                source,
+            })?;
         let local = tcp.local_addr().map_err(|source| Error::Io {
             context: format!("local address of {addr}"),
             source,
@@ -129,7 +133,7 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
         context: "installing the SIGHUP handler".into(),
         source,
     })?;
-    let reloader = tokio::spawn(reload_loop(shared.clone(), hup, stop_rx.clone()));
+    let reloader = tokio::spawn(reload_loop(shared.clone(), stamp, hup, stop_rx.clone()));
 
     tracing::info!(
         version = shared.runtime().snapshot.version,
@@ -147,9 +151,14 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
     let open = tracker.active();
     tracing::info!(open_connections = open, grace = ?grace, "shutting down: no new connections, draining");
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(grace, tracker.wait_idle()).await.is_ok();
+    let drained = tokio::time::timeout(grace, tracker.wait_idle())
+        .await
+        .is_ok();
     if !drained {
-        tracing::warn!(still_open = tracker.active(), "grace period over; closing the rest");
+        tracing::warn!(
+            still_open = tracker.active(),
+            "grace period over; closing the rest"
+        );
     }
     for ep in &endpoints {
         ep.close(0u32.into(), b"shutdown");
@@ -170,11 +179,13 @@ async fn bind_tcp_and_udp(
 ) -> Result<(TcpListener, Option<std::net::UdpSocket>), Error> {
     let mut last_err = None;
     for _ in 0..20 {
-        let tcp = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            what: "HTTPS",
-            addr,
-            source,
-        })?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "HTTPS",
+                addr,
+                source,
+            })?;
         if !want_udp {
             return Ok((tcp, None));
         }
@@ -202,16 +213,16 @@ async fn bind_tcp_and_udp(
 /// refused and logged; the running snapshot stays.
 async fn reload_loop(
     shared: Arc<Shared>,
+    mut stamp: Option<(SystemTime, u64)>,
     mut hup: tokio::signal::unix::Signal,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut stamp = file_stamp(&shared.config_path);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Read per round so a reload can turn watching on or off and change its pace.
+        let watch = shared.runtime().snapshot.reload.clone();
         let trigger = tokio::select! {
             _ = hup.recv() => "SIGHUP",
-            _ = tick.tick() => {
+            _ = tokio::time::sleep(watch.poll_interval), if watch.watch_file => {
                 let now = file_stamp(&shared.config_path);
                 if now == stamp { continue; }
                 "file change"
@@ -240,11 +251,21 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &str) {
             let version = snapshot.version;
             let sites = snapshot.sites.len();
             shared.swap(snapshot);
-            tracing::info!(trigger, version, previous = old.snapshot.version, sites, "config reloaded");
+            tracing::info!(
+                trigger,
+                version,
+                previous = old.snapshot.version,
+                sites,
+                "config reloaded"
+            );
         }
         Ok(Err(e)) => {
             for d in e.diagnostics() {
-                tracing::error!(trigger, "config reload refused, keeping version {}: {d}", shared.runtime().snapshot.version);
+                tracing::error!(
+                    trigger,
+                    "config reload refused, keeping version {}: {d}",
+                    shared.runtime().snapshot.version
+                );
             }
         }
         Err(e) => tracing::error!(trigger, error = %e, "config reload task failed"),

@@ -69,7 +69,9 @@ impl TcpServer {
                         let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
                         match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => serve_connection(tls, info, shared, shutdown).await,
-                            Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                            }
                             Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                         }
                     }
@@ -108,9 +110,7 @@ async fn serve_connection<I>(
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
-        async move {
-            Ok::<_, Infallible>(pipeline::handle(shared, info, req.map(body::incoming)).await)
-        }
+        async move { Ok::<_, Infallible>(pipeline::handle(shared, info, req.map(body::incoming)).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);

@@ -36,7 +36,10 @@ pub enum OriginError {
         source: BoxError,
     },
     #[error("origin {endpoint} sent no response headers within {after:?}")]
-    Timeout { endpoint: SocketAddr, after: Duration },
+    Timeout {
+        endpoint: SocketAddr,
+        after: Duration,
+    },
     /// The client's request body failed (too large, or the client went away): not the origin's
     /// fault, so it must not be blamed on it.
     #[error("request body from the client failed: {source}")]
@@ -71,7 +74,10 @@ impl OriginError {
 
     /// True when the origin cannot have seen the request, so any method may be retried.
     pub fn retry_safe(&self) -> bool {
-        matches!(self, OriginError::Connect { .. } | OriginError::NoEndpoint { .. })
+        matches!(
+            self,
+            OriginError::Connect { .. } | OriginError::NoEndpoint { .. }
+        )
     }
 
     /// The first error of type `E` in the source chain (e.g. a body-limit error).
@@ -124,7 +130,12 @@ impl Pools {
         let by_name = snapshot
             .pools
             .values()
-            .map(|p| (p.name.clone(), Arc::new(Pool::new(&p.name, p.endpoints.clone()))))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Arc::new(Pool::new(&p.name, p.endpoints.clone())),
+                )
+            })
             .collect();
         Pools { by_name }
     }
@@ -193,12 +204,13 @@ impl OriginClient {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let uri: Uri = format!("http://{endpoint}{path}")
-            .parse()
-            .map_err(|e| OriginError::Protocol {
-                endpoint,
-                source: Box::new(e),
-            })?;
+        let uri: Uri =
+            format!("http://{endpoint}{path}")
+                .parse()
+                .map_err(|e| OriginError::Protocol {
+                    endpoint,
+                    source: Box::new(e),
+                })?;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_11;
         match tokio::time::timeout(header_timeout, self.client.request(req)).await {

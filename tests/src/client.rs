@@ -98,15 +98,26 @@ impl Conn {
         let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
         let (inner, peer_cert) = match proto {
             Proto::Plain => {
-                let tcp = TcpStream::connect(target.addr).await.map_err(|e| format!("connect: {e}"))?;
-                let (send, conn) = http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+                let tcp = TcpStream::connect(target.addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                let (send, conn) = http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 tokio::spawn(conn.with_upgrades());
                 (Inner::H1(send), None)
             }
             Proto::H1 | Proto::H2 => {
-                let alpn: &[&[u8]] = if proto == Proto::H2 { &[b"h2"] } else { &[b"http/1.1"] };
-                let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(target, alpn)));
-                let tcp = TcpStream::connect(target.addr).await.map_err(|e| format!("connect: {e}"))?;
+                let alpn: &[&[u8]] = if proto == Proto::H2 {
+                    &[b"h2"]
+                } else {
+                    &[b"http/1.1"]
+                };
+                let connector =
+                    tokio_rustls::TlsConnector::from(Arc::new(tls_config(target, alpn)));
+                let tcp = TcpStream::connect(target.addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
                 let tls = connector
                     .connect(name, tcp)
                     .await
@@ -149,7 +160,10 @@ impl Conn {
                     .map_err(|e| format!("QUIC handshake: {e}"))?;
                 let cert = conn
                     .peer_identity()
-                    .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+                    .and_then(|id| {
+                        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                            .ok()
+                    })
                     .and_then(|certs| certs.first().map(|c| c.to_vec()));
                 let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
                     .await
@@ -200,12 +214,18 @@ impl Conn {
             .unwrap_or_else(|| format!("{}:{}", self.target.host, self.target.addr.port()));
         let mut b = Request::builder().method(method);
         b = match self.proto {
-            Proto::H1 | Proto::Plain => b
-                .uri(path)
-                .header("host", host_override.as_deref().unwrap_or(&self.target.host)),
-            Proto::H2 | Proto::H3 => b
-                .uri(format!("https://{authority}{path}"))
-                .version(if self.proto == Proto::H2 { Version::HTTP_2 } else { Version::HTTP_3 }),
+            Proto::H1 | Proto::Plain => b.uri(path).header(
+                "host",
+                host_override.as_deref().unwrap_or(&self.target.host),
+            ),
+            Proto::H2 | Proto::H3 => {
+                b.uri(format!("https://{authority}{path}"))
+                    .version(if self.proto == Proto::H2 {
+                        Version::HTTP_2
+                    } else {
+                        Version::HTTP_3
+                    })
+            }
         };
         for (k, v) in headers {
             if !k.eq_ignore_ascii_case("host") {
@@ -243,7 +263,10 @@ impl Conn {
                         .map_err(|e| format!("h3 send_data: {e}"))?;
                     off = end;
                 }
-                stream.finish().await.map_err(|e| format!("h3 finish: {e}"))?;
+                stream
+                    .finish()
+                    .await
+                    .map_err(|e| format!("h3 finish: {e}"))?;
                 let resp = stream
                     .recv_response()
                     .await

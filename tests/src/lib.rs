@@ -70,10 +70,9 @@ impl TestCa {
 
     /// Writes `NAME.pem` and `NAME.key` for `names` into `dir`; returns the leaf DER.
     pub fn issue(&self, dir: &Path, file: &str, names: &[&str]) -> Vec<u8> {
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("leaf params");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
         let key = rcgen::KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).expect("write leaf");
@@ -125,7 +124,11 @@ impl Edge {
     pub fn start(dir: &Path, config_text: &str) -> Edge {
         let config = dir.join("edge.toml");
         std::fs::write(&config, config_text).expect("write config");
-        Self::start_with(dir, &["run", "--config", config.to_str().expect("utf-8 path")], config.clone())
+        Self::start_with(
+            dir,
+            &["run", "--config", config.to_str().expect("utf-8 path")],
+            config.clone(),
+        )
     }
 
     /// Runs `edge ARGS...` and waits for its `ready` line.
@@ -135,7 +138,10 @@ impl Edge {
         let mut child = Command::new(edge_binary())
             .args(args)
             .args(["--workers", "2"])
-            .env("RUST_LOG", std::env::var("EDGE_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("EDGE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -253,7 +259,11 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- edge log ({}) ---\n{}", self.stderr.display(), self.log());
+            eprintln!(
+                "--- edge log ({}) ---\n{}",
+                self.stderr.display(),
+                self.log()
+            );
         }
     }
 }

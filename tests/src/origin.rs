@@ -162,12 +162,18 @@ async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<Orig
         "/headers" => {
             let mut out = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
             for (name, value) in req.headers() {
-                out.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("<binary>")));
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    name,
+                    value.to_str().unwrap_or("<binary>")
+                ));
             }
             let mut r = text(StatusCode::OK, out);
             // Hop-by-hop headers the edge must strip on the way back.
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("x-origin-private"));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                HeaderValue::from_static("x-origin-private"),
+            );
             r.headers_mut()
                 .insert("x-origin-private", HeaderValue::from_static("secret"));
             r.headers_mut()
@@ -294,8 +300,6 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|o| o.map(|r| r.map(Frame::data)))
+        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 }

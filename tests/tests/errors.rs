@@ -22,8 +22,14 @@ routes = [{ path_prefix = "/", pool = "origin" }]
 /// Error bodies name the request id that the response header and the log also carry.
 fn assert_error_reply(r: &client::Reply, status: StatusCode, edge: &Edge, what: &str) {
     assert_eq!(r.status, status, "{what}: {}", r.text());
-    let id = r.header("x-request-id").unwrap_or_else(|| panic!("{what}: no x-request-id"));
-    assert!(r.text().contains(&format!("request-id: {id}")), "{what}: body {:?}", r.text());
+    let id = r
+        .header("x-request-id")
+        .unwrap_or_else(|| panic!("{what}: no x-request-id"));
+    assert!(
+        r.text().contains(&format!("request-id: {id}")),
+        "{what}: body {:?}",
+        r.text()
+    );
     assert!(
         edge.wait_log(id, Duration::from_secs(5)),
         "{what}: request id {id} not in the edge log"
@@ -44,7 +50,9 @@ async fn refused_origin_is_502_on_every_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_that_resets_is_502() {
     // Accepts, reads a little, and closes without answering.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
@@ -66,16 +74,19 @@ async fn silent_origin_is_504_after_the_header_timeout() {
     let origin = Origin::start().await;
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
     let target = setup.target(edge.https(), "localhost");
-    let replies = futures_util::future::join_all(
-        TLS_PROTOS.map(|p| {
-            let target = target.clone();
-            async move { (p, client::get(p, &target, "/slow?ms=6000").await) }
-        }),
-    )
+    let replies = futures_util::future::join_all(TLS_PROTOS.map(|p| {
+        let target = target.clone();
+        async move { (p, client::get(p, &target, "/slow?ms=6000").await) }
+    }))
     .await;
     for (proto, r) in replies {
         let r = r.expect("request");
-        assert_error_reply(&r, StatusCode::GATEWAY_TIMEOUT, &edge, &format!("{proto:?}"));
+        assert_error_reply(
+            &r,
+            StatusCode::GATEWAY_TIMEOUT,
+            &edge,
+            &format!("{proto:?}"),
+        );
     }
 }
 
@@ -87,14 +98,33 @@ async fn unknown_host_is_421_over_tls_and_404_over_plain_http() {
     let target = setup.target(edge.https(), "localhost");
     for proto in TLS_PROTOS {
         // SNI localhost (served), Host / :authority unknown.example.
-        let r = client::request(proto, &target, Method::GET, "/", &[("host", "unknown.example")], Bytes::new())
-            .await
-            .expect("request");
-        assert_error_reply(&r, StatusCode::MISDIRECTED_REQUEST, &edge, &format!("{proto:?}"));
-    }
-    let r = client::request(Proto::Plain, &setup.target(edge.http(), "unknown.example"), Method::GET, "/", &[], Bytes::new())
+        let r = client::request(
+            proto,
+            &target,
+            Method::GET,
+            "/",
+            &[("host", "unknown.example")],
+            Bytes::new(),
+        )
         .await
-        .expect("plain request");
+        .expect("request");
+        assert_error_reply(
+            &r,
+            StatusCode::MISDIRECTED_REQUEST,
+            &edge,
+            &format!("{proto:?}"),
+        );
+    }
+    let r = client::request(
+        Proto::Plain,
+        &setup.target(edge.http(), "unknown.example"),
+        Method::GET,
+        "/",
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .expect("plain request");
     assert_error_reply(&r, StatusCode::NOT_FOUND, &edge, "plain unknown host");
     assert_eq!(origin.hits("/"), 0, "nothing reached the origin");
 }
@@ -108,16 +138,42 @@ async fn oversized_headers_431_and_uri_414() {
     let big = "v".repeat(10 * 1024); // limit 8 KiB
     let long_path = format!("/{}", "p".repeat(3000)); // limit 2048
     for proto in TLS_PROTOS {
-        let r = client::request(proto, &target, Method::GET, "/h", &[("x-big", &big)], Bytes::new())
+        let r = client::request(
+            proto,
+            &target,
+            Method::GET,
+            "/h",
+            &[("x-big", &big)],
+            Bytes::new(),
+        )
+        .await
+        .expect("request");
+        assert_error_reply(
+            &r,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &edge,
+            &format!("{proto:?} 431"),
+        );
+        let r = client::get(proto, &target, &long_path)
             .await
             .expect("request");
-        assert_error_reply(&r, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &edge, &format!("{proto:?} 431"));
-        let r = client::get(proto, &target, &long_path).await.expect("request");
-        assert_error_reply(&r, StatusCode::URI_TOO_LONG, &edge, &format!("{proto:?} 414"));
+        assert_error_reply(
+            &r,
+            StatusCode::URI_TOO_LONG,
+            &edge,
+            &format!("{proto:?} 414"),
+        );
         // Just under the limits still works.
-        let r = client::request(proto, &target, Method::GET, "/h", &[("x-big", &"v".repeat(6000))], Bytes::new())
-            .await
-            .expect("request");
+        let r = client::request(
+            proto,
+            &target,
+            Method::GET,
+            "/h",
+            &[("x-big", &"v".repeat(6000))],
+            Bytes::new(),
+        )
+        .await
+        .expect("request");
         assert_eq!(r.status, StatusCode::OK, "{proto:?} within limits");
     }
     assert_eq!(origin.hits(&long_path), 0);
@@ -131,18 +187,45 @@ async fn body_over_the_site_limit_is_413() {
     // Site a.test allows 1 KiB: a declared 2 KiB body is refused before it is read.
     let target = setup.target(edge.https(), "a.test");
     for proto in TLS_PROTOS {
-        let r = client::request(proto, &target, Method::POST, "/upload", &[], Bytes::from(vec![1u8; 2048]))
-            .await
-            .expect("request");
-        assert_error_reply(&r, StatusCode::PAYLOAD_TOO_LARGE, &edge, &format!("{proto:?}"));
-        let r = client::request(proto, &target, Method::POST, "/upload", &[], Bytes::from(vec![1u8; 1000]))
-            .await
-            .expect("request");
-        assert_eq!(r.status, StatusCode::OK, "{proto:?} under the limit: {}", r.text());
+        let r = client::request(
+            proto,
+            &target,
+            Method::POST,
+            "/upload",
+            &[],
+            Bytes::from(vec![1u8; 2048]),
+        )
+        .await
+        .expect("request");
+        assert_error_reply(
+            &r,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &edge,
+            &format!("{proto:?}"),
+        );
+        let r = client::request(
+            proto,
+            &target,
+            Method::POST,
+            "/upload",
+            &[],
+            Bytes::from(vec![1u8; 1000]),
+        )
+        .await
+        .expect("request");
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{proto:?} under the limit: {}",
+            r.text()
+        );
     }
     // A chunked body with no length is cut off when it crosses the limit.
-    let mut tcp = tokio::net::TcpStream::connect(edge.http()).await.expect("connect");
-    let mut req = b"POST /upload HTTP/1.1\r\nHost: tiny.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut tcp = tokio::net::TcpStream::connect(edge.http())
+        .await
+        .expect("connect");
+    let mut req =
+        b"POST /upload HTTP/1.1\r\nHost: tiny.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..4 {
         req.extend_from_slice(b"400\r\n");
         req.extend_from_slice(&[b'z'; 1024]);
@@ -153,7 +236,10 @@ async fn body_over_the_site_limit_is_413() {
     let mut resp = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut resp)).await;
     let resp = String::from_utf8_lossy(&resp);
-    assert!(resp.starts_with("HTTP/1.1 413"), "chunked over limit: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 413"),
+        "chunked over limit: {resp}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,10 +249,17 @@ async fn origin_dying_mid_body_aborts_the_client_response() {
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
     let target = setup.target(edge.https(), "localhost");
     for proto in [Proto::H1, Proto::H2, Proto::H3, Proto::Plain] {
-        let t = if proto == Proto::Plain { setup.target(edge.http(), "localhost") } else { target.clone() };
+        let t = if proto == Proto::Plain {
+            setup.target(edge.http(), "localhost")
+        } else {
+            target.clone()
+        };
         let r = client::get(proto, &t, "/die").await.expect("response head");
         assert_eq!(r.status, StatusCode::OK, "{proto:?}");
-        assert!(r.len < 1024 * 1024, "{proto:?}: got the whole promised body?");
+        assert!(
+            r.len < 1024 * 1024,
+            "{proto:?}: got the whole promised body?"
+        );
         assert!(
             r.error.is_some(),
             "{proto:?}: a truncated body ended cleanly after {} bytes",
@@ -182,8 +275,14 @@ async fn sni_picks_each_sites_certificate_and_tcp_responses_advertise_h3() {
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
     for proto in TLS_PROTOS {
         for (host, leaf) in [("a.test", &setup.leaf_a), ("b.test", &setup.leaf_b)] {
-            let mut conn = Conn::connect(proto, &setup.target(edge.https(), host)).await.expect("connect");
-            assert_eq!(conn.peer_cert.as_ref(), Some(leaf), "{proto:?} {host}: wrong certificate");
+            let mut conn = Conn::connect(proto, &setup.target(edge.https(), host))
+                .await
+                .expect("connect");
+            assert_eq!(
+                conn.peer_cert.as_ref(),
+                Some(leaf),
+                "{proto:?} {host}: wrong certificate"
+            );
             let r = conn.get("/x").await.expect("GET");
             assert_eq!(r.status, StatusCode::OK, "{proto:?} {host}");
             let want = format!("h3=\":{}\"; ma=86400", edge.https().port());
@@ -194,7 +293,9 @@ async fn sni_picks_each_sites_certificate_and_tcp_responses_advertise_h3() {
         }
     }
     // The plain listener does not advertise h3 (browsers only use Alt-Svc from secure origins).
-    let r = client::get(Proto::Plain, &setup.target(edge.http(), "localhost"), "/x").await.expect("GET");
+    let r = client::get(Proto::Plain, &setup.target(edge.http(), "localhost"), "/x")
+        .await
+        .expect("GET");
     assert!(r.header("alt-svc").is_none());
 }
 
@@ -203,13 +304,23 @@ async fn plain_listener_redirects_with_path_and_query() {
     let setup = Setup::new("redirect");
     let origin = Origin::start().await;
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
-    let r = client::get(Proto::Plain, &setup.target(edge.http(), "a.test"), "/deep/path?x=1&y=two%20words")
-        .await
-        .expect("GET");
+    let r = client::get(
+        Proto::Plain,
+        &setup.target(edge.http(), "a.test"),
+        "/deep/path?x=1&y=two%20words",
+    )
+    .await
+    .expect("GET");
     assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
     assert_eq!(
         r.header("location"),
-        Some(format!("https://a.test:{}/deep/path?x=1&y=two%20words", edge.https().port()).as_str())
+        Some(
+            format!(
+                "https://a.test:{}/deep/path?x=1&y=two%20words",
+                edge.https().port()
+            )
+            .as_str()
+        )
     );
     assert_eq!(origin.hits("/deep/path"), 0);
 
@@ -217,12 +328,25 @@ async fn plain_listener_redirects_with_path_and_query() {
     let out = std::process::Command::new("curl")
         .args(["-sS", "-L", "--cacert"])
         .arg(setup.dir.join("ca.pem"))
-        .args(["--resolve", &format!("a.test:{}:127.0.0.1", edge.http().port())])
-        .args(["--resolve", &format!("a.test:{}:127.0.0.1", edge.https().port())])
-        .arg(format!("http://a.test:{}/deep/path?x=1", edge.http().port()))
+        .args([
+            "--resolve",
+            &format!("a.test:{}:127.0.0.1", edge.http().port()),
+        ])
+        .args([
+            "--resolve",
+            &format!("a.test:{}:127.0.0.1", edge.https().port()),
+        ])
+        .arg(format!(
+            "http://a.test:{}/deep/path?x=1",
+            edge.http().port()
+        ))
         .output()
         .expect("curl is required for this test: apt-get install -y curl");
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok /deep/path");
 }
 
@@ -231,14 +355,27 @@ async fn slow_request_headers_are_cut_off() {
     let setup = Setup::new("slowloris");
     let origin = Origin::start().await;
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
-    let mut tcp = tokio::net::TcpStream::connect(edge.http()).await.expect("connect");
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: local").await.expect("write");
+    let mut tcp = tokio::net::TcpStream::connect(edge.http())
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: local")
+        .await
+        .expect("write");
     let start = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the edge kept a connection with an unfinished head open for 10 s");
+    assert!(
+        read.is_ok(),
+        "the edge kept a connection with an unfinished head open for 10 s"
+    );
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(start.elapsed() >= Duration::from_millis(900), "closed before the 1 s timeout");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "closed before the 1 s timeout"
+    );
     assert_eq!(origin.hits("/"), 0);
 }

@@ -41,7 +41,9 @@ async fn hundred_mib_streams_with_bounded_edge_memory() {
     let want = Fnv::of_pattern(len);
     let before = edge.rss_kib();
     for proto in TLS_PROTOS {
-        let r = client::get(proto, &target, &format!("/bytes/{len}")).await.expect("GET");
+        let r = client::get(proto, &target, &format!("/bytes/{len}"))
+            .await
+            .expect("GET");
         assert_eq!(r.status, StatusCode::OK);
         assert!(r.error.is_none(), "{proto:?}: {:?}", r.error);
         assert_eq!(r.len, len, "{proto:?}");
@@ -62,7 +64,10 @@ async fn ten_mib_upload_arrives_intact_over_every_protocol() {
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
     let target = setup.target(edge.https(), "localhost");
     let len = 10 * 1024 * 1024u64;
-    let body: Bytes = (0..len).map(|i| pattern_byte(i ^ 0x55)).collect::<Vec<u8>>().into();
+    let body: Bytes = (0..len)
+        .map(|i| pattern_byte(i ^ 0x55))
+        .collect::<Vec<u8>>()
+        .into();
     let mut hash = Fnv::default();
     hash.update(&body);
     for proto in TLS_PROTOS {
@@ -70,7 +75,11 @@ async fn ten_mib_upload_arrives_intact_over_every_protocol() {
             .await
             .expect("POST");
         assert_eq!(r.status, StatusCode::OK, "{proto:?}: {}", r.text());
-        assert_eq!(r.text(), format!("len={len} fnv={:016x}", hash.0), "{proto:?}");
+        assert_eq!(
+            r.text(),
+            format!("len={len} fnv={:016x}", hash.0),
+            "{proto:?}"
+        );
     }
 }
 
@@ -85,7 +94,11 @@ async fn forwarded_headers_via_and_hop_by_hop() {
         (Proto::H3, "3 e2e-edge", "https"),
         (Proto::Plain, "1.1 e2e-edge", "http"),
     ] {
-        let addr = if proto == Proto::Plain { edge.http() } else { edge.https() };
+        let addr = if proto == Proto::Plain {
+            edge.http()
+        } else {
+            edge.https()
+        };
         let target = setup.target(addr, "localhost");
         let mut headers = vec![
             ("x-forwarded-for", "203.0.113.9"),
@@ -101,28 +114,69 @@ async fn forwarded_headers_via_and_hop_by_hop() {
                 ("te", "trailers"),
             ]);
         }
-        let r = client::request(proto, &target, Method::GET, "/headers?q=1", &headers, Bytes::new())
-            .await
-            .expect("request");
+        let r = client::request(
+            proto,
+            &target,
+            Method::GET,
+            "/headers?q=1",
+            &headers,
+            Bytes::new(),
+        )
+        .await
+        .expect("request");
         assert_eq!(r.status, StatusCode::OK, "{proto:?}");
         let seen = r.text().to_lowercase();
         let has = |line: &str| seen.lines().any(|l| l == line);
-        assert!(seen.starts_with("get /headers?q=1 http/1.1"), "{proto:?}: origin saw {seen}");
-        assert!(has("x-forwarded-for: 203.0.113.9, 127.0.0.1"), "{proto:?}: {seen}");
-        assert!(has(&format!("x-forwarded-proto: {xfp}")), "{proto:?}: {seen}");
-        assert!(has("x-forwarded-host: localhost") || has(&format!("x-forwarded-host: localhost:{}", addr.port())), "{proto:?}: {seen}");
-        assert!(has(&format!("via: 1.1 upstream-proxy, {via}")), "{proto:?}: {seen}");
+        assert!(
+            seen.starts_with("get /headers?q=1 http/1.1"),
+            "{proto:?}: origin saw {seen}"
+        );
+        assert!(
+            has("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+            "{proto:?}: {seen}"
+        );
+        assert!(
+            has(&format!("x-forwarded-proto: {xfp}")),
+            "{proto:?}: {seen}"
+        );
+        assert!(
+            has("x-forwarded-host: localhost")
+                || has(&format!("x-forwarded-host: localhost:{}", addr.port())),
+            "{proto:?}: {seen}"
+        );
+        assert!(
+            has(&format!("via: 1.1 upstream-proxy, {via}")),
+            "{proto:?}: {seen}"
+        );
         assert!(has("x-custom: kept"), "{proto:?}: {seen}");
-        assert!(seen.lines().any(|l| l.starts_with("host: localhost")), "{proto:?}: Host kept: {seen}");
-        assert!(seen.lines().any(|l| l.starts_with("x-request-id: ")), "{proto:?}: {seen}");
-        for gone in ["x-drop-me", "keep-alive", "proxy-connection", "te:", "connection:"] {
-            assert!(!seen.lines().any(|l| l.starts_with(gone)), "{proto:?}: {gone} reached the origin: {seen}");
+        assert!(
+            seen.lines().any(|l| l.starts_with("host: localhost")),
+            "{proto:?}: Host kept: {seen}"
+        );
+        assert!(
+            seen.lines().any(|l| l.starts_with("x-request-id: ")),
+            "{proto:?}: {seen}"
+        );
+        for gone in [
+            "x-drop-me",
+            "keep-alive",
+            "proxy-connection",
+            "te:",
+            "connection:",
+        ] {
+            assert!(
+                !seen.lines().any(|l| l.starts_with(gone)),
+                "{proto:?}: {gone} reached the origin: {seen}"
+            );
         }
         // On the way back: Via added, the origin's hop-by-hop headers removed.
         assert_eq!(r.header("via"), Some("1.1 e2e-edge"), "{proto:?}");
         assert!(r.header("x-origin-private").is_none(), "{proto:?}");
         assert!(r.header("keep-alive").is_none(), "{proto:?}");
-        assert!(r.header("x-request-id").is_some_and(|id| id.len() == 16), "{proto:?}");
+        assert!(
+            r.header("x-request-id").is_some_and(|id| id.len() == 16),
+            "{proto:?}"
+        );
     }
 }
 
@@ -152,7 +206,9 @@ async fn websocket_upgrade_passes_through() {
     let setup = Setup::new("ws");
     let origin = Origin::start().await;
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
-    let mut tcp = tokio::net::TcpStream::connect(edge.http()).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(edge.http())
+        .await
+        .expect("connect");
     tcp.write_all(
         b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
           Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
@@ -166,7 +222,12 @@ async fn websocket_upgrade_passes_through() {
             .await
             .expect("response head in time")
             .expect("read");
-        assert_eq!(n, 1, "connection closed before the head ended: {}", String::from_utf8_lossy(&head));
+        assert_eq!(
+            n,
+            1,
+            "connection closed before the head ended: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
