@@ -205,3 +205,18 @@ fn host_normalisation() {
         assert_eq!(normalize_host(input), want, "{input}");
     }
 }
+
+/// The shipped examples must stay valid: compile each with certificates made for it.
+#[test]
+fn shipped_examples_compile() {
+    let dir = temp_dir("examples");
+    std::fs::create_dir_all(dir.join("certs")).expect("mkdir certs");
+    write_cert(&dir.join("certs"), "default", "localhost");
+    write_cert(&dir.join("certs"), "www", "www.example.com");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["edge.toml", "minimal.toml"] {
+        let text = std::fs::read_to_string(examples.join(name)).expect("read example");
+        let snap = compile(&dir.join(name), &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!snap.sites.is_empty(), "{name}");
+    }
+}
