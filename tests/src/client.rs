@@ -150,8 +150,15 @@ impl Conn {
                 tls.enable_early_data = true;
                 let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
                     .map_err(|e| e.to_string())?;
-                let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr"))
-                    .map_err(|e| format!("QUIC client bind: {e}"))?;
+                let local: SocketAddr = if target.addr.is_ipv6() {
+                    "[::1]:0"
+                } else {
+                    "127.0.0.1:0"
+                }
+                .parse()
+                .expect("addr");
+                let mut endpoint =
+                    quinn::Endpoint::client(local).map_err(|e| format!("QUIC client bind: {e}"))?;
                 endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
                 let conn = endpoint
                     .connect(target.addr, &target.host)

@@ -116,6 +116,8 @@ pub struct Edge {
     pub https: Option<SocketAddr>,
     pub http3: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// Every bound listener, in the order printed: (kind, address).
+    pub listeners: Vec<(String, SocketAddr)>,
     stderr: PathBuf,
 }
 
@@ -164,6 +166,7 @@ impl Edge {
             https: None,
             http3: None,
             http: None,
+            listeners: Vec::new(),
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -180,6 +183,7 @@ impl Edge {
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("listening"), Some(kind), Some(addr)) => {
                     let addr: SocketAddr = addr.parse().expect("listening address");
+                    edge.listeners.push((kind.to_string(), addr));
                     match kind {
                         "https" if edge.https.is_none() => edge.https = Some(addr),
                         "http3" if edge.http3.is_none() => edge.http3 = Some(addr),
