@@ -1,1 +1,6 @@
 #![forbid(unsafe_code)]
+//! Cache storage and the RFC 9111 rules. The rules (`rules`, `cache_control`) are a sans-IO core:
+//! pure functions of (request, stored response, now), tested on a simulated clock.
+
+pub mod cache_control;
+pub mod rules;

@@ -1,0 +1,574 @@
+//! RFC 9111 rules as pure functions of (request, stored response, now). No I/O, no clock of
+//! their own: callers pass `now`, tests pass a simulated one.
+//!
+//! Where the RFC leaves a choice, the safer one for a shared cache is taken (and tested):
+//! - responses with `Set-Cookie` are not stored (they usually carry one user's session);
+//! - qualified `private="…"` and `no-cache="…"` are treated like the unqualified forms;
+//! - an invalid `Expires` means already expired; conflicting duplicate directives mean stale;
+//! - `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid every kind of stale serving
+//!   (max-stale, stale-while-revalidate, stale-if-error);
+//! - a request `Range` on a miss is forwarded and its 206 is not stored.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::cache_control::{CacheControl, parse_delta};
+
+pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// Per-site knobs that shape the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Heuristic freshness: this fraction of the time since Last-Modified (RFC 9111 §4.2.2).
+    pub heuristic_fraction: f64,
+    pub heuristic_max: Duration,
+    /// Cap on any freshness lifetime.
+    pub max_ttl: Option<Duration>,
+    /// Overrides the origin's freshness (a per-path rule matched).
+    pub forced_ttl: Option<Duration>,
+    /// Obey `CDN-Cache-Control` (RFC 9213) over `Cache-Control`.
+    pub cdn_cache_control: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            heuristic_fraction: 0.1,
+            heuristic_max: Duration::from_secs(86_400),
+            max_ttl: None,
+            forced_ttl: None,
+            cdn_cache_control: true,
+        }
+    }
+}
+
+/// A stored response's metadata: everything the rules need, nothing about where the body is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMeta {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// When the request that produced this response was sent (RFC 9111 §4.2.3).
+    pub request_time: SystemTime,
+    /// When its response head arrived.
+    pub response_time: SystemTime,
+    /// The request's normalised values of the headers `Vary` names.
+    pub vary: Vec<(HeaderName, Option<String>)>,
+    pub body_len: u64,
+}
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStorable {
+    Method,
+    Status,
+    Partial,
+    NoStore,
+    Private,
+    Authorization,
+    VaryStar,
+    SetCookie,
+    NoFreshness,
+}
+
+impl NotStorable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStorable::Method => "method",
+            NotStorable::Status => "status",
+            NotStorable::Partial => "partial",
+            NotStorable::NoStore => "no-store",
+            NotStorable::Private => "private",
+            NotStorable::Authorization => "authorization",
+            NotStorable::VaryStar => "vary-star",
+            NotStorable::SetCookie => "set-cookie",
+            NotStorable::NoFreshness => "no-freshness",
+        }
+    }
+}
+
+/// The directives this cache obeys for a response: CDN-Cache-Control when present (RFC 9213),
+/// else Cache-Control.
+pub fn response_cc(headers: &HeaderMap, policy: &Policy) -> CacheControl {
+    if policy.cdn_cache_control
+        && let Some(cc) = CacheControl::from_headers(headers, &CDN_CACHE_CONTROL)
+    {
+        return cc;
+    }
+    CacheControl::from_headers(headers, &header::CACHE_CONTROL).unwrap_or_default()
+}
+
+/// Status codes cacheable by default (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Status codes whose caching semantics we implement (for `must-understand`).
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 302 | 303 | 307 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// RFC 9111 §3: may this response to this request be stored by a shared cache?
+pub fn storable(
+    method: &Method,
+    req_headers: &HeaderMap,
+    status: StatusCode,
+    resp_headers: &HeaderMap,
+    policy: &Policy,
+) -> Result<(), NotStorable> {
+    if method != Method::GET {
+        return Err(NotStorable::Method);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        return Err(NotStorable::Partial);
+    }
+    if status.is_informational() || status == StatusCode::NOT_MODIFIED {
+        return Err(NotStorable::Status);
+    }
+    let req_cc = CacheControl::request(req_headers);
+    let cc = response_cc(resp_headers, policy);
+    if req_cc.no_store {
+        return Err(NotStorable::NoStore);
+    }
+    if cc.must_understand {
+        if !understood(status) {
+            return Err(NotStorable::Status);
+        }
+    } else if cc.no_store {
+        return Err(NotStorable::NoStore);
+    }
+    if cc.private {
+        return Err(NotStorable::Private);
+    }
+    if req_headers.contains_key(header::AUTHORIZATION)
+        && !(cc.public || cc.must_revalidate || cc.s_maxage.is_some())
+    {
+        return Err(NotStorable::Authorization);
+    }
+    if vary_names(resp_headers).is_none() {
+        return Err(NotStorable::VaryStar);
+    }
+    if resp_headers.contains_key(header::SET_COOKIE) {
+        return Err(NotStorable::SetCookie);
+    }
+    let explicit = cc.max_age.is_some()
+        || cc.s_maxage.is_some()
+        || resp_headers.contains_key(header::EXPIRES)
+        || policy.forced_ttl.is_some();
+    let heuristic = heuristically_cacheable(status)
+        && (cc.public || resp_headers.contains_key(header::LAST_MODIFIED));
+    if !(explicit || heuristic) {
+        return Err(NotStorable::NoFreshness);
+    }
+    Ok(())
+}
+
+pub fn http_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
+    let v = headers.get(name)?.to_str().ok()?;
+    httpdate::parse_http_date(v.trim()).ok()
+}
+
+fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or(Duration::ZERO)
+}
+
+/// RFC 9111 §4.2.1, with the policy's forced TTL and cap.
+pub fn freshness_lifetime(meta: &StoredMeta, policy: &Policy) -> Duration {
+    let lifetime = origin_lifetime(meta, policy);
+    match policy.max_ttl {
+        Some(cap) => lifetime.min(cap),
+        None => lifetime,
+    }
+}
+
+fn origin_lifetime(meta: &StoredMeta, policy: &Policy) -> Duration {
+    if let Some(forced) = policy.forced_ttl {
+        return forced;
+    }
+    let cc = response_cc(&meta.headers, policy);
+    if let Some(s) = cc.s_maxage {
+        return Duration::from_secs(s);
+    }
+    if let Some(s) = cc.max_age {
+        return Duration::from_secs(s);
+    }
+    let date = http_date(&meta.headers, &header::DATE).unwrap_or(meta.response_time);
+    if meta.headers.contains_key(header::EXPIRES) {
+        // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
+        return match http_date(&meta.headers, &header::EXPIRES) {
+            Some(expires) => since(expires, date),
+            None => Duration::ZERO,
+        };
+    }
+    if heuristically_cacheable(meta.status)
+        && let Some(lm) = http_date(&meta.headers, &header::LAST_MODIFIED)
+    {
+        let h = since(date, lm).mul_f64(policy.heuristic_fraction.clamp(0.0, 1.0));
+        return h.min(policy.heuristic_max);
+    }
+    Duration::ZERO
+}
+
+/// RFC 9111 §4.2.3: the age of the stored response at `now`.
+pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
+    let age_value = meta
+        .headers
+        .get(header::AGE)
+        .and_then(|v| parse_delta(v.as_bytes().trim_ascii()))
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let date = http_date(&meta.headers, &header::DATE).unwrap_or(meta.response_time);
+    let apparent_age = since(meta.response_time, date);
+    let response_delay = since(meta.response_time, meta.request_time);
+    let corrected_age_value = age_value + response_delay;
+    let corrected_initial_age = apparent_age.max(corrected_age_value);
+    corrected_initial_age + since(now, meta.response_time)
+}
+
+/// What to do with a stored response for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Serve it.
+    Fresh,
+    /// Stale, but the client accepts it (`max-stale`).
+    StaleOk,
+    /// Stale within `stale-while-revalidate`: serve it and refresh in the background.
+    StaleWhileRevalidate,
+    /// Ask the origin (conditionally). When that fails, serving the stored response is allowed
+    /// if `stale_if_error`.
+    Revalidate { stale_if_error: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: Action,
+    pub age: Duration,
+    pub lifetime: Duration,
+}
+
+impl Verdict {
+    /// Seconds of freshness left (negative when stale), for `Cache-Status: ttl=`.
+    pub fn ttl_secs(&self) -> i64 {
+        let life = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let age = i64::try_from(self.age.as_secs()).unwrap_or(i64::MAX);
+        life.saturating_sub(age)
+    }
+}
+
+/// RFC 9111 §4: may the stored response answer this request now?
+pub fn evaluate(
+    req_headers: &HeaderMap,
+    meta: &StoredMeta,
+    policy: &Policy,
+    now: SystemTime,
+) -> Verdict {
+    let req = CacheControl::request(req_headers);
+    let cc = response_cc(&meta.headers, policy);
+    let age = current_age(meta, now);
+    let lifetime = freshness_lifetime(meta, policy);
+    let verdict = |action| Verdict {
+        action,
+        age,
+        lifetime,
+    };
+    let no_stale = cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some();
+    let staleness = age.saturating_sub(lifetime);
+    let sie = |staleness: Duration| {
+        let window = cc.stale_if_error.or(req.stale_if_error);
+        !no_stale && window.is_some_and(|w| staleness <= Duration::from_secs(w))
+    };
+    if cc.no_cache || req.no_cache {
+        return verdict(Action::Revalidate {
+            stale_if_error: sie(staleness),
+        });
+    }
+    let fresh = age < lifetime;
+    let client_ok = req.max_age.is_none_or(|m| age <= Duration::from_secs(m))
+        && req
+            .min_fresh
+            .is_none_or(|m| lifetime.saturating_sub(age) >= Duration::from_secs(m));
+    if fresh && client_ok {
+        return verdict(Action::Fresh);
+    }
+    if fresh {
+        // Fresh for us, too old for this client: ask the origin, nothing stale is involved.
+        return verdict(Action::Revalidate {
+            stale_if_error: sie(staleness),
+        });
+    }
+    if !no_stale {
+        let client_stale_ok = match req.max_stale {
+            Some(None) => true,
+            Some(Some(s)) => staleness <= Duration::from_secs(s),
+            None => false,
+        };
+        if client_stale_ok && req.max_age.is_none_or(|m| age <= Duration::from_secs(m)) {
+            return verdict(Action::StaleOk);
+        }
+        if cc
+            .stale_while_revalidate
+            .is_some_and(|w| staleness <= Duration::from_secs(w))
+            && req.max_age.is_none()
+        {
+            return verdict(Action::StaleWhileRevalidate);
+        }
+    }
+    verdict(Action::Revalidate {
+        stale_if_error: sie(staleness),
+    })
+}
+
+/// May a stored response serve a request whose origin attempt failed? `staleness` from `now`.
+pub fn stale_if_error_allows(
+    req_headers: &HeaderMap,
+    meta: &StoredMeta,
+    policy: &Policy,
+    now: SystemTime,
+) -> bool {
+    match evaluate(req_headers, meta, policy, now).action {
+        Action::Revalidate { stale_if_error } => stale_if_error,
+        _ => true,
+    }
+}
+
+/// The header names `Vary` nominates, lower-cased and sorted; `None` for `Vary: *`.
+pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for v in headers.get_all(header::VARY) {
+        let s = v.to_str().ok()?;
+        for part in s.split(',') {
+            let p = part.trim();
+            if p == "*" {
+                return None;
+            }
+            if let Ok(n) = HeaderName::from_bytes(p.as_bytes())
+                && !names.contains(&n)
+            {
+                names.push(n);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Some(names)
+}
+
+/// A request's value for one Vary header, normalised where that cannot change its meaning:
+/// field lines joined, white space around commas removed; for Accept-Encoding also lower-cased
+/// and sorted (the codings are case-insensitive tokens).
+pub fn normalize_vary_value(req_headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for v in req_headers.get_all(name) {
+        let s = String::from_utf8_lossy(v.as_bytes());
+        parts.extend(
+            s.split(',')
+                .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|p| !p.is_empty()),
+        );
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    if name == header::ACCEPT_ENCODING {
+        for p in &mut parts {
+            *p = p.to_ascii_lowercase().replace(' ', "");
+        }
+        parts.sort();
+    }
+    Some(parts.join(","))
+}
+
+/// The request's Vary values for `names`, as stored beside a response.
+pub fn vary_values(
+    req_headers: &HeaderMap,
+    names: &[HeaderName],
+) -> Vec<(HeaderName, Option<String>)> {
+    names
+        .iter()
+        .map(|n| (n.clone(), normalize_vary_value(req_headers, n)))
+        .collect()
+}
+
+/// Does this request select the stored variant (RFC 9111 §4.1)?
+pub fn vary_matches(req_headers: &HeaderMap, meta: &StoredMeta) -> bool {
+    meta.vary
+        .iter()
+        .all(|(name, stored)| normalize_vary_value(req_headers, name) == *stored)
+}
+
+fn etag_opaque(tag: &str) -> &str {
+    tag.trim().strip_prefix("W/").unwrap_or(tag.trim())
+}
+
+/// Client conditional request against a stored response (RFC 9110 §13.1.1, §13.1.3): true when
+/// the answer is 304.
+pub fn not_modified(req_headers: &HeaderMap, meta: &StoredMeta) -> bool {
+    if let Some(inm) = req_headers.get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else { return false };
+        let Some(etag) = meta.headers.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
+            return inm.trim() == "*";
+        };
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || etag_opaque(t) == etag_opaque(etag));
+    }
+    if let Some(ims) = http_date(req_headers, &header::IF_MODIFIED_SINCE) {
+        let lm = http_date(&meta.headers, &header::LAST_MODIFIED);
+        return lm.is_some_and(|lm| lm <= ims);
+    }
+    false
+}
+
+/// Conditional headers for revalidating a stored response with the origin.
+pub fn validators(meta: &StoredMeta) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Some(etag) = meta.headers.get(header::ETAG) {
+        out.push((header::IF_NONE_MATCH, etag.clone()));
+    }
+    if let Some(lm) = meta.headers.get(header::LAST_MODIFIED) {
+        out.push((header::IF_MODIFIED_SINCE, lm.clone()));
+    }
+    out
+}
+
+/// RFC 9111 §3.2 / §4.3.4: a 304 replaces the stored header fields it carries, except those
+/// that describe the stored body.
+pub fn merge_304(stored: &mut HeaderMap, not_modified: &HeaderMap) {
+    let keep = [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::CONTENT_RANGE,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+    ];
+    let mut replaced: Vec<HeaderName> = Vec::new();
+    for (name, value) in not_modified {
+        if keep.contains(name) {
+            continue;
+        }
+        if !replaced.contains(name) {
+            stored.remove(name);
+            replaced.push(name.clone());
+        }
+        stored.append(name.clone(), value.clone());
+    }
+}
+
+/// What a `Range` request gets from a stored full response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// No usable single range (none, several, other unit, or If-Range mismatch): 200, full body.
+    Full,
+    /// 206 with bytes `start..=end`.
+    Partial { start: u64, end: u64 },
+    /// 416.
+    Unsatisfiable,
+}
+
+/// RFC 9110 §14: one byte range over a representation of `len` bytes.
+pub fn range(req_headers: &HeaderMap, meta: &StoredMeta) -> RangeAnswer {
+    let len = meta.body_len;
+    let Some(spec) = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeAnswer::Full;
+    };
+    if let Some(if_range) = req_headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let strong_etag = meta
+            .headers
+            .get(header::ETAG)
+            .and_then(|e| e.to_str().ok())
+            .filter(|e| !e.starts_with("W/"));
+        let matches = if if_range.trim_start().starts_with('"') {
+            strong_etag == Some(if_range.trim())
+        } else {
+            httpdate::parse_http_date(if_range.trim())
+                .ok()
+                .is_some_and(|d| http_date(&meta.headers, &header::LAST_MODIFIED) == Some(d))
+        };
+        if !matches {
+            return RangeAnswer::Full;
+        }
+    }
+    let Some(set) = spec.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Full;
+    };
+    if set.contains(',') {
+        // Several ranges: a full 200 is allowed and avoids multipart bodies.
+        return RangeAnswer::Full;
+    }
+    let Some((a, b)) = set.trim().split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return RangeAnswer::Full,
+        (true, false) => match parse_delta(b.as_bytes()) {
+            // Suffix: the last b bytes.
+            Some(0) => return RangeAnswer::Unsatisfiable,
+            Some(n) if len > 0 => (len.saturating_sub(n), len - 1),
+            Some(_) => return RangeAnswer::Unsatisfiable,
+            None => return RangeAnswer::Full,
+        },
+        (false, _) => {
+            let Some(start) = a.parse::<u64>().ok() else {
+                return RangeAnswer::Full;
+            };
+            let end = if b.is_empty() {
+                u64::MAX
+            } else {
+                match b.parse::<u64>() {
+                    Ok(e) if e >= start => e,
+                    _ => return RangeAnswer::Full,
+                }
+            };
+            if start >= len {
+                return RangeAnswer::Unsatisfiable;
+            }
+            (start, end.min(len - 1))
+        }
+    };
+    RangeAnswer::Partial {
+        start: parsed.0,
+        end: parsed.1,
+    }
+}
+
+/// RFC 9111 §4.4: the same-host paths a successful unsafe request invalidates: its own target
+/// and any `Location` / `Content-Location` on the same host.
+pub fn invalidation_paths(
+    method: &Method,
+    status: StatusCode,
+    host: &str,
+    path_and_query: &str,
+    resp_headers: &HeaderMap,
+) -> Vec<String> {
+    if method.is_safe() || !(status.is_success() || status.is_redirection()) {
+        return Vec::new();
+    }
+    let mut out = vec![path_and_query.to_string()];
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(v) = resp_headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if v.starts_with('/') {
+            out.push(v.to_string());
+        } else if let Ok(uri) = v.parse::<http::Uri>()
+            && let Some(auth) = uri.authority()
+            && auth.host().eq_ignore_ascii_case(host)
+        {
+            out.push(uri.path_and_query().map_or("/", |p| p.as_str()).to_string());
+        }
+    }
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests;
