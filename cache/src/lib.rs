@@ -4,3 +4,6 @@
 
 pub mod cache_control;
 pub mod rules;
+pub mod store;
+
+pub use store::{CacheError, Found, Lookup, Store, StoreConfig};

@@ -1,0 +1,726 @@
+//! Tiered storage: memory (moka, weighted by bytes, TinyLFU admission) over disk (cacache, with
+//! our own byte budget and least-recently-used eviction, since cacache has no limit of its own).
+//!
+//! Layout of keys: a *primary* key names a URL; a *variant* key names one stored response of it
+//! (the primary key plus the request's values of the headers `Vary` named). A small record per
+//! primary key lists the Vary header names and the variants stored, so that lookups can build
+//! the variant key and invalidation can find every variant. Records and objects are kept in both
+//! tiers; the disk copies bring everything back after a restart.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::rules::{self, StoredMeta};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("disk cache at {dir}: {source}")]
+    Disk {
+        dir: PathBuf,
+        #[source]
+        source: cacache::Error,
+    },
+    #[error("stored metadata for {key:?} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("response body ended after {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    #[error("disk writer stopped")]
+    WriterGone,
+    #[error("object exceeds {limit} bytes and there is no disk tier")]
+    TooLarge { limit: u64 },
+}
+
+impl CacheError {
+    /// Cache errors are always internal; retrying the request (without the cache) is safe.
+    pub fn retry_safe(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub memory_bytes: u64,
+    /// Larger objects go to disk only.
+    pub max_object_memory_bytes: u64,
+    pub disk: Option<DiskConfig>,
+}
+
+/// A complete object held in memory.
+#[derive(Debug)]
+pub struct MemObject {
+    pub meta: StoredMeta,
+    pub body: Bytes,
+}
+
+/// Where a found object's body is.
+#[derive(Debug, Clone)]
+pub enum Found {
+    Memory(Arc<MemObject>),
+    Disk { meta: StoredMeta, variant: String },
+}
+
+impl Found {
+    pub fn meta(&self) -> &StoredMeta {
+        match self {
+            Found::Memory(o) => &o.meta,
+            Found::Disk { meta, .. } => meta,
+        }
+    }
+
+    pub fn variant(&self, primary: &str) -> String {
+        match self {
+            Found::Memory(o) => variant_key(primary, &o.meta.vary),
+            Found::Disk { variant, .. } => variant.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Lookup {
+    /// Nothing stored for this URL.
+    Miss,
+    /// The URL has stored variants, but none for this request's Vary values.
+    VaryMiss,
+    Hit(Found),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct VaryRecord {
+    names: Vec<String>,
+    variants: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct DiskIndex {
+    entries: HashMap<String, (u64, u64)>, // key -> (bytes, last use in ms since epoch)
+    total: u64,
+}
+
+struct Inner {
+    cfg: StoreConfig,
+    mem: moka::future::Cache<String, Arc<MemObject>>,
+    records: moka::future::Cache<String, Arc<VaryRecord>>,
+    disk_index: Mutex<DiskIndex>,
+}
+
+/// The tiered store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn variant_key(primary: &str, vary: &[(HeaderName, Option<String>)]) -> String {
+    let mut k = String::with_capacity(primary.len() + 2);
+    k.push_str("o:");
+    k.push_str(primary);
+    for (name, value) in vary {
+        k.push('\n');
+        k.push_str(name.as_str());
+        k.push('=');
+        if let Some(v) = value {
+            k.push_str(v);
+        } else {
+            k.push('\u{0}');
+        }
+    }
+    k
+}
+
+fn record_key(primary: &str) -> String {
+    format!("v:{primary}")
+}
+
+impl Store {
+    /// Opens the store; with a disk tier, rebuilds the size index from what is on disk.
+    pub async fn open(cfg: StoreConfig) -> Result<Store, CacheError> {
+        let mem = moka::future::Cache::builder()
+            .max_capacity(cfg.memory_bytes)
+            .weigher(|k: &String, v: &Arc<MemObject>| {
+                let headers: usize = v
+                    .meta
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                    .sum();
+                u32::try_from(k.len() + v.body.len() + headers + 256).unwrap_or(u32::MAX)
+            })
+            .build();
+        // Records are small; bound them by count as a share of the memory budget.
+        let records = moka::future::Cache::builder()
+            .max_capacity((cfg.memory_bytes / 4).max(1024 * 1024))
+            .weigher(|k: &String, v: &Arc<VaryRecord>| {
+                let n: usize = v.variants.iter().map(String::len).sum::<usize>() + k.len() + 64;
+                u32::try_from(n).unwrap_or(u32::MAX)
+            })
+            .build();
+        let mut index = DiskIndex::default();
+        if let Some(disk) = &cfg.disk {
+            let dir = disk.dir.clone();
+            let listed = tokio::task::spawn_blocking(move || {
+                cacache::index::ls(&dir)
+                    .filter_map(Result::ok)
+                    .map(|m| (m.key, m.size as u64, m.time as u64))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (key, size, time) in listed {
+                index.total += size;
+                index.entries.insert(key, (size, time));
+            }
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cfg,
+                mem,
+                records,
+                disk_index: Mutex::new(index),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// Bytes held by the memory tier (approximate, as moka weighs them).
+    pub async fn memory_bytes(&self) -> u64 {
+        self.inner.mem.run_pending_tasks().await;
+        self.inner.mem.weighted_size()
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.disk_index.lock().map_or(0, |i| i.total)
+    }
+
+    async fn record(&self, primary: &str) -> Option<Arc<VaryRecord>> {
+        if let Some(r) = self.inner.records.get(primary).await {
+            return Some(r);
+        }
+        let disk = self.inner.cfg.disk.as_ref()?;
+        let meta = cacache::metadata(&disk.dir, record_key(primary))
+            .await
+            .ok()??;
+        let rec: VaryRecord = serde_json::from_value(meta.metadata).ok()?;
+        let rec = Arc::new(rec);
+        self.inner
+            .records
+            .insert(primary.to_string(), rec.clone())
+            .await;
+        Some(rec)
+    }
+
+    /// Finds the stored response for a request: memory first, then disk (promoting small
+    /// objects into memory).
+    pub async fn lookup(&self, primary: &str, req_headers: &HeaderMap) -> Lookup {
+        let Some(rec) = self.record(primary).await else {
+            return Lookup::Miss;
+        };
+        let names: Vec<HeaderName> = rec
+            .names
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        let vary = rules::vary_values(req_headers, &names);
+        let variant = variant_key(primary, &vary);
+        if let Some(obj) = self.inner.mem.get(&variant).await {
+            self.touch(&variant);
+            return Lookup::Hit(Found::Memory(obj));
+        }
+        let Some(disk) = &self.inner.cfg.disk else {
+            return if names.is_empty() {
+                Lookup::Miss
+            } else {
+                Lookup::VaryMiss
+            };
+        };
+        let meta = match cacache::metadata(&disk.dir, &variant).await {
+            Ok(Some(m)) => m,
+            _ => {
+                return if names.is_empty() {
+                    Lookup::Miss
+                } else {
+                    Lookup::VaryMiss
+                };
+            }
+        };
+        let stored = match decode_meta(&variant, meta.metadata) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping unreadable cache entry");
+                self.remove_variant(&variant).await;
+                return Lookup::Miss;
+            }
+        };
+        self.touch(&variant);
+        if stored.body_len <= self.inner.cfg.max_object_memory_bytes {
+            // Promote: read and verify the whole (small) body now.
+            match cacache::read(&disk.dir, &variant).await {
+                Ok(body) if body.len() as u64 == stored.body_len => {
+                    let obj = Arc::new(MemObject {
+                        meta: stored,
+                        body: Bytes::from(body),
+                    });
+                    self.inner.mem.insert(variant, obj.clone()).await;
+                    return Lookup::Hit(Found::Memory(obj));
+                }
+                Ok(_) | Err(_) => {
+                    tracing::warn!(key = %variant, "disk entry failed verification; dropping it");
+                    self.remove_variant(&variant).await;
+                    return Lookup::Miss;
+                }
+            }
+        }
+        Lookup::Hit(Found::Disk {
+            meta: stored,
+            variant,
+        })
+    }
+
+    /// Opens a disk body for streaming. The reader verifies integrity at its end.
+    pub async fn open_disk(&self, variant: &str) -> Result<cacache::Reader, CacheError> {
+        let disk = self.disk_cfg()?;
+        match cacache::Reader::open(&disk.dir, variant).await {
+            Ok(r) => Ok(r),
+            Err(source) => {
+                self.remove_variant(variant).await;
+                Err(CacheError::Disk {
+                    dir: disk.dir.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    fn disk_cfg(&self) -> Result<&DiskConfig, CacheError> {
+        self.inner.cfg.disk.as_ref().ok_or(CacheError::Corrupt {
+            key: String::new(),
+            reason: "no disk tier".into(),
+        })
+    }
+
+    fn touch(&self, key: &str) {
+        if let Ok(mut idx) = self.inner.disk_index.lock()
+            && let Some(e) = idx.entries.get_mut(key)
+        {
+            e.1 = now_ms();
+        }
+    }
+
+    /// Starts storing a response. Feed it with [`Fill::push`] and complete it with
+    /// [`Fill::finish`]; dropping it unfinished stores nothing.
+    pub fn fill(&self, primary: &str, meta: StoredMeta, vary_names: Vec<HeaderName>) -> Fill {
+        let expected = meta
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let variant = variant_key(primary, &meta.vary);
+        let mut fill = Fill {
+            store: self.clone(),
+            primary: primary.to_string(),
+            variant,
+            meta,
+            vary_names,
+            buf: BytesMut::new(),
+            spill: None,
+            received: 0,
+            expected,
+        };
+        if expected.is_some_and(|n| n > self.inner.cfg.max_object_memory_bytes) {
+            fill.start_spill();
+        }
+        fill
+    }
+
+    /// Replaces the stored metadata of a variant (after a 304 freshened it).
+    pub async fn update_meta(&self, primary: &str, found: &Found, meta: StoredMeta) {
+        let variant = found.variant(primary);
+        if let Found::Memory(obj) = found {
+            let updated = Arc::new(MemObject {
+                meta: meta.clone(),
+                body: obj.body.clone(),
+            });
+            self.inner.mem.insert(variant.clone(), updated).await;
+        }
+        if let Some(disk) = &self.inner.cfg.disk
+            && let Ok(Some(existing)) = cacache::metadata(&disk.dir, &variant).await
+        {
+            let opts = cacache::WriteOpts::new()
+                .integrity(existing.integrity)
+                .size(existing.size)
+                .metadata(encode_meta(&meta));
+            if let Err(e) = cacache::index::insert_async(&disk.dir, &variant, opts).await {
+                tracing::warn!(error = %e, "could not update stored headers on disk");
+            }
+        }
+    }
+
+    /// Removes every variant of a URL from both tiers.
+    pub async fn invalidate(&self, primary: &str) -> usize {
+        let Some(rec) = self.record(primary).await else {
+            return 0;
+        };
+        for v in &rec.variants {
+            self.remove_variant(v).await;
+        }
+        self.inner.records.invalidate(primary).await;
+        if let Some(disk) = &self.inner.cfg.disk {
+            let _ = cacache::remove(&disk.dir, record_key(primary)).await;
+            self.forget(&record_key(primary));
+        }
+        rec.variants.len()
+    }
+
+    async fn remove_variant(&self, variant: &str) {
+        self.inner.mem.invalidate(variant).await;
+        if let Some(disk) = &self.inner.cfg.disk {
+            // Index entry only: content is shared by hash with identical bodies under other keys;
+            // eviction removes content (see `evict`).
+            let _ = cacache::remove(&disk.dir, variant).await;
+            self.forget(variant);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut idx) = self.inner.disk_index.lock()
+            && let Some((size, _)) = idx.entries.remove(key)
+        {
+            idx.total = idx.total.saturating_sub(size);
+        }
+    }
+
+    async fn commit_record(&self, primary: &str, names: &[HeaderName], variant: &str) {
+        let names: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
+        let mut rec = self
+            .record(primary)
+            .await
+            .map(|r| (*r).clone())
+            .unwrap_or_default();
+        if rec.names != names {
+            // The origin changed what it varies on: older variants are unreachable now.
+            for old in std::mem::take(&mut rec.variants) {
+                if old != variant {
+                    self.remove_variant(&old).await;
+                }
+            }
+            rec.names = names;
+        }
+        if !rec.variants.iter().any(|v| v == variant) {
+            rec.variants.push(variant.to_string());
+        }
+        let rec = Arc::new(rec);
+        self.inner
+            .records
+            .insert(primary.to_string(), rec.clone())
+            .await;
+        if let Some(disk) = &self.inner.cfg.disk {
+            let json = serde_json::to_value(&*rec).unwrap_or_default();
+            let key = record_key(primary);
+            match cacache::WriteOpts::new()
+                .metadata(json)
+                .open(&disk.dir, &key)
+                .await
+            {
+                Ok(w) => {
+                    if let Err(e) = w.commit().await {
+                        tracing::warn!(error = %e, "could not write vary record");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not write vary record"),
+            }
+        }
+    }
+
+    fn account(&self, key: &str, size: u64) -> Vec<String> {
+        let Some(disk) = &self.inner.cfg.disk else {
+            return Vec::new();
+        };
+        let Ok(mut idx) = self.inner.disk_index.lock() else {
+            return Vec::new();
+        };
+        if let Some((old, _)) = idx.entries.insert(key.to_string(), (size, now_ms())) {
+            idx.total = idx.total.saturating_sub(old);
+        }
+        idx.total += size;
+        if idx.total <= disk.max_bytes {
+            return Vec::new();
+        }
+        // Evict least recently used objects down to 90% of the budget, so that eviction runs in
+        // batches rather than on every insert.
+        let target = disk.max_bytes / 10 * 9;
+        let mut by_age: Vec<(u64, String, u64)> = idx
+            .entries
+            .iter()
+            .filter(|(k, _)| k.starts_with("o:") && k.as_str() != key)
+            .map(|(k, (s, t))| (*t, k.clone(), *s))
+            .collect();
+        by_age.sort_unstable();
+        let mut victims = Vec::new();
+        for (_, k, s) in by_age {
+            if idx.total <= target {
+                break;
+            }
+            idx.entries.remove(&k);
+            idx.total = idx.total.saturating_sub(s);
+            victims.push(k);
+        }
+        victims
+    }
+
+    async fn evict(&self, victims: Vec<String>) {
+        let Some(disk) = &self.inner.cfg.disk else {
+            return;
+        };
+        for v in victims {
+            self.inner.mem.invalidate(&v).await;
+            let _ = cacache::RemoveOpts::new()
+                .remove_fully(true)
+                .remove(&disk.dir, &v)
+                .await;
+        }
+    }
+}
+
+/// An object being stored while it streams to the client.
+pub struct Fill {
+    store: Store,
+    primary: String,
+    variant: String,
+    meta: StoredMeta,
+    vary_names: Vec<HeaderName>,
+    buf: BytesMut,
+    spill: Option<Spill>,
+    received: u64,
+    expected: Option<u64>,
+}
+
+struct Spill {
+    tx: mpsc::Sender<Bytes>,
+    done: tokio::sync::oneshot::Receiver<Result<(cacache::Integrity, u64), CacheError>>,
+}
+
+impl Fill {
+    fn start_spill(&mut self) {
+        let Some(disk) = self.store.inner.cfg.disk.clone() else {
+            return;
+        };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let io = |e: std::io::Error| CacheError::Disk {
+                dir: disk.dir.clone(),
+                source: cacache::Error::IoError(e, "writing cache body".into()),
+            };
+            let result = async {
+                // Content only, addressed by hash: nothing is visible under a key until
+                // `finish` publishes the index entry with its final size and metadata.
+                let mut w = cacache::WriteOpts::new()
+                    .open_hash(&disk.dir)
+                    .await
+                    .map_err(|source| CacheError::Disk {
+                        dir: disk.dir.clone(),
+                        source,
+                    })?;
+                let mut n = 0u64;
+                while let Some(chunk) = rx.recv().await {
+                    n += chunk.len() as u64;
+                    w.write_all(&chunk).await.map_err(io)?;
+                }
+                let sri = w.commit().await.map_err(|source| CacheError::Disk {
+                    dir: disk.dir.clone(),
+                    source,
+                })?;
+                Ok::<_, CacheError>((sri, n))
+            }
+            .await;
+            let _ = done_tx.send(result);
+        });
+        if !self.buf.is_empty() {
+            let first = self.buf.split().freeze();
+            let _ = tx.try_send(first);
+        }
+        self.spill = Some(Spill { tx, done });
+    }
+
+    /// Adds a body chunk. Awaits only when spilling to disk and the disk is behind.
+    pub async fn push(&mut self, chunk: Bytes) -> Result<(), CacheError> {
+        self.received += chunk.len() as u64;
+        if self.spill.is_none() && self.received > self.store.inner.cfg.max_object_memory_bytes {
+            if self.store.inner.cfg.disk.is_none() {
+                return Err(CacheError::TooLarge {
+                    limit: self.store.inner.cfg.max_object_memory_bytes,
+                });
+            }
+            self.start_spill();
+        }
+        match &self.spill {
+            Some(s) => s.tx.send(chunk).await.map_err(|_| CacheError::WriterGone),
+            None => {
+                self.buf.extend_from_slice(&chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// The body ended cleanly: verify its length and make the object visible.
+    pub async fn finish(mut self) -> Result<(), CacheError> {
+        if let Some(expected) = self.expected
+            && expected != self.received
+        {
+            return Err(CacheError::Truncated {
+                got: self.received,
+                expected,
+            });
+        }
+        self.meta.body_len = self.received;
+        let size = self.received;
+        match self.spill.take() {
+            Some(spill) => {
+                drop(spill.tx);
+                let (sri, written) = spill.done.await.map_err(|_| CacheError::WriterGone)??;
+                if written != size {
+                    return Err(CacheError::Truncated {
+                        got: written,
+                        expected: size,
+                    });
+                }
+                let disk = self.store.disk_cfg()?;
+                let opts = cacache::WriteOpts::new()
+                    .integrity(sri)
+                    .size(usize::try_from(size).unwrap_or(usize::MAX))
+                    .metadata(encode_meta(&self.meta));
+                cacache::index::insert_async(&disk.dir, &self.variant, opts)
+                    .await
+                    .map_err(|source| CacheError::Disk {
+                        dir: disk.dir.clone(),
+                        source,
+                    })?;
+            }
+            None => {
+                let body = self.buf.split().freeze();
+                let obj = Arc::new(MemObject {
+                    meta: self.meta.clone(),
+                    body: body.clone(),
+                });
+                self.store.inner.mem.insert(self.variant.clone(), obj).await;
+                if let Some(disk) = self.store.inner.cfg.disk.clone() {
+                    let opts = cacache::WriteOpts::new()
+                        .metadata(encode_meta(&self.meta))
+                        .size(body.len());
+                    match opts.open(&disk.dir, &self.variant).await {
+                        Ok(mut w) => {
+                            let ok = w.write_all(&body).await.is_ok();
+                            if ok && let Err(e) = w.commit().await {
+                                tracing::warn!(error = %e, "disk write failed; object stays in memory only");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "disk write failed; object stays in memory only")
+                        }
+                    }
+                }
+            }
+        }
+        let victims = self.store.account(&self.variant, size);
+        self.store.evict(victims).await;
+        self.store
+            .commit_record(&self.primary, &self.vary_names, &self.variant)
+            .await;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaJson {
+    status: u16,
+    headers: Vec<(String, String)>,
+    request_time_ms: u64,
+    response_time_ms: u64,
+    vary: Vec<(String, Option<String>)>,
+    body_len: u64,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn encode_meta(m: &StoredMeta) -> serde_json::Value {
+    let json = MetaJson {
+        status: m.status.as_u16(),
+        // Stored header values are visible ASCII in practice; others are not kept.
+        headers: m
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        request_time_ms: ms(m.request_time),
+        response_time_ms: ms(m.response_time),
+        vary: m
+            .vary
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.clone()))
+            .collect(),
+        body_len: m.body_len,
+    };
+    serde_json::to_value(json).unwrap_or_default()
+}
+
+fn decode_meta(key: &str, v: serde_json::Value) -> Result<StoredMeta, CacheError> {
+    let corrupt = |reason: String| CacheError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let j: MetaJson = serde_json::from_value(v).map_err(|e| corrupt(e.to_string()))?;
+    let mut headers = HeaderMap::new();
+    for (n, v) in j.headers {
+        let name = HeaderName::from_bytes(n.as_bytes()).map_err(|e| corrupt(e.to_string()))?;
+        let value = HeaderValue::from_str(&v).map_err(|e| corrupt(e.to_string()))?;
+        headers.append(name, value);
+    }
+    let mut vary = Vec::new();
+    for (n, v) in j.vary {
+        vary.push((
+            HeaderName::from_bytes(n.as_bytes()).map_err(|e| corrupt(e.to_string()))?,
+            v,
+        ));
+    }
+    Ok(StoredMeta {
+        status: StatusCode::from_u16(j.status).map_err(|e| corrupt(e.to_string()))?,
+        headers,
+        request_time: UNIX_EPOCH + Duration::from_millis(j.request_time_ms),
+        response_time: UNIX_EPOCH + Duration::from_millis(j.response_time_ms),
+        vary,
+        body_len: j.body_len,
+    })
+}
+
+/// Reads a whole disk body (tests and small objects).
+pub async fn read_disk(dir: &Path, variant: &str) -> Result<Vec<u8>, cacache::Error> {
+    cacache::read(dir, variant).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+use super::*;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edge-cache-store-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn cfg(dir: Option<&Path>, mem: u64, max_obj: u64, disk: u64) -> StoreConfig {
+    StoreConfig {
+        memory_bytes: mem,
+        max_object_memory_bytes: max_obj,
+        disk: dir.map(|d| DiskConfig {
+            dir: d.to_path_buf(),
+            max_bytes: disk,
+        }),
+    }
+}
+
+fn meta(len: Option<u64>, vary: Vec<(HeaderName, Option<String>)>) -> StoredMeta {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    if let Some(n) = len {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    StoredMeta {
+        status: StatusCode::OK,
+        headers,
+        request_time: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        response_time: UNIX_EPOCH + Duration::from_secs(1_800_000_001),
+        vary,
+        body_len: 0,
+    }
+}
+
+async fn put(
+    store: &Store,
+    primary: &str,
+    body: &[u8],
+    names: Vec<HeaderName>,
+    vary: Vec<(HeaderName, Option<String>)>,
+) {
+    let mut fill = store.fill(primary, meta(Some(body.len() as u64), vary), names);
+    for chunk in body.chunks(7000) {
+        fill.push(Bytes::copy_from_slice(chunk))
+            .await
+            .expect("push");
+    }
+    fill.finish().await.expect("finish");
+}
+
+async fn body_of(store: &Store, found: &Found) -> Vec<u8> {
+    match found {
+        Found::Memory(o) => o.body.to_vec(),
+        Found::Disk { variant, .. } => {
+            use tokio::io::AsyncReadExt;
+            let mut r = store.open_disk(variant).await.expect("open disk");
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).await.expect("read");
+            r.check().expect("integrity");
+            out
+        }
+    }
+}
+
+#[tokio::test]
+async fn memory_round_trip_and_miss() {
+    let store = Store::open(cfg(None, 1 << 20, 1 << 16, 0))
+        .await
+        .expect("open");
+    assert!(matches!(
+        store.lookup("https://a/x", &HeaderMap::new()).await,
+        Lookup::Miss
+    ));
+    put(&store, "https://a/x", b"hello", vec![], vec![]).await;
+    let Lookup::Hit(found) = store.lookup("https://a/x", &HeaderMap::new()).await else {
+        panic!("miss")
+    };
+    assert_eq!(body_of(&store, &found).await, b"hello");
+    assert_eq!(found.meta().body_len, 5);
+}
+
+#[tokio::test]
+async fn variants_by_vary_and_vary_miss() {
+    let store = Store::open(cfg(None, 1 << 20, 1 << 16, 0))
+        .await
+        .expect("open");
+    let names = vec![http::header::ACCEPT_LANGUAGE];
+    let en: HeaderMap = [(
+        http::header::ACCEPT_LANGUAGE,
+        HeaderValue::from_static("en"),
+    )]
+    .into_iter()
+    .collect();
+    let fr: HeaderMap = [(
+        http::header::ACCEPT_LANGUAGE,
+        HeaderValue::from_static("fr"),
+    )]
+    .into_iter()
+    .collect();
+    put(
+        &store,
+        "https://a/v",
+        b"english",
+        names.clone(),
+        rules::vary_values(&en, &names),
+    )
+    .await;
+    assert!(matches!(
+        store.lookup("https://a/v", &fr).await,
+        Lookup::VaryMiss
+    ));
+    put(
+        &store,
+        "https://a/v",
+        b"francais",
+        names.clone(),
+        rules::vary_values(&fr, &names),
+    )
+    .await;
+    for (req, want) in [(&en, &b"english"[..]), (&fr, &b"francais"[..])] {
+        let Lookup::Hit(f) = store.lookup("https://a/v", req).await else {
+            panic!("miss")
+        };
+        assert_eq!(body_of(&store, &f).await, want);
+    }
+    assert_eq!(store.invalidate("https://a/v").await, 2);
+    assert!(matches!(
+        store.lookup("https://a/v", &en).await,
+        Lookup::Miss
+    ));
+}
+
+#[tokio::test]
+async fn truncated_or_abandoned_fills_are_never_visible() {
+    let dir = temp_dir("trunc");
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 1 << 10, 1 << 30))
+        .await
+        .expect("open");
+    // Declared 100 bytes, got 50.
+    let mut fill = store.fill("https://a/t", meta(Some(100), vec![]), vec![]);
+    fill.push(Bytes::from(vec![1u8; 50])).await.expect("push");
+    assert!(matches!(
+        fill.finish().await,
+        Err(CacheError::Truncated {
+            got: 50,
+            expected: 100
+        })
+    ));
+    // Spilled to disk (over the 1 KiB memory limit), then dropped mid-way.
+    let mut fill = store.fill("https://a/d", meta(Some(10_000), vec![]), vec![]);
+    fill.push(Bytes::from(vec![2u8; 5000])).await.expect("push");
+    drop(fill);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for key in ["https://a/t", "https://a/d"] {
+        assert!(
+            matches!(store.lookup(key, &HeaderMap::new()).await, Lookup::Miss),
+            "{key}"
+        );
+    }
+    assert_eq!(store.disk_bytes(), 0);
+}
+
+#[tokio::test]
+async fn large_objects_live_on_disk_and_everything_survives_a_restart() {
+    let dir = temp_dir("restart");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    {
+        let store = Store::open(cfg(Some(&dir), 1 << 20, 64 * 1024, 1 << 30))
+            .await
+            .expect("open");
+        put(&store, "https://a/big", &big, vec![], vec![]).await;
+        put(&store, "https://a/small", b"tiny", vec![], vec![]).await;
+        let Lookup::Hit(f) = store.lookup("https://a/big", &HeaderMap::new()).await else {
+            panic!("miss")
+        };
+        assert!(
+            matches!(f, Found::Disk { .. }),
+            "a 300 KB object must not be held in memory"
+        );
+        assert_eq!(body_of(&store, &f).await, big);
+    }
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 64 * 1024, 1 << 30))
+        .await
+        .expect("reopen");
+    assert!(
+        store.disk_bytes() >= big.len() as u64,
+        "size index rebuilt from disk"
+    );
+    let Lookup::Hit(f) = store.lookup("https://a/big", &HeaderMap::new()).await else {
+        panic!("big lost on restart")
+    };
+    assert_eq!(body_of(&store, &f).await, big);
+    assert_eq!(
+        f.meta().response_time,
+        UNIX_EPOCH + Duration::from_secs(1_800_000_001),
+        "times survive"
+    );
+    assert_eq!(f.meta().headers[http::header::CACHE_CONTROL], "max-age=60");
+    let Lookup::Hit(f) = store.lookup("https://a/small", &HeaderMap::new()).await else {
+        panic!("small lost")
+    };
+    assert!(
+        matches!(f, Found::Memory(_)),
+        "small disk hits are promoted to memory"
+    );
+    assert_eq!(body_of(&store, &f).await, b"tiny");
+
+    // Updated headers (after a 304) persist too.
+    let mut m = f.meta().clone();
+    m.headers
+        .insert("x-updated", HeaderValue::from_static("yes"));
+    store.update_meta("https://a/small", &f, m).await;
+    drop(store);
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 64 * 1024, 1 << 30))
+        .await
+        .expect("reopen");
+    let Lookup::Hit(f) = store.lookup("https://a/small", &HeaderMap::new()).await else {
+        panic!("lost")
+    };
+    assert_eq!(f.meta().headers["x-updated"], "yes");
+}
+
+#[tokio::test]
+async fn disk_budget_evicts_least_recently_used() {
+    let dir = temp_dir("evict");
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 1024, 500_000))
+        .await
+        .expect("open");
+    let body = vec![7u8; 100_000];
+    for i in 0..4 {
+        put(&store, &format!("https://a/{i}"), &body, vec![], vec![]).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Use object 0 so that object 1 is the least recently used.
+    assert!(matches!(
+        store.lookup("https://a/0", &HeaderMap::new()).await,
+        Lookup::Hit(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 4..8 {
+        put(&store, &format!("https://a/{i}"), &body, vec![], vec![]).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        store.disk_bytes() <= 500_000,
+        "disk total {} over budget",
+        store.disk_bytes()
+    );
+    assert!(
+        matches!(
+            store.lookup("https://a/1", &HeaderMap::new()).await,
+            Lookup::Miss
+        ),
+        "LRU evicted"
+    );
+    assert!(
+        matches!(
+            store.lookup("https://a/0", &HeaderMap::new()).await,
+            Lookup::Hit(_)
+        ),
+        "recently used kept"
+    );
+    assert!(
+        matches!(
+            store.lookup("https://a/7", &HeaderMap::new()).await,
+            Lookup::Hit(_)
+        ),
+        "newest kept"
+    );
+    let on_disk: u64 = walk_size(&dir.join("content-v2"));
+    assert!(
+        on_disk <= 600_000,
+        "content files were not removed: {on_disk} bytes"
+    );
+}
+
+fn walk_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| {
+            let m = e.metadata().expect("metadata");
+            if m.is_dir() {
+                walk_size(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn memory_tier_stays_within_budget_under_churn() {
+    let budget = 2 * 1024 * 1024;
+    let store = Store::open(cfg(None, budget, 64 * 1024, 0))
+        .await
+        .expect("open");
+    for i in 0..20_000 {
+        put(
+            &store,
+            &format!("https://a/churn/{i}"),
+            &[1u8; 1024],
+            vec![],
+            vec![],
+        )
+        .await;
+    }
+    let used = store.memory_bytes().await;
+    assert!(
+        used <= budget,
+        "memory tier holds {used} bytes, budget {budget}"
+    );
+    assert!(
+        used > budget / 4,
+        "the tier should actually be used: {used}"
+    );
+}
