@@ -3,7 +3,10 @@
 //! pure functions of (request, stored response, now), tested on a simulated clock.
 
 pub mod cache_control;
+pub mod collapse;
+pub mod key;
 pub mod rules;
+pub mod status;
 pub mod store;
 
 pub use store::{CacheError, Found, Lookup, Store, StoreConfig};

@@ -1,0 +1,205 @@
+//! Request collapsing: concurrent misses for one key make one origin request. The first caller
+//! leads; the others follow and learn how the fill ended. Hit-for-pass remembers keys whose
+//! responses were uncacheable, so that later requests for them are not serialised behind a
+//! leader that will never store anything.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// How a leader's fetch ended, as its followers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored: look it up again.
+    Stored,
+    /// The response may not be stored: go to the origin yourself.
+    Uncacheable,
+    /// The fetch failed or was abandoned: go to the origin yourself.
+    Failed,
+}
+
+type Slot = watch::Receiver<Option<Outcome>>;
+
+#[derive(Clone, Default)]
+pub struct Collapser {
+    inflight: Arc<Mutex<HashMap<String, Slot>>>,
+}
+
+pub enum Role {
+    Leader(Leader),
+    Follower(Follower),
+}
+
+impl Collapser {
+    /// Leads the fetch for `key`, or follows the one in flight.
+    pub fn join(&self, key: &str) -> Role {
+        let Ok(mut map) = self.inflight.lock() else {
+            // A poisoned map only loses collapsing, never correctness.
+            let (tx, _) = watch::channel(None);
+            return Role::Leader(Leader {
+                key: key.to_string(),
+                tx,
+                owner: None,
+            });
+        };
+        if let Some(rx) = map.get(key) {
+            return Role::Follower(Follower { rx: rx.clone() });
+        }
+        let (tx, rx) = watch::channel(None);
+        map.insert(key.to_string(), rx);
+        Role::Leader(Leader {
+            key: key.to_string(),
+            tx,
+            owner: Some(self.inflight.clone()),
+        })
+    }
+
+    /// Leads only if nobody else is fetching `key` (background refreshes).
+    pub fn try_lead(&self, key: &str) -> Option<Leader> {
+        match self.join(key) {
+            Role::Leader(l) => Some(l),
+            Role::Follower(_) => None,
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().map_or(0, |m| m.len())
+    }
+}
+
+/// The one fetch for a key. Dropping it unfinished tells followers it failed.
+pub struct Leader {
+    key: String,
+    tx: watch::Sender<Option<Outcome>>,
+    owner: Option<Arc<Mutex<HashMap<String, Slot>>>>,
+}
+
+impl Leader {
+    pub fn complete(mut self, outcome: Outcome) {
+        self.release(outcome);
+    }
+
+    fn release(&mut self, outcome: Outcome) {
+        if let Some(owner) = self.owner.take() {
+            if let Ok(mut map) = owner.lock() {
+                map.remove(&self.key);
+            }
+            let _ = self.tx.send(Some(outcome));
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.release(Outcome::Failed);
+    }
+}
+
+pub struct Follower {
+    rx: Slot,
+}
+
+impl Follower {
+    /// Waits for the leader, at most `timeout` (then `Failed`).
+    pub async fn wait(mut self, timeout: Duration) -> Outcome {
+        let waited = tokio::time::timeout(timeout, self.rx.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(v)) => v.unwrap_or(Outcome::Failed),
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+/// Keys recently found uncacheable.
+#[derive(Clone)]
+pub struct HitForPass {
+    keys: moka::future::Cache<String, ()>,
+}
+
+impl HitForPass {
+    pub fn new(ttl: Duration, capacity: u64) -> Self {
+        HitForPass {
+            keys: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    pub async fn mark(&self, key: &str) {
+        self.keys.insert(key.to_string(), ()).await;
+    }
+
+    pub async fn forget(&self, key: &str) {
+        self.keys.invalidate(key).await;
+    }
+
+    pub async fn is_marked(&self, key: &str) -> bool {
+        self.keys.get(key).await.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_leader_many_followers() {
+        let c = Collapser::default();
+        let Role::Leader(leader) = c.join("k") else {
+            panic!("first must lead")
+        };
+        let followers: Vec<_> = (0..10)
+            .map(|_| match c.join("k") {
+                Role::Follower(f) => tokio::spawn(f.wait(Duration::from_secs(5))),
+                Role::Leader(_) => panic!("second leader"),
+            })
+            .collect();
+        assert!(
+            matches!(c.join("other"), Role::Leader(_)),
+            "keys are independent"
+        );
+        leader.complete(Outcome::Stored);
+        for f in followers {
+            assert_eq!(f.await.expect("join"), Outcome::Stored);
+        }
+        assert_eq!(c.in_flight(), 0);
+        assert!(
+            matches!(c.join("k"), Role::Leader(_)),
+            "a finished key can be led again"
+        );
+    }
+
+    #[tokio::test]
+    async fn abandoned_leader_fails_followers_and_timeouts_are_bounded() {
+        let c = Collapser::default();
+        let Role::Leader(leader) = c.join("k") else {
+            panic!("lead")
+        };
+        let Role::Follower(f) = c.join("k") else {
+            panic!("follow")
+        };
+        drop(leader);
+        assert_eq!(f.wait(Duration::from_secs(5)).await, Outcome::Failed);
+
+        let Role::Leader(_slow) = c.join("s") else {
+            panic!("lead")
+        };
+        let Role::Follower(f) = c.join("s") else {
+            panic!("follow")
+        };
+        assert_eq!(f.wait(Duration::from_millis(20)).await, Outcome::Failed);
+        assert!(c.try_lead("s").is_none(), "still led by the slow one");
+    }
+
+    #[tokio::test]
+    async fn hit_for_pass_expires() {
+        let h = HitForPass::new(Duration::from_millis(50), 100);
+        h.mark("k").await;
+        assert!(h.is_marked("k").await);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(!h.is_marked("k").await);
+    }
+}
