@@ -22,7 +22,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
-pub use schema::{PlainHttp, parse_duration};
+pub use cache::key::KeyRules;
+pub use cache::rules::Policy;
+pub use schema::{PlainHttp, parse_duration, parse_size};
 
 /// One problem found in a config file, with its location when it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +123,41 @@ pub struct Pool {
     pub endpoints: Vec<SocketAddr>,
 }
 
+/// Node-wide cache settings. The store is built from them at start; changes need a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub memory_bytes: u64,
+    pub max_object_memory_bytes: u64,
+    pub disk_dir: Option<PathBuf>,
+    pub disk_bytes: u64,
+    pub hit_for_pass: Duration,
+    pub collapse_timeout: Duration,
+}
+
+/// A site's caching policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteCache {
+    pub enabled: bool,
+    pub key: KeyRules,
+    /// Rules policy (heuristics, TTL cap, CDN-Cache-Control); `forced_ttl` is set per path.
+    pub policy: Policy,
+    pub force_ttl: Vec<(String, Duration)>,
+    pub bypass_cookies: Vec<String>,
+}
+
+impl SiteCache {
+    /// The policy for a path: the site's, with the forced TTL of the longest matching prefix.
+    pub fn policy_for(&self, path: &str) -> Policy {
+        let mut p = self.policy.clone();
+        p.forced_ttl = self
+            .force_ttl
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, ttl)| *ttl);
+        p
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub path_prefix: String,
@@ -136,6 +173,7 @@ pub struct Site {
     pub plain_http: PlainHttp,
     pub http3: bool,
     pub max_request_body_bytes: u64,
+    pub cache: SiteCache,
     /// Longest prefix first, so the first match wins.
     pub routes: Vec<Route>,
 }
@@ -161,6 +199,7 @@ pub struct Snapshot {
     pub limits: Limits,
     pub origin: OriginSettings,
     pub reload: Reload,
+    pub cache: CacheSettings,
     pub default_cert: Option<Arc<CertifiedKey>>,
     pub sites: Vec<Arc<Site>>,
     pub pools: BTreeMap<String, Pool>,
@@ -363,6 +402,41 @@ impl Compiler<'_> {
         Some(Arc::new(ck))
     }
 
+    fn site_cache(&mut self, c: &schema::SiteCache, node: &schema::CacheNode) -> SiteCache {
+        let mut headers = Vec::new();
+        for h in &c.key_headers {
+            match http::HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(n) => headers.push(n),
+                Err(_) => self.error(h.span(), format!("invalid header name {:?}", h.get_ref())),
+            }
+        }
+        let mut force_ttl: Vec<(String, Duration)> = c
+            .force_ttl
+            .iter()
+            .map(|f| (f.path_prefix.clone(), f.ttl))
+            .collect();
+        force_ttl.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        SiteCache {
+            enabled: c.enabled,
+            key: KeyRules {
+                ignore_query: c.ignore_query,
+                ignore_params: c.ignore_params.clone(),
+                sort_query: c.sort_query,
+                headers,
+                cookies: c.key_cookies.clone(),
+            },
+            policy: Policy {
+                heuristic_fraction: *node.heuristic_fraction.get_ref(),
+                heuristic_max: node.heuristic_max,
+                max_ttl: c.max_ttl,
+                forced_ttl: None,
+                cdn_cache_control: c.cdn_cache_control,
+            },
+            force_ttl,
+            bypass_cookies: c.bypass_cookies.clone(),
+        }
+    }
+
     fn compile(&mut self, file: schema::File) -> Option<Snapshot> {
         let node_name = file.node.name.get_ref().trim().to_string();
         if node_name.is_empty()
@@ -502,6 +576,7 @@ impl Compiler<'_> {
                 });
             }
             routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+            let site_cache = self.site_cache(&s.cache, &file.cache);
             sites.push(Arc::new(Site {
                 name: s.name.get_ref().clone(),
                 hosts,
@@ -511,6 +586,7 @@ impl Compiler<'_> {
                 max_request_body_bytes: s
                     .max_request_body_bytes
                     .unwrap_or(file.limits.max_request_body_bytes),
+                cache: site_cache,
                 routes,
             }));
         }
@@ -525,6 +601,24 @@ impl Compiler<'_> {
             self.error(0..0, "limits.max_uri_bytes must be at least 64");
         }
 
+        let fraction = *file.cache.heuristic_fraction.get_ref();
+        if !(0.0..=1.0).contains(&fraction) {
+            self.error(
+                file.cache.heuristic_fraction.span(),
+                "cache.heuristic_fraction must be between 0 and 1",
+            );
+        }
+        if file.cache.max_object_memory_bytes > file.cache.memory_bytes {
+            self.error(
+                0..0,
+                "cache.max_object_memory_bytes must not exceed cache.memory_bytes",
+            );
+        }
+        let disk_dir = file
+            .cache
+            .disk_dir
+            .as_ref()
+            .map(|d| self.base.join(d.get_ref()));
         if file.reload.poll_interval < Duration::from_millis(100) {
             self.error(0..0, "reload.poll_interval must be at least 100ms");
         }
@@ -562,6 +656,14 @@ impl Compiler<'_> {
             reload: Reload {
                 watch_file: file.reload.watch_file,
                 poll_interval: file.reload.poll_interval,
+            },
+            cache: CacheSettings {
+                memory_bytes: file.cache.memory_bytes,
+                max_object_memory_bytes: file.cache.max_object_memory_bytes,
+                disk_dir,
+                disk_bytes: file.cache.disk_bytes,
+                hit_for_pass: file.cache.hit_for_pass,
+                collapse_timeout: file.cache.collapse_timeout,
             },
             default_cert,
             sites,

@@ -23,6 +23,8 @@ pub struct File {
     #[serde(default)]
     pub reload: Reload,
     #[serde(default)]
+    pub cache: CacheNode,
+    #[serde(default)]
     pub pools: BTreeMap<String, Spanned<Pool>>,
     #[serde(default)]
     pub sites: Vec<Spanned<Site>>,
@@ -166,7 +168,84 @@ pub struct Site {
     pub plain_http: PlainHttp,
     pub http3: Option<bool>,
     pub max_request_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub cache: SiteCache,
     pub routes: Vec<Spanned<Route>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheNode {
+    #[serde(deserialize_with = "size")]
+    pub memory_bytes: u64,
+    #[serde(deserialize_with = "size")]
+    pub max_object_memory_bytes: u64,
+    pub disk_dir: Option<Spanned<String>>,
+    #[serde(deserialize_with = "size")]
+    pub disk_bytes: u64,
+    #[serde(deserialize_with = "duration")]
+    pub hit_for_pass: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub collapse_timeout: Duration,
+    pub heuristic_fraction: Spanned<f64>,
+    #[serde(deserialize_with = "duration")]
+    pub heuristic_max: Duration,
+}
+
+impl Default for CacheNode {
+    fn default() -> Self {
+        CacheNode {
+            memory_bytes: 256 << 20,
+            max_object_memory_bytes: 8 << 20,
+            disk_dir: None,
+            disk_bytes: 10 << 30,
+            hit_for_pass: Duration::from_secs(30),
+            collapse_timeout: Duration::from_secs(10),
+            heuristic_fraction: Spanned::new(0..0, 0.1),
+            heuristic_max: Duration::from_secs(86_400),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteCache {
+    pub enabled: bool,
+    #[serde(deserialize_with = "opt_duration")]
+    pub max_ttl: Option<Duration>,
+    pub cdn_cache_control: bool,
+    pub ignore_query: bool,
+    pub ignore_params: Vec<String>,
+    pub sort_query: bool,
+    pub key_headers: Vec<Spanned<String>>,
+    pub key_cookies: Vec<String>,
+    pub bypass_cookies: Vec<String>,
+    pub force_ttl: Vec<ForceTtl>,
+}
+
+impl Default for SiteCache {
+    fn default() -> Self {
+        SiteCache {
+            enabled: true,
+            max_ttl: None,
+            cdn_cache_control: true,
+            ignore_query: false,
+            ignore_params: Vec::new(),
+            sort_query: false,
+            key_headers: Vec::new(),
+            key_cookies: Vec::new(),
+            bypass_cookies: Vec::new(),
+            force_ttl: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceTtl {
+    pub path_prefix: String,
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,7 +279,7 @@ fn default_alt_svc_max_age() -> u32 {
     86_400
 }
 
-/// Accepts `"250ms"`, `"10s"`, `"2m"`, `"1h"` or a bare integer number of seconds.
+/// Accepts `"250ms"`, `"10s"`, `"2m"`, `"1h"`, `"7d"` or a bare integer number of seconds.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -212,6 +291,51 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Raw::Secs(s) => Ok(Duration::from_secs(s)),
         Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
     }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+/// Accepts a byte count or `"512KiB"`, `"256MiB"`, `"10GiB"` (also KB/MB/GB, powers of 1000).
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(b) => Ok(b),
+        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {text:?}: expected e.g. 1048576, \"512KiB\", \"10GiB\"")
+    })?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -226,9 +350,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         _ => {
             return Err(format!(
-                "invalid duration unit {unit:?} in {text:?}: use ms, s, m or h"
+                "invalid duration unit {unit:?} in {text:?}: use ms, s, m, h or d"
             ));
         }
     };

@@ -181,6 +181,7 @@ fn durations() {
         ("10s", Some(Duration::from_secs(10))),
         ("2m", Some(Duration::from_secs(120))),
         ("1h", Some(Duration::from_secs(3600))),
+        ("2d", Some(Duration::from_secs(172_800))),
         ("7", Some(Duration::from_secs(7))),
         ("", None),
         ("s", None),
@@ -219,4 +220,87 @@ fn shipped_examples_compile() {
         let snap = compile(&dir.join(name), &text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!snap.sites.is_empty(), "{name}");
     }
+}
+
+#[test]
+fn sizes() {
+    let table = [
+        ("1048576", Some(1_048_576)),
+        ("512KiB", Some(512 * 1024)),
+        ("256MiB", Some(256 << 20)),
+        ("10GiB", Some(10u64 << 30)),
+        ("3GB", Some(3_000_000_000)),
+        ("12 MiB", Some(12 << 20)),
+        ("12XB", None),
+        ("MiB", None),
+        ("99999999999999999999TiB", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(parse_size(text).ok(), want, "{text:?}");
+    }
+}
+
+#[test]
+fn cache_settings_compile_into_site_policy() {
+    let dir = temp_dir("cache");
+    let text = r#"
+[listen]
+http = ["127.0.0.1:1"]
+
+[cache]
+memory_bytes = "64MiB"
+max_object_memory_bytes = "1MiB"
+disk_dir = "cache-dir"
+disk_bytes = "2GiB"
+hit_for_pass = "5s"
+heuristic_fraction = 0.2
+
+[pools.p]
+endpoints = ["127.0.0.1:2"]
+
+[[sites]]
+name = "a"
+hosts = ["a"]
+routes = [{ pool = "p" }]
+[sites.cache]
+max_ttl = "1h"
+ignore_params = ["utm_source"]
+key_headers = ["X-Device"]
+bypass_cookies = ["session"]
+force_ttl = [{ path_prefix = "/static/", ttl = "1d" }, { path_prefix = "/static/live/", ttl = "5s" }]
+"#;
+    let snap = compile_in(&dir, text).expect("valid");
+    assert_eq!(snap.cache.memory_bytes, 64 << 20);
+    assert_eq!(
+        snap.cache.disk_dir.as_deref(),
+        Some(dir.join("cache-dir").as_path())
+    );
+    assert_eq!(snap.cache.hit_for_pass, Duration::from_secs(5));
+    let site = snap.site_for_host("a").expect("site");
+    assert!(site.cache.enabled);
+    assert_eq!(
+        site.cache.key.headers,
+        vec![http::HeaderName::from_static("x-device")]
+    );
+    assert_eq!(site.cache.policy.max_ttl, Some(Duration::from_secs(3600)));
+    assert!((site.cache.policy.heuristic_fraction - 0.2).abs() < f64::EPSILON);
+    assert_eq!(
+        site.cache.policy_for("/static/app.css").forced_ttl,
+        Some(Duration::from_secs(86_400))
+    );
+    assert_eq!(
+        site.cache.policy_for("/static/live/x").forced_ttl,
+        Some(Duration::from_secs(5)),
+        "longest prefix"
+    );
+    assert_eq!(site.cache.policy_for("/index.html").forced_ttl, None);
+
+    let bad = text.replace("heuristic_fraction = 0.2", "heuristic_fraction = 3.0");
+    let err = compile_in(&dir, &bad).expect_err("fraction > 1");
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("heuristic_fraction"))
+        .expect("line")
+        + 1;
+    assert_eq!(err.diagnostics()[0].location, Some((line, 22)));
 }
