@@ -9,4 +9,4 @@ pub mod rules;
 pub mod status;
 pub mod store;
 
-pub use store::{CacheError, Found, Lookup, Store, StoreConfig};
+pub use store::{CacheError, DiskReader, Found, Lookup, Store, StoreConfig};

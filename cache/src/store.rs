@@ -21,6 +21,9 @@ use tokio::sync::mpsc;
 
 use crate::rules::{self, StoredMeta};
 
+/// A streaming reader of a disk object; call `check()` after reading it all.
+pub use cacache::Reader as DiskReader;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("disk cache at {dir}: {source}")]

@@ -20,6 +20,8 @@ pub enum Error {
     NoRoute,
     #[error("request body exceeds the site's limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("only-if-cached request for an object not in cache")]
+    OnlyIfCached,
 
     // Caused by the origin (or by the client's body while it was being sent there).
     #[error(transparent)]
@@ -30,6 +32,8 @@ pub enum Error {
     NoPool(String),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error("cache: {0}")]
+    Cache(#[from] cache::CacheError),
     #[error("cannot bind {what} listener on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -56,7 +60,8 @@ impl Error {
             | Error::HeadersTooLarge { .. }
             | Error::UnknownHost(_)
             | Error::NoRoute
-            | Error::BodyTooLarge { .. } => Side::Client,
+            | Error::BodyTooLarge { .. }
+            | Error::OnlyIfCached => Side::Client,
             Error::Origin(o) => o.side(),
             _ => Side::Internal,
         }

@@ -5,6 +5,7 @@
 //! response and log (`pipeline`). Process lifecycle (bind, reload, drain) is in `server`.
 
 pub mod body;
+pub mod cache_phase;
 pub mod cli;
 pub mod demo;
 pub mod error;

@@ -49,6 +49,7 @@ impl Runtime {
 /// State shared by every connection of the process.
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
+    pub cache: crate::cache_phase::CacheRuntime,
     pub config_path: PathBuf,
     /// The port of the first HTTPS listener as bound (config may say 0), for redirects.
     pub https_port: AtomicU16,
@@ -57,13 +58,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, config_path: PathBuf) -> Shared {
+    pub fn new(
+        snapshot: Snapshot,
+        config_path: PathBuf,
+        cache: crate::cache_phase::CacheRuntime,
+    ) -> Shared {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (u64::from(std::process::id()) << 40);
         Shared {
             runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
+            cache,
             config_path,
             https_port: AtomicU16::new(443),
             id_base: seed,
@@ -109,14 +115,15 @@ pub struct ConnInfo {
 }
 
 /// The per-request context, filled in as the phases run.
-struct RequestCtx {
-    id: String,
+pub(crate) struct RequestCtx {
+    pub id: String,
     start: Instant,
     method: Method,
     version: Version,
     path: String,
     site: Option<Arc<Site>>,
     pool: Option<String>,
+    pub cache_status: Option<cache::status::CacheStatus>,
 }
 
 pub async fn handle(
@@ -133,6 +140,7 @@ pub async fn handle(
         path: req.uri().path().to_string(),
         site: None,
         pool: None,
+        cache_status: None,
     };
     let mut resp = match proxy(&shared, &rt, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
@@ -146,7 +154,7 @@ pub async fn handle(
             error_response(status, e.public_message(), &ctx.id)
         }
     };
-    finish_response(&conn, &ctx, &mut resp);
+    finish_response(&rt, &conn, &ctx, &mut resp);
     tracing::info!(
         target: "access",
         request_id = %ctx.id,
@@ -157,6 +165,7 @@ pub async fn handle(
         site = ctx.site.as_ref().map_or("-", |s| s.name.as_str()),
         pool = ctx.pool.as_deref().unwrap_or("-"),
         status = resp.status().as_u16(),
+        cache = ctx.cache_status.as_ref().map_or_else(String::new, |c| c.render("")),
         head_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
         config_version = rt.snapshot.version,
     );
@@ -164,8 +173,8 @@ pub async fn handle(
 }
 
 async fn proxy(
-    shared: &Shared,
-    rt: &Runtime,
+    shared: &Arc<Shared>,
+    rt: &Arc<Runtime>,
     conn: &ConnInfo,
     ctx: &mut RequestCtx,
     req: Request<ProxyBody>,
@@ -270,15 +279,20 @@ async fn proxy(
     } else {
         Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync()
     };
-    let origin_req = Request::from_parts(parts, body);
-    let mut resp = rt
-        .client
-        .send(pool, origin_req, snap.timeouts.origin_response_header)
-        .await
-        .map_err(|e| match e.find_source::<LengthLimitError>() {
-            Some(_) => Error::BodyTooLarge { limit: max_body },
-            None => Error::Origin(e),
-        })?;
+
+    // Phase: cache (WebSocket upgrades never touch it).
+    if !upgrade && site.cache.enabled {
+        return crate::cache_phase::handle(shared, rt, conn, ctx, &site, pool, parts, body).await;
+    }
+    if !upgrade {
+        ctx.cache_status = Some(cache::status::CacheStatus {
+            detail: Some("disabled"),
+            ..cache::status::CacheStatus::fwd(cache::status::Fwd::Bypass)
+        });
+    }
+
+    // Phase: origin.
+    let mut resp = send_to_origin(rt, pool, Request::from_parts(parts, body), max_body).await?;
 
     // Phase: response.
     if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -289,14 +303,34 @@ async fn proxy(
         let (parts, _) = resp.into_parts();
         return Ok(Response::from_parts(parts, body::empty()));
     }
+    Ok(origin_response(resp, &snap.node_name))
+}
+
+/// Sends a prepared request to one endpoint of `pool`.
+pub(crate) async fn send_to_origin(
+    rt: &Runtime,
+    pool: &origin_shield::Pool,
+    req: Request<ProxyBody>,
+    max_body: u64,
+) -> Result<Response<hyper::body::Incoming>, Error> {
+    rt.client
+        .send(pool, req, rt.snapshot.timeouts.origin_response_header)
+        .await
+        .map_err(|e| match e.find_source::<LengthLimitError>() {
+            Some(_) => Error::BodyTooLarge { limit: max_body },
+            None => Error::Origin(e),
+        })
+}
+
+/// An origin response on its way to the client: hop-by-hop headers gone, `Via` added.
+pub(crate) fn origin_response(
+    resp: Response<hyper::body::Incoming>,
+    node: &str,
+) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_list(
-        &mut parts.headers,
-        &header::VIA,
-        &format!("1.1 {}", snap.node_name),
-    );
-    Ok(Response::from_parts(parts, body::incoming(body)))
+    headers::append_list(&mut parts.headers, &header::VIA, &format!("1.1 {node}"));
+    Response::from_parts(parts, body::incoming(body))
 }
 
 /// Bytes flow both ways after a `101 Switching Protocols` (WebSocket) until either side closes.
@@ -342,7 +376,7 @@ fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<P
     resp
 }
 
-fn error_response(status: StatusCode, message: &str, id: &str) -> Response<ProxyBody> {
+pub(crate) fn error_response(status: StatusCode, message: &str, id: &str) -> Response<ProxyBody> {
     let text = format!(
         "{} {}\n{message}\nrequest-id: {id}\n",
         status.as_u16(),
@@ -363,8 +397,18 @@ fn error_response(status: StatusCode, message: &str, id: &str) -> Response<Proxy
     resp
 }
 
-fn finish_response(conn: &ConnInfo, ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
+fn finish_response(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    ctx: &RequestCtx,
+    resp: &mut Response<ProxyBody>,
+) {
     let h = resp.headers_mut();
+    if let Some(status) = &ctx.cache_status
+        && let Ok(v) = HeaderValue::from_str(&status.render(&rt.snapshot.node_name))
+    {
+        h.insert(crate::cache_phase::CACHE_STATUS.clone(), v);
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.id) {
         h.insert(&headers::X_REQUEST_ID, v);
     }
@@ -387,6 +431,7 @@ impl Error {
             Error::UnknownHost(_) if tls => StatusCode::MISDIRECTED_REQUEST,
             Error::UnknownHost(_) | Error::NoRoute => StatusCode::NOT_FOUND,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::OnlyIfCached => StatusCode::GATEWAY_TIMEOUT,
             Error::NoPool(_) => StatusCode::BAD_GATEWAY,
             Error::Origin(o) => match o {
                 OriginError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -406,6 +451,7 @@ impl Error {
             Error::UnknownHost(_) => "this server does not serve that host",
             Error::NoRoute => "no route for this path",
             Error::BodyTooLarge { .. } => "the request body is too large",
+            Error::OnlyIfCached => "not in cache (only-if-cached)",
             Error::NoPool(_) => "the site's origin pool is not configured",
             Error::Origin(o) => match o {
                 OriginError::Timeout { .. } => "the origin did not respond in time",

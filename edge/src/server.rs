@@ -35,7 +35,8 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
     let listen = snapshot.listen.clone();
     let grace = snapshot.timeouts.shutdown_grace;
     let client_idle = snapshot.timeouts.client_idle;
-    let shared = Arc::new(Shared::new(snapshot, config_path));
+    let cache = crate::cache_phase::CacheRuntime::open(&snapshot.cache).await?;
+    let shared = Arc::new(Shared::new(snapshot, config_path, cache));
     let tracker = Tracker::default();
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -247,6 +248,11 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &str) {
             let old = shared.runtime();
             if snapshot.listen != old.snapshot.listen {
                 tracing::warn!("listener settings changed; they take effect at the next restart");
+            }
+            if snapshot.cache != old.snapshot.cache {
+                tracing::warn!(
+                    "[cache] store settings changed; they take effect at the next restart"
+                );
             }
             let version = snapshot.version;
             let sites = snapshot.sites.len();

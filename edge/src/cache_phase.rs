@@ -1,0 +1,763 @@
+//! The cache phase of the pipeline: look up, decide with the RFC 9111 rules (`cache::rules`),
+//! serve from the store, revalidate, or fetch and store while streaming to the client.
+//!
+//! Decisions are the cache crate's pure functions; this module only does the I/O around them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use cache::cache_control::CacheControl;
+use cache::collapse::{Collapser, HitForPass, Leader, Outcome, Role};
+use cache::key::{cookie_value, primary_key};
+use cache::rules::{self, Action, NotStorable, Policy, RangeAnswer, StoredMeta};
+use cache::status::{CacheStatus, Fwd};
+use cache::store::{DiskConfig, Fill, MemObject};
+use cache::{CacheError, Found, Lookup, Store, StoreConfig};
+use config::Site;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use origin_shield::Pool;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::body::{self, BoxError, ProxyBody};
+use crate::error::Error;
+use crate::headers;
+use crate::pipeline::{ConnInfo, RequestCtx, Runtime, Shared, origin_response, send_to_origin};
+
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// The node's cache: one store, one collapser, one hit-for-pass memory. Built at start from
+/// the first snapshot's `[cache]`; later changes to it need a restart.
+pub struct CacheRuntime {
+    pub store: Store,
+    pub collapser: Collapser,
+    pub hit_for_pass: HitForPass,
+    pub settings: config::CacheSettings,
+}
+
+impl CacheRuntime {
+    pub async fn open(settings: &config::CacheSettings) -> Result<CacheRuntime, Error> {
+        let store = Store::open(StoreConfig {
+            memory_bytes: settings.memory_bytes,
+            max_object_memory_bytes: settings.max_object_memory_bytes,
+            disk: settings.disk_dir.as_ref().map(|dir| DiskConfig {
+                dir: dir.clone(),
+                max_bytes: settings.disk_bytes,
+            }),
+        })
+        .await?;
+        Ok(CacheRuntime {
+            store,
+            collapser: Collapser::default(),
+            hit_for_pass: HitForPass::new(settings.hit_for_pass, 1 << 20),
+            settings: settings.clone(),
+        })
+    }
+}
+
+/// What one cacheable request needs, cheap to clone into a background refresh.
+#[derive(Clone)]
+struct Job {
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    pool: Arc<Pool>,
+    key: String,
+    policy: Policy,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    max_body: u64,
+}
+
+impl Job {
+    fn node(&self) -> &str {
+        &self.rt.snapshot.node_name
+    }
+
+    fn store(&self) -> &Store {
+        &self.shared.cache.store
+    }
+
+    /// A GET for the origin without the client's conditionals and range: the cache wants the
+    /// whole representation, and answers those itself.
+    fn origin_get(&self) -> Request<ProxyBody> {
+        let mut headers = self.headers.clone();
+        for h in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            headers.remove(h);
+        }
+        let mut req = Request::new(body::empty());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = headers;
+        req
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    rt: &Arc<Runtime>,
+    conn: &ConnInfo,
+    ctx: &mut RequestCtx,
+    site: &Arc<Site>,
+    pool: &Arc<Pool>,
+    parts: Parts,
+    body: ProxyBody,
+) -> Result<Response<ProxyBody>, Error> {
+    let scheme = if conn.tls { "https" } else { "http" };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| config::normalize_host(h).into_owned())
+        .unwrap_or_default();
+    let key = primary_key(
+        scheme,
+        &host,
+        parts.uri.path(),
+        parts.uri.query(),
+        &parts.headers,
+        &site.cache.key,
+    );
+    let job = Job {
+        shared: shared.clone(),
+        rt: rt.clone(),
+        pool: pool.clone(),
+        policy: site.cache.policy_for(parts.uri.path()),
+        key,
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        max_body: site.max_request_body_bytes,
+    };
+    let bypass = |detail| CacheStatus {
+        detail: Some(detail),
+        ..CacheStatus::fwd(Fwd::Bypass)
+    };
+
+    // Unsafe methods go through, then invalidate what they changed (RFC 9111 §4.4).
+    if !parts.method.is_safe() {
+        let resp = pass(&job, Request::from_parts(parts, body)).await?;
+        let pq = job.uri.path_and_query().map_or("/", |p| p.as_str());
+        for target in
+            rules::invalidation_paths(&job.method, resp.status(), &host, pq, resp.headers())
+        {
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (target.as_str(), None),
+            };
+            let k = primary_key(scheme, &host, path, query, &job.headers, &site.cache.key);
+            shared.cache.store.invalidate(&k).await;
+            shared.cache.hit_for_pass.forget(&k).await;
+        }
+        ctx.cache_status = Some(bypass("method"));
+        return Ok(resp);
+    }
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        ctx.cache_status = Some(bypass("method"));
+        return pass(&job, Request::from_parts(parts, body)).await;
+    }
+    if site
+        .cache
+        .bypass_cookies
+        .iter()
+        .any(|c| cookie_value(&parts.headers, c).is_some())
+    {
+        ctx.cache_status = Some(bypass("cookie"));
+        return pass(&job, Request::from_parts(parts, body)).await;
+    }
+
+    let (resp, status) = match job.store().lookup(&job.key, &job.headers).await {
+        Lookup::Hit(found) => on_hit(&job, found, parts, body).await?,
+        Lookup::Miss => on_miss(&job, Fwd::UriMiss, parts, body).await?,
+        Lookup::VaryMiss => on_miss(&job, Fwd::VaryMiss, parts, body).await?,
+    };
+    ctx.cache_status = Some(status);
+    Ok(resp)
+}
+
+/// Forward as is, storing nothing.
+async fn pass(job: &Job, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, Error> {
+    let resp = send_to_origin(&job.rt, &job.pool, req, job.max_body).await?;
+    Ok(origin_response(resp, job.node()))
+}
+
+type Served = (Response<ProxyBody>, CacheStatus);
+
+async fn on_hit(job: &Job, found: Found, parts: Parts, body: ProxyBody) -> Result<Served, Error> {
+    let now = SystemTime::now();
+    let verdict = rules::evaluate(&job.headers, found.meta(), &job.policy, now);
+    let ttl = verdict.ttl_secs();
+    match verdict.action {
+        Action::Fresh | Action::StaleOk => match serve(job, &found, now).await {
+            Ok(resp) => Ok((resp, CacheStatus::hit(ttl))),
+            Err(e) => {
+                tracing::warn!(error = %e, "stored object unreadable; fetching again");
+                on_miss(job, Fwd::UriMiss, parts, body).await
+            }
+        },
+        Action::StaleWhileRevalidate => {
+            spawn_refresh(job.clone(), found.clone());
+            match serve(job, &found, now).await {
+                Ok(resp) => Ok((
+                    resp,
+                    CacheStatus {
+                        detail: Some("stale-while-revalidate"),
+                        ..CacheStatus::hit(ttl)
+                    },
+                )),
+                Err(_) => on_miss(job, Fwd::Stale, parts, body).await,
+            }
+        }
+        Action::Revalidate { stale_if_error } => {
+            let fwd = if CacheControl::request(&job.headers).no_cache {
+                Fwd::Request
+            } else {
+                Fwd::Stale
+            };
+            revalidate(job, found, fwd, stale_if_error, ttl).await
+        }
+    }
+}
+
+/// Conditional request to the origin for a stored response.
+async fn revalidate(
+    job: &Job,
+    found: Found,
+    fwd: Fwd,
+    stale_if_error: bool,
+    ttl: i64,
+) -> Result<Served, Error> {
+    let mut req = job.origin_get();
+    for (name, value) in rules::validators(found.meta()) {
+        req.headers_mut().insert(name, value);
+    }
+    let request_time = SystemTime::now();
+    let stale = |fwd_status| CacheStatus {
+        hit: true,
+        fwd: Some(Fwd::Stale),
+        fwd_status,
+        ttl: Some(ttl),
+        detail: Some("stale-if-error"),
+        ..Default::default()
+    };
+    match send_to_origin(&job.rt, &job.pool, req, job.max_body).await {
+        Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
+            let updated = freshen(job, &found, resp.headers(), request_time).await;
+            let now = SystemTime::now();
+            let new_ttl =
+                rules::evaluate(&HeaderMap::new(), updated.meta(), &job.policy, now).ttl_secs();
+            let resp = serve(job, &updated, now).await?;
+            Ok((
+                resp,
+                CacheStatus {
+                    fwd: Some(fwd),
+                    fwd_status: Some(304),
+                    ttl: Some(new_ttl),
+                    ..Default::default()
+                },
+            ))
+        }
+        Ok(resp) if resp.status().is_server_error() && stale_if_error => {
+            tracing::info!(
+                status = resp.status().as_u16(),
+                "origin error; serving stale (stale-if-error)"
+            );
+            Ok((
+                serve(job, &found, SystemTime::now()).await?,
+                stale(Some(resp.status().as_u16())),
+            ))
+        }
+        Err(e) if stale_if_error && matches!(e, Error::Origin(_)) => {
+            tracing::info!(error = %e, "origin failed; serving stale (stale-if-error)");
+            Ok((serve(job, &found, SystemTime::now()).await?, stale(None)))
+        }
+        Err(e) => Err(e),
+        Ok(resp) => Ok(store_response(job, resp, request_time, fwd, None).await),
+    }
+}
+
+/// Applies a 304 to the stored response (RFC 9111 §4.3.4) and returns the updated one.
+async fn freshen(
+    job: &Job,
+    found: &Found,
+    not_modified: &HeaderMap,
+    request_time: SystemTime,
+) -> Found {
+    let mut meta = found.meta().clone();
+    rules::merge_304(&mut meta.headers, not_modified);
+    meta.request_time = request_time;
+    meta.response_time = SystemTime::now();
+    job.store().update_meta(&job.key, found, meta.clone()).await;
+    match found {
+        Found::Memory(obj) => Found::Memory(Arc::new(MemObject {
+            meta,
+            body: obj.body.clone(),
+        })),
+        Found::Disk { variant, .. } => Found::Disk {
+            meta,
+            variant: variant.clone(),
+        },
+    }
+}
+
+/// One background refresh per stored object: the client already has the stale copy.
+fn spawn_refresh(job: Job, found: Found) {
+    let refresh_key = format!("refresh\n{}", found.variant(&job.key));
+    let Some(leader) = job.shared.cache.collapser.try_lead(&refresh_key) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _leader = leader;
+        let mut req = job.origin_get();
+        for (name, value) in rules::validators(found.meta()) {
+            req.headers_mut().insert(name, value);
+        }
+        let request_time = SystemTime::now();
+        match send_to_origin(&job.rt, &job.pool, req, job.max_body).await {
+            Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
+                freshen(&job, &found, resp.headers(), request_time).await;
+            }
+            Ok(resp) => {
+                let (resp, _) = store_response(&job, resp, request_time, Fwd::Stale, None).await;
+                // Drive the body to its end so the tee stores it; nobody reads it.
+                let mut body = resp.into_body();
+                while let Some(frame) = body.frame().await {
+                    if frame.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "background revalidation failed; keeping the stale copy")
+            }
+        }
+    });
+}
+
+async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<Served, Error> {
+    let cache = &job.shared.cache;
+    if CacheControl::request(&job.headers).only_if_cached {
+        return Err(Error::OnlyIfCached);
+    }
+    let pass_with = |detail| CacheStatus {
+        detail: Some(detail),
+        ..CacheStatus::fwd(fwd)
+    };
+    // HEAD and Range misses go through unchanged; their answers are not stored (a HEAD has no
+    // body to store, and a 206 is only part of one).
+    if job.method == Method::HEAD {
+        return Ok((
+            pass(job, Request::from_parts(parts, body)).await?,
+            pass_with("head"),
+        ));
+    }
+    if job.headers.contains_key(header::RANGE) {
+        return Ok((
+            pass(job, Request::from_parts(parts, body)).await?,
+            pass_with("range"),
+        ));
+    }
+    if cache.hit_for_pass.is_marked(&job.key).await {
+        return Ok((
+            pass(job, Request::from_parts(parts, body)).await?,
+            pass_with("hit-for-pass"),
+        ));
+    }
+    match cache.collapser.join(&job.key) {
+        Role::Leader(leader) => {
+            let request_time = SystemTime::now();
+            let resp = send_to_origin(&job.rt, &job.pool, job.origin_get(), job.max_body).await?;
+            Ok(store_response(job, resp, request_time, fwd, Some(leader)).await)
+        }
+        Role::Follower(follower) => {
+            let outcome = follower.wait(cache.settings.collapse_timeout).await;
+            if outcome == Outcome::Stored
+                && let Lookup::Hit(found) = job.store().lookup(&job.key, &job.headers).await
+            {
+                let now = SystemTime::now();
+                let ttl = rules::evaluate(&job.headers, found.meta(), &job.policy, now).ttl_secs();
+                if let Ok(resp) = serve(job, &found, now).await {
+                    return Ok((
+                        resp,
+                        CacheStatus {
+                            fwd: Some(fwd),
+                            collapsed: true,
+                            ttl: Some(ttl),
+                            ..Default::default()
+                        },
+                    ));
+                }
+            }
+            let detail = match outcome {
+                Outcome::Uncacheable => "uncacheable",
+                _ => "collapse-failed",
+            };
+            Ok((
+                pass(job, Request::from_parts(parts, body)).await?,
+                CacheStatus {
+                    collapsed: true,
+                    ..pass_with(detail)
+                },
+            ))
+        }
+    }
+}
+
+/// Streams an origin response to the client, storing it on the way when the rules allow.
+async fn store_response(
+    job: &Job,
+    resp: Response<hyper::body::Incoming>,
+    request_time: SystemTime,
+    fwd: Fwd,
+    leader: Option<Leader>,
+) -> Served {
+    let cache = &job.shared.cache;
+    let status = resp.status();
+    let (mut parts, incoming) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let verdict = rules::storable(
+        &Method::GET,
+        &job.headers,
+        status,
+        &parts.headers,
+        &job.policy,
+    );
+    let mut cache_status = CacheStatus {
+        fwd: Some(fwd),
+        fwd_status: Some(status.as_u16()),
+        ..Default::default()
+    };
+    let body: ProxyBody = match verdict {
+        Ok(()) => {
+            let names = rules::vary_names(&parts.headers).unwrap_or_default();
+            let meta = StoredMeta {
+                status,
+                headers: parts.headers.clone(),
+                request_time,
+                response_time: SystemTime::now(),
+                vary: rules::vary_values(&job.headers, &names),
+                body_len: 0,
+            };
+            let fill = cache.store.fill(&job.key, meta, names);
+            cache.hit_for_pass.forget(&job.key).await;
+            cache_status.stored = true;
+            TeeBody {
+                inner: body::incoming(incoming),
+                fill: Some(fill),
+                leader,
+                pending: None,
+                held: None,
+            }
+            .boxed_unsync()
+        }
+        Err(reason) => {
+            if let Some(l) = leader {
+                l.complete(Outcome::Uncacheable);
+            }
+            // Remember only what the response decided; a request's own no-store or
+            // Authorization says nothing about other clients' requests.
+            let request_made_it =
+                matches!(reason, NotStorable::Authorization | NotStorable::Method)
+                    || CacheControl::request(&job.headers).no_store;
+            if !request_made_it {
+                cache.hit_for_pass.mark(&job.key).await;
+            }
+            cache_status.detail = Some(reason.as_str());
+            body::incoming(incoming)
+        }
+    };
+    headers::append_list(
+        &mut parts.headers,
+        &header::VIA,
+        &format!("1.1 {}", job.node()),
+    );
+    (Response::from_parts(parts, body), cache_status)
+}
+
+/// Builds the client's response from a stored one: conditional (304), range (206/416), HEAD.
+async fn serve(
+    job: &Job,
+    found: &Found,
+    now: SystemTime,
+) -> Result<Response<ProxyBody>, CacheError> {
+    let meta = found.meta();
+    let age = rules::current_age(meta, now).as_secs();
+    let mut headers = meta.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(age));
+    headers::append_list(&mut headers, &header::VIA, &format!("1.1 {}", job.node()));
+
+    if rules::not_modified(&job.headers, meta) {
+        let mut resp = Response::new(body::empty());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        let keep = [
+            header::CACHE_CONTROL,
+            header::CONTENT_LOCATION,
+            header::DATE,
+            header::ETAG,
+            header::EXPIRES,
+            header::VARY,
+            header::LAST_MODIFIED,
+            header::AGE,
+            header::VIA,
+        ];
+        for name in keep {
+            for v in headers.get_all(&name) {
+                resp.headers_mut().append(name.clone(), v.clone());
+            }
+        }
+        return Ok(resp);
+    }
+
+    let total = meta.body_len;
+    let mut status = meta.status;
+    let (start, len) = if job.method == Method::GET && meta.status == StatusCode::OK {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        match rules::range(&job.headers, meta) {
+            RangeAnswer::Full => (0, total),
+            RangeAnswer::Partial { start, end } => {
+                status = StatusCode::PARTIAL_CONTENT;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+                (start, end - start + 1)
+            }
+            RangeAnswer::Unsatisfiable => {
+                let mut resp = Response::new(body::empty());
+                *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                return Ok(resp);
+            }
+        }
+    } else {
+        (0, total)
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+
+    let body = if job.method == Method::HEAD {
+        body::empty()
+    } else {
+        match found {
+            Found::Memory(obj) => {
+                let end = usize::try_from(start + len)
+                    .unwrap_or(usize::MAX)
+                    .min(obj.body.len());
+                let begin = usize::try_from(start).unwrap_or(0).min(end);
+                body::full(obj.body.slice(begin..end))
+            }
+            Found::Disk { variant, .. } => {
+                let reader = job.store().open_disk(variant).await?;
+                DiskBody {
+                    reader: Some(reader),
+                    skip: start,
+                    remaining: len,
+                    verify: start == 0 && len == total,
+                    buf: vec![0; 64 * 1024],
+                }
+                .boxed_unsync()
+            }
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+/// Streams a disk object; a full read is verified against its integrity hash at the end, and a
+/// mismatch aborts the response instead of ending it cleanly.
+struct DiskBody {
+    reader: Option<cache::DiskReader>,
+    skip: u64,
+    remaining: u64,
+    verify: bool,
+    buf: Vec<u8>,
+}
+
+impl Body for DiskBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.remaining == 0 {
+                if let Some(reader) = this.reader.take()
+                    && this.verify
+                {
+                    // Read to the end of the content so that the hash covers all of it.
+                    let mut tail = [0u8; 1];
+                    let mut rb = ReadBuf::new(&mut tail);
+                    let mut reader = reader;
+                    match Pin::new(&mut reader).poll_read(cx, &mut rb) {
+                        Poll::Pending => {
+                            this.reader = Some(reader);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                            if let Err(e) = reader.check() {
+                                return Poll::Ready(Some(Err(Box::new(e))));
+                            }
+                        }
+                        Poll::Ready(Ok(())) => {
+                            return Poll::Ready(Some(Err(
+                                "stored body is longer than recorded".into()
+                            )));
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
+                    }
+                }
+                return Poll::Ready(None);
+            }
+            let Some(reader) = this.reader.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let want = usize::try_from(this.skip + this.remaining)
+                .unwrap_or(usize::MAX)
+                .min(this.buf.len());
+            let mut rb = ReadBuf::new(&mut this.buf[..want]);
+            ready!(Pin::new(reader).poll_read(cx, &mut rb))?;
+            let filled = rb.filled();
+            if filled.is_empty() {
+                return Poll::Ready(Some(Err("stored body is shorter than recorded".into())));
+            }
+            let skip = usize::try_from(this.skip)
+                .unwrap_or(usize::MAX)
+                .min(filled.len());
+            this.skip -= skip as u64;
+            let data = &filled[skip..];
+            if data.is_empty() {
+                continue;
+            }
+            let take = data
+                .len()
+                .min(usize::try_from(this.remaining).unwrap_or(usize::MAX));
+            this.remaining -= take as u64;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(&data[..take])))));
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+type PushFuture = Pin<Box<dyn Future<Output = (Fill, Result<(), CacheError>)> + Send>>;
+
+/// Passes an origin body to the client while filling the store. The store only sees the object
+/// if the body ends cleanly; an error or a client that goes away abandons the fill.
+struct TeeBody {
+    inner: ProxyBody,
+    fill: Option<Fill>,
+    leader: Option<Leader>,
+    pending: Option<PushFuture>,
+    held: Option<Bytes>,
+}
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(fut) = this.pending.as_mut() {
+                let (fill, result) = ready!(fut.as_mut().poll(cx));
+                this.pending = None;
+                match result {
+                    Ok(()) => this.fill = Some(fill),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "not storing this response");
+                        this.leader = None;
+                    }
+                }
+                if let Some(data) = this.held.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            if let Some(mut fill) = this.fill.take() {
+                                let chunk = data.clone();
+                                this.pending = Some(Box::pin(async move {
+                                    let r = fill.push(chunk).await;
+                                    (fill, r)
+                                }));
+                                this.held = Some(data);
+                                continue;
+                            }
+                            Frame::data(data)
+                        }
+                        Err(frame) => frame,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Some(Err(e)) => {
+                    this.fill = None;
+                    this.leader = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    if let Some(fill) = this.fill.take() {
+                        let leader = this.leader.take();
+                        tokio::spawn(async move {
+                            let outcome = match fill.finish().await {
+                                Ok(()) => Outcome::Stored,
+                                Err(e) => {
+                                    tracing::info!(error = %e, "response not stored");
+                                    Outcome::Failed
+                                }
+                            };
+                            if let Some(l) = leader {
+                                l.complete(outcome);
+                            }
+                        });
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.pending.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.inner.size_hint();
+        if let Some(h) = &self.held {
+            let n = h.len() as u64;
+            hint.set_lower(hint.lower() + n);
+            if let Some(u) = hint.upper() {
+                hint.set_upper(u + n);
+            }
+        }
+        hint
+    }
+}
