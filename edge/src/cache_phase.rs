@@ -675,6 +675,25 @@ struct TeeBody {
     held: Option<Bytes>,
 }
 
+impl TeeBody {
+    /// The whole body went through: publish the object, then release the followers.
+    fn finish_fill(&mut self, fill: Fill) {
+        let leader = self.leader.take();
+        tokio::spawn(async move {
+            let outcome = match fill.finish().await {
+                Ok(()) => Outcome::Stored,
+                Err(e) => {
+                    tracing::info!(error = %e, "response not stored");
+                    Outcome::Failed
+                }
+            };
+            if let Some(l) = leader {
+                l.complete(outcome);
+            }
+        });
+    }
+}
+
 impl Body for TeeBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -689,6 +708,9 @@ impl Body for TeeBody {
                 let (fill, result) = ready!(fut.as_mut().poll(cx));
                 this.pending = None;
                 match result {
+                    // Some servers stop polling once the declared length is written, so a
+                    // body that knows it is complete finishes the fill now, not on a final poll.
+                    Ok(()) if this.inner.is_end_stream() => this.finish_fill(fill),
                     Ok(()) => this.fill = Some(fill),
                     Err(e) => {
                         tracing::debug!(error = %e, "not storing this response");
@@ -725,19 +747,7 @@ impl Body for TeeBody {
                 }
                 None => {
                     if let Some(fill) = this.fill.take() {
-                        let leader = this.leader.take();
-                        tokio::spawn(async move {
-                            let outcome = match fill.finish().await {
-                                Ok(()) => Outcome::Stored,
-                                Err(e) => {
-                                    tracing::info!(error = %e, "response not stored");
-                                    Outcome::Failed
-                                }
-                            };
-                            if let Some(l) = leader {
-                                l.complete(outcome);
-                            }
-                        });
+                        this.finish_fill(fill);
                     }
                     return Poll::Ready(None);
                 }
@@ -746,7 +756,12 @@ impl Body for TeeBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.held.is_none() && self.pending.is_none() && self.inner.is_end_stream()
+        // While a fill is open, the final poll (which returns None) must still happen: that is
+        // where the fill is finished. Servers stop polling a body that says it has ended.
+        self.fill.is_none()
+            && self.held.is_none()
+            && self.pending.is_none()
+            && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

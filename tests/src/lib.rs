@@ -87,25 +87,78 @@ impl TestCa {
     }
 }
 
-/// Path of the `edge` binary built from this workspace (same profile as the test).
+/// Path of the `edge` binary built from this workspace (same profile as the test). It is
+/// (re)built first, so tests never run a stale binary; `EDGE_BIN` skips that and uses the given
+/// binary as is.
 pub fn edge_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("EDGE_BIN") {
-        return PathBuf::from(p);
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("EDGE_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test-binary> → target/<profile>/edge
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let bin = profile_dir.join("edge");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let sources = newest_source(&workspace);
+        if built.is_some() && built >= sources {
+            return bin;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&workspace)
+            .args(["build", "--quiet", "-p", "edge", "--target-dir"])
+            .arg(&target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo to build the edge binary");
+        assert!(status.success(), "building the edge binary failed");
+        assert!(bin.exists(), "no edge binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The newest modification time among the sources the edge binary is built from.
+fn newest_source(workspace: &Path) -> Option<std::time::SystemTime> {
+    fn walk(p: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(meta) = std::fs::metadata(p) else {
+            return;
+        };
+        if meta.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    walk(&e.path(), newest);
+                }
+            }
+        } else if let Ok(m) = meta.modified()
+            && newest.is_none_or(|n| m > n)
+        {
+            *newest = Some(m);
+        }
     }
-    // target/<profile>/deps/<test-binary> → target/<profile>/edge
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("edge");
-    assert!(
-        bin.exists(),
-        "the edge binary is missing at {}: build it first with `cargo build -p edge` \
-         (scripts/test.sh does), or point EDGE_BIN at it",
-        bin.display()
-    );
-    bin
+    let mut newest = None;
+    for dir in [
+        "edge",
+        "cache",
+        "config",
+        "origin-shield",
+        "purge-api",
+        "geo",
+    ] {
+        walk(&workspace.join(dir).join("src"), &mut newest);
+        walk(&workspace.join(dir).join("Cargo.toml"), &mut newest);
+    }
+    walk(&workspace.join("Cargo.lock"), &mut newest);
+    newest
 }
 
 /// A running `edge` process. Killed (by its own PID) on drop.

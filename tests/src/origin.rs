@@ -30,7 +30,13 @@ type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Default)]
 struct Stats {
     hits: Mutex<HashMap<String, u64>>,
+    /// Requests in flight and the most ever in flight at once, per path.
+    inflight: Mutex<HashMap<String, (u64, u64)>>,
+    /// Requests that carried If-None-Match, per path.
+    conditional: Mutex<HashMap<String, u64>>,
     connections: AtomicU64,
+    /// When set, `/c/` answers with this status instead of content.
+    failing: Mutex<Option<u16>>,
 }
 
 pub struct Origin {
@@ -81,6 +87,175 @@ impl Origin {
     pub fn connections(&self) -> u64 {
         self.stats.connections.load(Ordering::Relaxed)
     }
+
+    /// The most requests for `path` that were ever in flight together.
+    pub fn max_concurrent(&self, path: &str) -> u64 {
+        self.stats
+            .inflight
+            .lock()
+            .expect("lock")
+            .get(path)
+            .map_or(0, |v| v.1)
+    }
+
+    /// Requests for `path` that were conditional (If-None-Match).
+    pub fn conditional(&self, path: &str) -> u64 {
+        self.stats
+            .conditional
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Makes every `/c/` request fail with `status` (None: healthy again).
+    pub fn set_failing(&self, status: Option<u16>) {
+        *self.stats.failing.lock().expect("lock") = status;
+    }
+}
+
+/// Decrements the in-flight count of a path when the response is done.
+struct InFlight(Arc<Stats>, String);
+
+impl InFlight {
+    fn enter(stats: &Arc<Stats>, path: &str) -> InFlight {
+        let mut m = stats.inflight.lock().expect("lock");
+        let e = m.entry(path.to_string()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+        InFlight(stats.clone(), path.to_string())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.inflight.lock()
+            && let Some(e) = m.get_mut(&self.1)
+        {
+            e.0 -= 1;
+        }
+    }
+}
+
+fn query_str<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// `/c/NAME?cc=..&etag=..&lm=SECS_AGO&expires=SECS&cdn=..&vary=..&len=N&delay_ms=..&status=..`:
+/// content whose cache headers the test chooses. The body names the version (the n-th request
+/// for the path) unless `len` asks for N pattern bytes. A matching If-None-Match gets a 304
+/// carrying `x-revalidated: n`.
+async fn cacheable(
+    req: Request<Incoming>,
+    stats: Arc<Stats>,
+    path: String,
+    n: u64,
+) -> Response<OriginBody> {
+    let _inflight = InFlight::enter(&stats, &path);
+    if let Some(ms) = query_str(&req, "delay_ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let failing = *stats.failing.lock().expect("lock");
+    if let Some(code) = failing {
+        let mut r = text(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "origin failing\n",
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
+    let etag = query_str(&req, "etag").map(|e| format!("\"{e}\""));
+    let mut headers = http::HeaderMap::new();
+    let now = std::time::SystemTime::now();
+    headers.insert(
+        header::DATE,
+        HeaderValue::from_str(&httpdate::fmt_http_date(now)).expect("date"),
+    );
+    if let Some(cc) = query_str(&req, "cc") {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&cc.replace("%20", " ")).expect("cc"),
+        );
+    }
+    if let Some(cdn) = query_str(&req, "cdn") {
+        headers.insert(
+            "cdn-cache-control",
+            HeaderValue::from_str(cdn).expect("cdn"),
+        );
+    }
+    if let Some(e) = &etag {
+        headers.insert(header::ETAG, HeaderValue::from_str(e).expect("etag"));
+    }
+    if let Some(ago) = query_str(&req, "lm").and_then(|v| v.parse::<u64>().ok()) {
+        let lm = now - Duration::from_secs(ago);
+        headers.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(&httpdate::fmt_http_date(lm)).expect("lm"),
+        );
+    }
+    if let Some(secs) = query_str(&req, "expires").and_then(|v| v.parse::<u64>().ok()) {
+        let e = now + Duration::from_secs(secs);
+        headers.insert(
+            header::EXPIRES,
+            HeaderValue::from_str(&httpdate::fmt_http_date(e)).expect("expires"),
+        );
+    }
+    if let Some(v) = query_str(&req, "vary") {
+        headers.insert(header::VARY, HeaderValue::from_str(v).expect("vary"));
+    }
+    if let (Some(e), Some(inm)) = (&etag, req.headers().get(header::IF_NONE_MATCH)) {
+        *stats
+            .conditional
+            .lock()
+            .expect("lock")
+            .entry(path.clone())
+            .or_default() += 1;
+        if inm.to_str().is_ok_and(|v| v.contains(e.as_str())) {
+            let mut r = Response::new(
+                http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = headers;
+            r.headers_mut()
+                .insert("x-revalidated", HeaderValue::from(n));
+            return r;
+        }
+    }
+    let status = query_str(&req, "status")
+        .and_then(|v| v.parse().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut r = match query_str(&req, "len").and_then(|v| v.parse::<u64>().ok()) {
+        Some(len) => {
+            let mut r = Response::new(PatternBody { pos: 0, len }.boxed_unsync());
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            r
+        }
+        None => {
+            let lang = req
+                .headers()
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            text(status, format!("{path} v{n} lang={lang}\n"))
+        }
+    };
+    *r.status_mut() = status;
+    for (k, v) in &headers {
+        r.headers_mut().insert(k, v.clone());
+    }
+    r
 }
 
 impl Drop for Origin {
@@ -123,12 +298,15 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<OriginBody> {
 
 async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<OriginBody> {
     let path = req.uri().path().to_string();
-    *stats
-        .hits
-        .lock()
-        .expect("stats lock")
-        .entry(path.clone())
-        .or_default() += 1;
+    let n = {
+        let mut hits = stats.hits.lock().expect("stats lock");
+        let e = hits.entry(path.clone()).or_default();
+        *e += 1;
+        *e
+    };
+    if path.starts_with("/c/") {
+        return cacheable(req, stats, path, n).await;
+    }
 
     if let Some(n) = path.strip_prefix("/bytes/") {
         let len: u64 = n.parse().unwrap_or(0);
