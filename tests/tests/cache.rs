@@ -392,3 +392,153 @@ async fn uncacheable_slow_object_is_not_serialised() {
         "hit-for-pass requests must reach the origin together, not one after another"
     );
 }
+
+fn disk_cache(dir: &std::path::Path) -> String {
+    format!(
+        "[cache]\ndisk_dir = \"{}\"\nmax_object_memory_bytes = \"1MiB\"\n",
+        dir.join("cache").display()
+    )
+}
+
+async fn wait_hit(target: &Target, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cache_status(&get(target, path, &[]).await).contains("; hit") {
+        assert!(Instant::now() < deadline, "{path} never became a hit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_survives_a_restart_and_age_keeps_counting() {
+    let setup = Setup::new("restart");
+    let origin = Origin::start().await;
+    let config = setup.config(origin.addr, &disk_cache(&setup.dir));
+    let small = "/c/persist-small?cc=max-age=600";
+    let big_len = 5_000_000u64; // over the 1 MiB memory limit: disk only
+    let big = format!("/c/persist-big?cc=max-age=600&len={big_len}");
+    let (small_body, age_before) = {
+        let mut edge = Edge::start(&setup.dir, &config);
+        let target = setup.target(edge.https(), "localhost");
+        let a = get(&target, small, &[]).await;
+        get(&target, &big, &[]).await;
+        wait_hit(&target, small).await;
+        wait_hit(&target, &big).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let hit = get(&target, small, &[]).await;
+        edge.signal("TERM");
+        assert_eq!(edge.wait_exit(Duration::from_secs(10)), Some(0));
+        (a.text(), age(&hit))
+    };
+    assert!(age_before >= 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let edge = Edge::start(&setup.dir, &config);
+    let target = setup.target(edge.https(), "localhost");
+    let r = get(&target, small, &[]).await;
+    assert!(
+        cache_status(&r).contains("; hit"),
+        "small object lost on restart: {}",
+        cache_status(&r)
+    );
+    assert_eq!(r.text(), small_body);
+    assert!(
+        age(&r) > age_before,
+        "Age went from {age_before} to {} across the restart",
+        age(&r)
+    );
+    let r = get(&target, &big, &[]).await;
+    assert!(
+        cache_status(&r).contains("; hit"),
+        "big object lost on restart: {}",
+        cache_status(&r)
+    );
+    assert_eq!(r.len, big_len);
+    assert_eq!(
+        r.hash,
+        edge_e2e::Fnv::of_pattern(big_len),
+        "disk body differs"
+    );
+    assert_eq!(origin.hits("/c/persist-small"), 1);
+    assert_eq!(origin.hits("/c/persist-big"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_writing_never_leaves_a_truncated_object() {
+    let setup = Setup::new("crash");
+    let origin = Origin::start().await;
+    let config = setup.config(origin.addr, &disk_cache(&setup.dir));
+    let len = 40_000_000u64;
+    let want = edge_e2e::Fnv::of_pattern(len);
+    let done = "/c/crash-done?cc=max-age=600&len=3000000";
+    {
+        let mut edge = Edge::start(&setup.dir, &config);
+        let target = setup.target(edge.https(), "localhost");
+        get(&target, done, &[]).await;
+        wait_hit(&target, done).await;
+        // Large downloads in flight, killed part-way.
+        let downloads: Vec<_> = (0..3)
+            .map(|i| {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    client::get(
+                        Proto::H2,
+                        &target,
+                        &format!("/c/crash-{i}?cc=max-age=600&len={len}"),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        edge.signal("KILL");
+        edge.wait_exit(Duration::from_secs(5));
+        let mut cut = 0;
+        for d in downloads {
+            match d.await.expect("join") {
+                Ok(r) if r.len == len && r.error.is_none() => {}
+                Ok(r) => {
+                    assert!(
+                        r.error.is_some(),
+                        "a cut download must look cut, not end cleanly"
+                    );
+                    cut += 1;
+                }
+                Err(_) => cut += 1,
+            }
+        }
+        assert!(
+            cut > 0,
+            "no download was in flight at the kill; the test proves nothing"
+        );
+    }
+    let edge = Edge::start(&setup.dir, &config);
+    let target = setup.target(edge.https(), "localhost");
+    for i in 0..3 {
+        let r = get(
+            &target,
+            &format!("/c/crash-{i}?cc=max-age=600&len={len}"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.error.is_none(), "crash-{i}: {:?}", r.error);
+        assert_eq!(
+            r.len,
+            len,
+            "crash-{i}: truncated body served ({})",
+            cache_status(&r)
+        );
+        assert_eq!(
+            r.hash,
+            want,
+            "crash-{i}: corrupted body served ({})",
+            cache_status(&r)
+        );
+    }
+    let r = get(&target, done, &[]).await;
+    assert!(
+        cache_status(&r).contains("; hit"),
+        "completed object lost: {}",
+        cache_status(&r)
+    );
+    assert_eq!(r.hash, edge_e2e::Fnv::of_pattern(3_000_000));
+}
