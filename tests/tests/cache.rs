@@ -542,3 +542,100 @@ async fn sigkill_while_writing_never_leaves_a_truncated_object() {
     );
     assert_eq!(r.hash, edge_e2e::Fnv::of_pattern(3_000_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_site_key_rules_bypass_and_forced_ttl() {
+    let setup = Setup::new("keys");
+    let origin = Origin::start().await;
+    let extra = r#"
+[[sites]]
+name = "keyed"
+hosts = ["keyed.test"]
+plain_http = "proxy"
+routes = [{ path_prefix = "/", pool = "origin" }]
+[sites.cache]
+ignore_params = ["utm_source"]
+sort_query = true
+key_headers = ["x-device"]
+bypass_cookies = ["session"]
+force_ttl = [{ path_prefix = "/c/forced", ttl = "1h" }]
+
+[[sites]]
+name = "nocache"
+hosts = ["nocache.test"]
+plain_http = "proxy"
+routes = [{ path_prefix = "/", pool = "origin" }]
+[sites.cache]
+enabled = false
+"#;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, extra));
+    let keyed = setup.target(edge.http(), "keyed.test");
+    let plain = |t: &Target, path: &str, h: &[(&str, &str)]| {
+        let t = t.clone();
+        let path = path.to_string();
+        let h: Vec<(String, String)> = h
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        async move {
+            let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            client::request(Proto::Plain, &t, Method::GET, &path, &h, Bytes::new())
+                .await
+                .expect("GET")
+        }
+    };
+    // Ignored and reordered parameters map to one object.
+    plain(&keyed, "/c/k?cc=max-age=60&b=2&a=1&utm_source=mail", &[]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = plain(&keyed, "/c/k?a=1&cc=max-age=60&b=2", &[]).await;
+    assert!(
+        cache_status(&r).contains("; hit"),
+        "ignored/sorted params: {}",
+        cache_status(&r)
+    );
+    // A key header splits the object per value.
+    let r = plain(
+        &keyed,
+        "/c/k?cc=max-age=60&b=2&a=1",
+        &[("x-device", "mobile")],
+    )
+    .await;
+    assert!(
+        cache_status(&r).contains("fwd=uri-miss"),
+        "key header: {}",
+        cache_status(&r)
+    );
+    assert_eq!(origin.hits("/c/k"), 2);
+    // A session cookie bypasses the cache entirely.
+    let r = plain(
+        &keyed,
+        "/c/k?a=1&cc=max-age=60&b=2",
+        &[("cookie", "session=abc")],
+    )
+    .await;
+    assert!(
+        cache_status(&r).contains("fwd=bypass; detail=cookie"),
+        "{}",
+        cache_status(&r)
+    );
+    assert_eq!(origin.hits("/c/k"), 3);
+    // A forced TTL stores what the origin said not to keep fresh.
+    plain(&keyed, "/c/forced?cc=max-age=0", &[]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = plain(&keyed, "/c/forced?cc=max-age=0", &[]).await;
+    assert!(
+        cache_status(&r).contains("; hit"),
+        "forced ttl: {}",
+        cache_status(&r)
+    );
+    // A site with caching off never stores.
+    let off = setup.target(edge.http(), "nocache.test");
+    plain(&off, "/c/off?cc=max-age=60", &[]).await;
+    let r = plain(&off, "/c/off?cc=max-age=60", &[]).await;
+    assert!(
+        cache_status(&r).contains("fwd=bypass; detail=disabled"),
+        "{}",
+        cache_status(&r)
+    );
+    assert_eq!(origin.hits("/c/off"), 2);
+}
