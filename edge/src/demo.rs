@@ -286,6 +286,11 @@ key = "key.pem"
 [timeouts]
 shutdown_grace = "5s"
 
+[cache]
+memory_bytes = "128MiB"
+disk_dir = "cache"
+disk_bytes = "1GiB"
+
 [pools.demo-origin]
 endpoints = ["{origin}"]
 
