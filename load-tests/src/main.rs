@@ -1,0 +1,189 @@
+#![forbid(unsafe_code)]
+//! `edge-load run …` drives load; `edge-load origin …` serves benchmark objects.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use load_tests::LoadError;
+use load_tests::conn::{Proto, Target, tls_config};
+use load_tests::run::{RunConfig, run};
+use load_tests::workload::UrlSet;
+
+#[derive(Parser)]
+#[command(
+    name = "edge-load",
+    about = "Load generator for HTTP/1.1, HTTP/2 and HTTP/3"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Drive load at a URL set and print a report.
+    Run(RunArgs),
+    /// Serve /obj/NAME?size=N with Cache-Control: public, max-age=3600.
+    Origin {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 16 * 1024 * 1024)]
+        max_size: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Base URL, e.g. https://localhost:8443 (http:// for plain HTTP/1.1).
+    #[arg(long)]
+    url: String,
+    /// Paths to request round-robin (default "/").
+    #[arg(long = "path")]
+    paths: Vec<String>,
+    /// Zipf population: N objects named by --template with `{}` the rank.
+    #[arg(long)]
+    zipf: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    zipf_s: f64,
+    #[arg(long, default_value = "/obj/{}?size=1024")]
+    template: String,
+    /// Share of requests (0..1) made unique so they miss.
+    #[arg(long, default_value_t = 0.0)]
+    miss_ratio: f64,
+    #[arg(long, value_enum, default_value = "h1")]
+    proto: Proto,
+    #[arg(long, short = 'c', default_value_t = 64)]
+    connections: usize,
+    /// Concurrent streams per connection (HTTP/2, HTTP/3).
+    #[arg(long, short = 'm', default_value_t = 1)]
+    streams: usize,
+    /// Seconds to measure.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Open loop: requests per second. Without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Connect here instead of resolving the URL's host (SNI and Host stay the URL's).
+    #[arg(long)]
+    connect: Option<SocketAddr>,
+    /// PEM certificate(s) to trust (pinning a local self-signed certificate).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    insecure: bool,
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    quiet: bool,
+    /// Worker threads of the generator (default 1: pin it to one core with taskset).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let threads = match &cli.cmd {
+        Cmd::Run(a) => a.threads,
+        Cmd::Origin { .. } => 1,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-load: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Origin { listen, max_size } => load_tests::origin::serve(listen, max_size).await,
+            Cmd::Run(args) => run_cmd(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
+    let uri: http::Uri = a
+        .url
+        .parse()
+        .map_err(|e| LoadError::Usage(format!("--url: {e}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(LoadError::Usage(
+                "--url must start with http:// or https://".into(),
+            ));
+        }
+    };
+    if !https && a.proto != Proto::H1 {
+        return Err(LoadError::Usage(
+            "HTTP/2 and HTTP/3 need an https:// URL".into(),
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| LoadError::Usage("--url has no host".into()))?
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addr = match a.connect {
+        Some(a) => a,
+        None => (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|source| LoadError::Io {
+                context: format!("resolving {host}"),
+                source,
+            })?
+            .next()
+            .ok_or_else(|| LoadError::Usage(format!("{host} did not resolve")))?,
+    };
+    let tls = if https {
+        Some(tls_config(a.proto, a.ca.as_deref(), a.insecure)?)
+    } else {
+        None
+    };
+    let urls = match a.zipf {
+        Some(n) => UrlSet::zipf(&a.template, n, a.zipf_s, a.miss_ratio),
+        None if a.paths.is_empty() => UrlSet::List(vec!["/".into()]),
+        None => UrlSet::List(a.paths.clone()),
+    };
+    let cfg = RunConfig {
+        proto: a.proto,
+        target: Target { addr, host, tls },
+        urls: Arc::new(urls),
+        connections: a.connections,
+        streams: a.streams,
+        duration: Duration::from_secs_f64(a.duration),
+        warmup: Duration::from_secs_f64(a.warmup),
+        rate: a.rate,
+        timeout: Duration::from_secs_f64(a.timeout),
+        progress: !a.quiet && !a.json,
+    };
+    let report = run(cfg).await;
+    if a.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}

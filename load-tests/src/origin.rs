@@ -1,0 +1,81 @@
+//! A minimal benchmark origin: `/obj/<name>?size=N` (or `/<N>k`) returns N bytes with
+//! `Cache-Control: public, max-age=3600`. Anything else is 404.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::LoadError;
+
+fn size_of(req: &Request<Incoming>) -> Option<usize> {
+    let q = req.uri().query().unwrap_or("");
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "size")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn respond(req: &Request<Incoming>, payload: &Bytes) -> Response<Full<Bytes>> {
+    let size = match (req.uri().path().starts_with("/obj/"), size_of(req)) {
+        (true, Some(n)) => n.min(payload.len()),
+        _ => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        }
+    };
+    let mut r = Response::new(Full::new(payload.slice(..size)));
+    let h = r.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    r
+}
+
+/// Serves until the process ends. Prints `listening ADDR` once bound.
+pub async fn serve(listen: SocketAddr, max_size: usize) -> Result<(), LoadError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| LoadError::Io {
+            context: format!("binding {listen}"),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| LoadError::Io {
+        context: "local address".into(),
+        source,
+    })?;
+    println!("listening {addr}");
+    let payload: Bytes = (0..max_size)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let r = respond(&req, &payload);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
