@@ -27,6 +27,12 @@ struct Cli {
 enum Cmd {
     /// Drive load at a URL set and print a report.
     Run(RunArgs),
+    /// Write a self-signed end-entity certificate for localhost, 127.0.0.1 and ::1 as
+    /// DIR/cert.pem and DIR/key.pem (benchmarks need one that rustls accepts: not a CA).
+    Cert {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Serve /obj/NAME?size=N with Cache-Control: public, max-age=3600.
     Origin {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -94,7 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.threads,
-        Cmd::Origin { .. } => 1,
+        Cmd::Origin { .. } | Cmd::Cert { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Origin { listen, max_size } => load_tests::origin::serve(listen, max_size).await,
             Cmd::Run(args) => run_cmd(args).await,
+            Cmd::Cert { dir } => write_cert(&dir),
         }
     });
     match result {
@@ -120,6 +127,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_cert(dir: &std::path::Path) -> Result<(), LoadError> {
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let ck =
+        rcgen::generate_simple_self_signed(names).map_err(|e| LoadError::Tls(e.to_string()))?;
+    let io = |source| LoadError::Io {
+        context: format!("writing into {}", dir.display()),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).map_err(io)?;
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).map_err(io)?;
+    Ok(())
 }
 
 async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark on this machine: the edge against nginx proxy_cache and Varnish (HTTP/1.1),
+# nginx (HTTP/2 over TLS) and Caddy's file_server (HTTP/3), on memory hits of 1 KiB, 16 KiB and
+# 1 MiB objects, plus the latency a miss adds over asking the origin directly, RSS after the runs,
+# and RSS growth per idle keep-alive connection.
+#
+# Every server under test is pinned to CPU 0 with one worker; the load generator and the origin
+# run on CPU 1. Systems alternate within each round; the table shows medians over the rounds,
+# the min–max spread, and the edge/anchor ratio. Loopback only; every run is bounded in time.
+#
+# Usage: load-tests/compare.sh [--rounds N] [--duration SECS] [--connections N] [--sizes "1024 16384"]
+#        [--idle N] [--out FILE]
+# Missing servers are skipped with the apt command that installs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=5 DURATION=5 CONNS=64 SIZES="1024 16384 1048576" IDLE=10000 OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --connections) CONNS=$2; shift 2 ;;
+    --sizes) SIZES=$2; shift 2 ;;
+    --idle) IDLE=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+for tool in taskset python3 curl ss; do
+  command -v $tool >/dev/null || { echo "compare.sh: $tool is missing (apt-get install -y util-linux python3 curl iproute2)" >&2; exit 2; }
+done
+have() { command -v "$1" >/dev/null; }
+have nginx || echo "compare.sh: nginx not installed, skipping it (apt-get install -y nginx-light)" >&2
+have varnishd || echo "compare.sh: varnish not installed, skipping it (apt-get install -y varnish)" >&2
+have caddy || echo "compare.sh: caddy not installed, skipping it (apt-get install -y caddy)" >&2
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "== building release binaries" >&2
+cargo build --release --locked -q -p edge -p load-tests
+EDGE=$PWD/target/release/edge LOAD=$PWD/target/release/edge-load
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/edge-compare.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "compare.sh: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# Waits for "listening ADDR" (or the edge's "listening http ADDR") in FILE; prints ADDR.
+wait_addr() {
+  local file=$1 pattern=$2
+  for _ in $(seq 100); do
+    local a; a=$(awk -v p="$pattern" '$0 ~ p {print $NF; exit}' "$file" 2>/dev/null)
+    [ -n "$a" ] && { echo "$a"; return; }
+    sleep 0.1
+  done
+  echo "compare.sh: no address in $file" >&2; cat "$file" >&2; exit 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+"$LOAD" cert --dir "$work"
+
+taskset -c 1 "$LOAD" origin --listen 127.0.0.1:0 > "$work/origin.out" & pids+=($!)
+ORIGIN=$(wait_addr "$work/origin.out" "^listening")
+
+# Files for Caddy's file_server, same sizes and names as the origin's objects.
+mkdir -p "$work/files/obj"
+for s in $SIZES; do head -c "$s" /dev/zero > "$work/files/obj/s$s"; done
+
+cat > "$work/edge.toml" <<EOF
+[node]
+name = "bench-edge"
+[listen]
+https = ["127.0.0.1:0"]
+http = ["127.0.0.1:0"]
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[cache]
+memory_bytes = "1GiB"
+max_object_memory_bytes = "8MiB"
+[pools.origin]
+endpoints = ["$ORIGIN"]
+[[sites]]
+name = "bench"
+hosts = ["localhost", "127.0.0.1"]
+plain_http = "proxy"
+routes = [{ path_prefix = "/", pool = "origin" }]
+EOF
+RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2> "$work/edge.err" & EDGE_PID=$!; pids+=($EDGE_PID)
+EDGE_HTTP=$(wait_addr "$work/edge.out" "^listening http ")
+EDGE_HTTPS=$(wait_addr "$work/edge.out" "^listening https ")
+
+declare -A H1 H2 H3 PID DISK
+H1[edge]=$EDGE_HTTP; H2[edge]=$EDGE_HTTPS; H3[edge]=$EDGE_HTTPS; PID[edge]=$EDGE_PID
+
+# A second edge whose objects all live on the disk tier (per-object memory limit below every
+# object), for disk-hit runs.
+sed -e 's/^name = "bench-edge"/name = "bench-edge-disk"/' \
+    -e 's/^memory_bytes = "1GiB"/memory_bytes = "1MiB"\ndisk_dir = "disk-cache"\ndisk_bytes = "4GiB"/' \
+    -e 's/^max_object_memory_bytes = "8MiB"/max_object_memory_bytes = 256/' \
+    "$work/edge.toml" > "$work/edge-disk.toml"
+RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge-disk.toml" --workers 1 > "$work/edge-disk.out" 2> "$work/edge-disk.err" & pids+=($!)
+DISK[edge]=$(wait_addr "$work/edge-disk.out" "^listening http ")
+
+if have nginx; then
+  NGX_HTTP=$(free_port) NGX_HTTPS=$(free_port)
+  mkdir -p "$work/nginx/cache" "$work/nginx/tmp"
+  cat > "$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+user $(id -un);
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 65536; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp/body;
+  proxy_temp_path $work/nginx/tmp/proxy;
+  fastcgi_temp_path $work/nginx/tmp/fastcgi;
+  uwsgi_temp_path $work/nginx/tmp/uwsgi;
+  scgi_temp_path $work/nginx/tmp/scgi;
+  keepalive_requests 1000000;
+  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=c:64m max_size=2g inactive=1h use_temp_path=off;
+  upstream origin { server $ORIGIN; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGX_HTTP;
+    listen 127.0.0.1:$NGX_HTTPS ssl http2;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      proxy_cache_lock on;
+    }
+  }
+}
+EOF
+  taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
+  sleep 0.5
+  PID[nginx]=$(cat "$work/nginx/nginx.pid" 2>/dev/null || true)
+  # The worker process serves; measure its RSS (plus the master's).
+  H1[nginx]=127.0.0.1:$NGX_HTTP; H2[nginx]=127.0.0.1:$NGX_HTTPS
+  DISK[nginx]=127.0.0.1:$NGX_HTTP  # proxy_cache is disk-backed (through the page cache)
+fi
+
+if have varnishd; then
+  VPORT=$(free_port)
+  taskset -c 0 varnishd -F -j none -n "$work/varnish" -a "127.0.0.1:$VPORT" -b "$ORIGIN" \
+    -s malloc,1G -p thread_pools=1 -p thread_pool_min=64 -p thread_pool_max=2000 \
+    > "$work/varnish.log" 2>&1 & pids+=($!); PID[varnish]=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$VPORT/obj/x?size=1" && break; sleep 0.2; done
+  H1[varnish]=127.0.0.1:$VPORT
+  VDPORT=$(free_port)
+  taskset -c 0 varnishd -F -j none -n "$work/varnish-disk" -a "127.0.0.1:$VDPORT" -b "$ORIGIN" \
+    -s "file,$work/varnish-storage.bin,2G" -p thread_pools=1 -p thread_pool_min=64 -p thread_pool_max=2000 \
+    > "$work/varnish-disk.log" 2>&1 & pids+=($!)
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$VDPORT/obj/x?size=1" && break; sleep 0.2; done
+  DISK[varnish]=127.0.0.1:$VDPORT
+fi
+
+if have caddy; then
+  CPORT=$(free_port)
+  cat > "$work/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+  servers {
+    protocols h1 h2 h3
+  }
+}
+https://localhost:$CPORT {
+  tls $work/cert.pem $work/key.pem
+  root * $work/files
+  file_server
+}
+EOF
+  GOMAXPROCS=1 taskset -c 0 caddy run --config "$work/Caddyfile" --adapter caddyfile > "$work/caddy.log" 2>&1 & pids+=($!); PID[caddy]=$!
+  for _ in $(seq 50); do curl -sk -o /dev/null "https://localhost:$CPORT/obj/s1024" && break; sleep 0.2; done
+  H3[caddy]=127.0.0.1:$CPORT
+fi
+
+load() { # proto addr path [extra args] -> JSON line
+  local proto=$1 addr=$2 path=$3; shift 3
+  local scheme=https; [ "$proto" = h1 ] && scheme=http
+  taskset -c 1 "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" \
+    --path "$path" --ca "$work/cert.pem" -d "$DURATION" --warmup 1 --json "$@" 2>>"$work/load.err" || echo '{}'
+}
+
+# Warm every cache: each object once per system.
+for s in $SIZES; do
+  for sys in "${!H1[@]}"; do curl -s -o /dev/null "http://${H1[$sys]}/obj/s$s?size=$s"; done
+  for sys in "${!DISK[@]}"; do curl -s -o /dev/null "http://${DISK[$sys]}/obj/s$s?size=$s"; done
+  for sys in "${!H2[@]}"; do curl -sk -o /dev/null "https://localhost:${H2[$sys]##*:}/obj/s$s?size=$s" --connect-to "localhost:${H2[$sys]##*:}:${H2[$sys]}"; done
+done
+sleep 0.5
+
+results=$work/results.jsonl
+: > "$results"
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round/$ROUNDS" >&2
+  for s in $SIZES; do
+    path="/obj/s$s?size=$s"
+    for sys in "${!H1[@]}"; do
+      echo "{\"round\":$round,\"test\":\"hit-h1-$s\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "$path" -c "$CONNS")}" >> "$results"
+    done
+    for sys in "${!H2[@]}"; do
+      echo "{\"round\":$round,\"test\":\"hit-h2-$s\",\"system\":\"$sys\",\"r\":$(load h2 "${H2[$sys]}" "$path" -c "$CONNS")}" >> "$results"
+    done
+    for sys in "${!H3[@]}"; do
+      echo "{\"round\":$round,\"test\":\"hit-h3-$s\",\"system\":\"$sys\",\"r\":$(load h3 "${H3[$sys]}" "$path" -c "$CONNS")}" >> "$results"
+    done
+    for sys in "${!DISK[@]}"; do
+      echo "{\"round\":$round,\"test\":\"diskhit-h1-$s\",\"system\":\"$sys\",\"r\":$(load h1 "${DISK[$sys]}" "$path" -c "$CONNS")}" >> "$results"
+    done
+  done
+  # Misses at full load (every URL new), and a Zipf mix (10k objects, s=1, 5 % forced misses).
+  for sys in "${!H1[@]}"; do
+    echo "{\"round\":$round,\"test\":\"miss-h1-1024\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c "$CONNS" --zipf 1 --template "/obj/t{}?size=1024" --miss-ratio 1)}" >> "$results"
+    echo "{\"round\":$round,\"test\":\"zipf-h1-1024\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c "$CONNS" --zipf 10000 --template "/obj/z{}?size=1024" --miss-ratio 0.05)}" >> "$results"
+  done
+  # A miss: one connection, every URL new, against the direct origin as the baseline.
+  echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"origin\",\"r\":$(load h1 "$ORIGIN" "/obj/{}?size=1024" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
+  for sys in edge nginx varnish; do
+    [ -n "${H1[$sys]:-}" ] || continue
+    echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
+  done
+done
+
+# RSS after the runs, and growth per idle keep-alive connection (plain HTTP/1.1).
+rss_file=$work/rss.txt
+: > "$rss_file"
+for sys in "${!PID[@]}"; do
+  p=${PID[$sys]}; [ -n "$p" ] && [ -e "/proc/$p" ] || continue
+  total=0
+  for q in $p $(pgrep -P "$p" || true); do total=$((total + $(rss_kib "$q"))); done
+  echo "rss $sys $total" >> "$rss_file"
+done
+for sys in "${!H1[@]}"; do
+  p=${PID[$sys]:-}; [ -n "$p" ] || continue
+  procs="$p $( (pgrep -P "$p" || true) | tr "\n" " ")"
+  before=0; for q in $procs; do before=$((before + $(rss_kib "$q"))); done
+  rm -f "$work/idle.count"
+  python3 - "${H1[$sys]}" "$IDLE" "$work/idle.count" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+n, out = int(sys.argv[2]), sys.argv[3]
+socks = []
+req = b"GET /obj/s1024?size=1024 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+for _ in range(n):
+    try:
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(req)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError("closed by server")
+            got += chunk
+        socks.append(s)
+    except OSError as e:
+        print(f"idle holder {host}:{port}: stopped at {len(socks)} connections: {e}", file=sys.stderr)
+        break
+open(out, "w").write(str(len(socks)))
+time.sleep(3)
+PY
+  holder=$!
+  for _ in $(seq 240); do [ -s "$work/idle.count" ] && break; sleep 0.25; done
+  held=$(cat "$work/idle.count" 2>/dev/null || echo 0)
+  after=0; for q in $procs; do after=$((after + $(rss_kib "$q"))); done
+  [ "$held" -gt 0 ] && echo "idle $sys $before $after $held" >> "$rss_file"
+  wait $holder 2>/dev/null || true
+done
+
+python3 - "$results" "$rss_file" "$ROUNDS" "$DURATION" "$CONNS" > "$work/table.md" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
+results, rss_file, rounds, duration, conns = sys.argv[1:6]
+runs = defaultdict(list)
+lat = defaultdict(list)
+for line in open(results):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    r = d.get("r") or {}
+    if "rps" in r and r.get("requests", 0) > 0:
+        runs[(d["test"], d["system"])].append(r["rps"])
+        lat[(d["test"], d["system"])].append(r["latency_us"]["p50"])
+anchor = {"h1": "nginx", "h2": "nginx", "h3": "caddy"}
+print(f"Medians of {rounds} alternating rounds, {duration} s each, {conns} connections, closed loop; "
+      "servers pinned to CPU 0 with one worker, the generator to CPU 1.\n")
+print("| test | system | req/s median | min–max | p50 µs | edge / this |")
+print("| --- | --- | ---: | ---: | ---: | ---: |")
+order = {"hit": 0, "diskhit": 1, "miss": 2, "zipf": 3}
+tests = sorted({t for t, _ in runs if t.split("-")[0] in order},
+               key=lambda t: (order[t.split("-")[0]], t.split("-")[1], int(t.split("-")[2])))
+for t in tests:
+    edge = statistics.median(runs[(t, "edge")]) if runs.get((t, "edge")) else None
+    for sysname in ["edge", "nginx", "varnish", "caddy"]:
+        v = runs.get((t, sysname))
+        if not v:
+            continue
+        med = statistics.median(v)
+        ratio = f"{edge / med:.2f}" if edge and sysname != "edge" else ""
+        p50 = statistics.median(lat[(t, sysname)])
+        print(f"| {t} | {sysname} | {med:,.0f} | {min(v):,.0f}–{max(v):,.0f} | {p50:.0f} | {ratio} |")
+print()
+base = lat.get(("latency-miss", "origin"))
+if base:
+    b = statistics.median(base)
+    print(f"Miss latency (one connection, every URL new): origin direct p50 {b:.0f} µs.\n")
+    print("| system | miss p50 µs | added over origin µs |")
+    print("| --- | ---: | ---: |")
+    for sysname in ["edge", "nginx", "varnish"]:
+        v = lat.get(("latency-miss", sysname))
+        if v:
+            m = statistics.median(v)
+            print(f"| {sysname} | {m:.0f} | {m - b:.0f} |")
+    print()
+print("| system | RSS after runs (MiB) | idle conns | RSS growth per idle conn (KiB) |")
+print("| --- | ---: | ---: | ---: |")
+rss, idle = {}, {}
+for line in open(rss_file):
+    p = line.split()
+    if p[0] == "rss":
+        rss[p[1]] = int(p[2])
+    elif p[0] == "idle":
+        idle[p[1]] = (int(p[2]), int(p[3]), int(p[4]))
+for sysname in ["edge", "nginx", "varnish", "caddy"]:
+    if sysname not in rss:
+        continue
+    i = idle.get(sysname)
+    per = f"{(i[1] - i[0]) / i[2]:.2f}" if i else "–"
+    print(f"| {sysname} | {rss[sysname] / 1024:.1f} | {i[2] if i else '–'} | {per} |")
+PY
+cat "$work/table.md"
+if [ -s "$work/load.err" ]; then echo "compare.sh: load generator errors (last lines):" >&2; tail -5 "$work/load.err" >&2; fi
+[ -n "$OUT" ] && cp "$work/table.md" "$OUT"
+exit 0
