@@ -74,7 +74,12 @@ pub struct MemObject {
 #[derive(Debug, Clone)]
 pub enum Found {
     Memory(Arc<MemObject>),
-    Disk { meta: StoredMeta, variant: String },
+    Disk {
+        meta: Box<StoredMeta>,
+        variant: String,
+        /// Content address: opening by hash skips a second index read.
+        integrity: cacache::Integrity,
+    },
 }
 
 impl Found {
@@ -114,9 +119,17 @@ struct DiskIndex {
     total: u64,
 }
 
+/// A disk object's decoded index entry, kept in memory so that a disk hit reads the index once.
+#[derive(Debug)]
+struct DiskEntry {
+    meta: StoredMeta,
+    integrity: cacache::Integrity,
+}
+
 struct Inner {
     cfg: StoreConfig,
     mem: moka::future::Cache<String, Arc<MemObject>>,
+    disk_meta: moka::future::Cache<String, Arc<DiskEntry>>,
     records: moka::future::Cache<String, Arc<VaryRecord>>,
     disk_index: Mutex<DiskIndex>,
 }
@@ -177,6 +190,19 @@ impl Store {
                 u32::try_from(n).unwrap_or(u32::MAX)
             })
             .build();
+        // Decoded disk metadata: about a kilobyte per object, bounded like the records.
+        let disk_meta = moka::future::Cache::builder()
+            .max_capacity((cfg.memory_bytes / 4).max(1024 * 1024))
+            .weigher(|k: &String, v: &Arc<DiskEntry>| {
+                let h: usize = v
+                    .meta
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                    .sum();
+                u32::try_from(k.len() + h + 256).unwrap_or(u32::MAX)
+            })
+            .build();
         let mut index = DiskIndex::default();
         if let Some(disk) = &cfg.disk {
             let dir = disk.dir.clone();
@@ -197,6 +223,7 @@ impl Store {
             inner: Arc::new(Inner {
                 cfg,
                 mem,
+                disk_meta,
                 records,
                 disk_index: Mutex::new(index),
             }),
@@ -258,6 +285,14 @@ impl Store {
                 Lookup::VaryMiss
             };
         };
+        if let Some(entry) = self.inner.disk_meta.get(&variant).await {
+            self.touch(&variant);
+            return Lookup::Hit(Found::Disk {
+                meta: Box::new(entry.meta.clone()),
+                variant,
+                integrity: entry.integrity.clone(),
+            });
+        }
         let meta = match cacache::metadata(&disk.dir, &variant).await {
             Ok(Some(m)) => m,
             _ => {
@@ -268,6 +303,7 @@ impl Store {
                 };
             }
         };
+        let integrity = meta.integrity.clone();
         let stored = match decode_meta(&variant, meta.metadata) {
             Ok(m) => m,
             Err(e) => {
@@ -279,7 +315,7 @@ impl Store {
         self.touch(&variant);
         if stored.body_len <= self.inner.cfg.max_object_memory_bytes {
             // Promote: read and verify the whole (small) body now.
-            match cacache::read(&disk.dir, &variant).await {
+            match cacache::read_hash(&disk.dir, &integrity).await {
                 Ok(body) if body.len() as u64 == stored.body_len => {
                     let obj = Arc::new(MemObject {
                         meta: stored,
@@ -295,24 +331,75 @@ impl Store {
                 }
             }
         }
+        self.inner
+            .disk_meta
+            .insert(
+                variant.clone(),
+                Arc::new(DiskEntry {
+                    meta: stored.clone(),
+                    integrity: integrity.clone(),
+                }),
+            )
+            .await;
         Lookup::Hit(Found::Disk {
-            meta: stored,
+            meta: Box::new(stored),
             variant,
+            integrity,
         })
     }
 
     /// Opens a disk body for streaming. The reader verifies integrity at its end.
-    pub async fn open_disk(&self, variant: &str) -> Result<cacache::Reader, CacheError> {
+    pub async fn open_disk(&self, found: &Found) -> Result<cacache::Reader, CacheError> {
         let disk = self.disk_cfg()?;
-        match cacache::Reader::open(&disk.dir, variant).await {
+        let Found::Disk {
+            variant, integrity, ..
+        } = found
+        else {
+            return Err(CacheError::Corrupt {
+                key: String::new(),
+                reason: "not a disk object".into(),
+            });
+        };
+        match cacache::Reader::open_hash(&disk.dir, integrity.clone()).await {
             Ok(r) => Ok(r),
             Err(source) => {
+                // Content gone (evicted under another key that shared it, or removed by hand).
                 self.remove_variant(variant).await;
                 Err(CacheError::Disk {
                     dir: disk.dir.clone(),
                     source,
                 })
             }
+        }
+    }
+
+    /// Reads a whole (small) disk object in one trip to the blocking pool, verifying its
+    /// integrity. Streaming through an async reader costs one such trip per read call, which
+    /// dominates small disk hits.
+    pub async fn read_disk(&self, found: &Found) -> Result<Bytes, CacheError> {
+        let disk = self.disk_cfg()?.clone();
+        let Found::Disk {
+            variant, integrity, ..
+        } = found
+        else {
+            return Err(CacheError::Corrupt {
+                key: String::new(),
+                reason: "not a disk object".into(),
+            });
+        };
+        let sri = integrity.clone();
+        let dir = disk.dir.clone();
+        let read = tokio::task::spawn_blocking(move || cacache::read_hash_sync(&dir, &sri)).await;
+        match read {
+            Ok(Ok(body)) => Ok(Bytes::from(body)),
+            Ok(Err(source)) => {
+                self.remove_variant(variant).await;
+                Err(CacheError::Disk {
+                    dir: disk.dir,
+                    source,
+                })
+            }
+            Err(_) => Err(CacheError::WriterGone),
         }
     }
 
@@ -360,6 +447,7 @@ impl Store {
     /// Replaces the stored metadata of a variant (after a 304 freshened it).
     pub async fn update_meta(&self, primary: &str, found: &Found, meta: StoredMeta) {
         let variant = found.variant(primary);
+        self.inner.disk_meta.invalidate(&variant).await;
         if let Found::Memory(obj) = found {
             let updated = Arc::new(MemObject {
                 meta: meta.clone(),
@@ -398,6 +486,7 @@ impl Store {
 
     async fn remove_variant(&self, variant: &str) {
         self.inner.mem.invalidate(variant).await;
+        self.inner.disk_meta.invalidate(variant).await;
         if let Some(disk) = &self.inner.cfg.disk {
             // Index entry only: content is shared by hash with identical bodies under other keys;
             // eviction removes content (see `evict`).
@@ -498,6 +587,7 @@ impl Store {
         };
         for v in victims {
             self.inner.mem.invalidate(&v).await;
+            self.inner.disk_meta.invalidate(&v).await;
             let _ = cacache::RemoveOpts::new()
                 .remove_fully(true)
                 .remove(&disk.dir, &v)

@@ -33,6 +33,10 @@ use crate::pipeline::{ConnInfo, RequestCtx, Runtime, Shared, origin_response, se
 
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
+/// Disk objects up to this size are read whole in one trip to the blocking pool; larger ones
+/// stream.
+const SMALL_DISK_OBJECT: u64 = 1024 * 1024;
+
 /// The node's cache: one store, one collapser, one hit-for-pass memory. Built at start from
 /// the first snapshot's `[cache]`; later changes to it need a restart.
 pub struct CacheRuntime {
@@ -308,9 +312,12 @@ async fn freshen(
             meta,
             body: obj.body.clone(),
         })),
-        Found::Disk { variant, .. } => Found::Disk {
-            meta,
+        Found::Disk {
+            variant, integrity, ..
+        } => Found::Disk {
+            meta: Box::new(meta),
             variant: variant.clone(),
+            integrity: integrity.clone(),
         },
     }
 }
@@ -563,14 +570,32 @@ async fn serve(
                 let begin = usize::try_from(start).unwrap_or(0).min(end);
                 body::full(obj.body.slice(begin..end))
             }
-            Found::Disk { variant, .. } => {
-                let reader = job.store().open_disk(variant).await?;
+            Found::Disk { .. } if total <= SMALL_DISK_OBJECT => {
+                let data = job.store().read_disk(found).await?;
+                if data.len() as u64 != total {
+                    return Err(CacheError::Truncated {
+                        got: data.len() as u64,
+                        expected: total,
+                    });
+                }
+                let begin = usize::try_from(start).unwrap_or(0);
+                let end = usize::try_from(start + len)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                body::full(data.slice(begin.min(end)..end))
+            }
+            Found::Disk { .. } => {
+                let reader = job.store().open_disk(found).await?;
+                // Small objects need a small buffer: this is allocated per disk hit.
+                let cap = usize::try_from(start + len)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, 64 * 1024);
                 DiskBody {
                     reader: Some(reader),
                     skip: start,
                     remaining: len,
                     verify: start == 0 && len == total,
-                    buf: vec![0; 64 * 1024],
+                    buf: vec![0; cap],
                 }
                 .boxed_unsync()
             }

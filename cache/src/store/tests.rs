@@ -56,9 +56,9 @@ async fn put(
 async fn body_of(store: &Store, found: &Found) -> Vec<u8> {
     match found {
         Found::Memory(o) => o.body.to_vec(),
-        Found::Disk { variant, .. } => {
+        Found::Disk { .. } => {
             use tokio::io::AsyncReadExt;
-            let mut r = store.open_disk(variant).await.expect("open disk");
+            let mut r = store.open_disk(found).await.expect("open disk");
             let mut out = Vec::new();
             r.read_to_end(&mut out).await.expect("read");
             r.check().expect("integrity");
