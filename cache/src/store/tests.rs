@@ -321,3 +321,44 @@ async fn memory_tier_stays_within_budget_under_churn() {
         "the tier should actually be used: {used}"
     );
 }
+
+#[tokio::test]
+async fn page_cache_reads_find_cacache_content_and_refuse_damage() {
+    let dir = temp_dir("pagecache");
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 16, 1 << 30))
+        .await
+        .expect("open");
+    let body: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+    put(&store, "https://a/p", &body, vec![], vec![]).await;
+    let Lookup::Hit(found) = store.lookup("https://a/p", &HeaderMap::new()).await else {
+        panic!("miss")
+    };
+    let Found::Disk { integrity, .. } = &found else {
+        panic!("expected a disk object")
+    };
+    // The layout we compute is where cacache put the content.
+    let path = content_path(&dir, integrity);
+    assert!(
+        path.exists(),
+        "cacache content layout changed: {} missing",
+        path.display()
+    );
+    assert_eq!(
+        read_page_cached(&dir, integrity, 5000).as_deref(),
+        Some(&body[..])
+    );
+    assert_eq!(
+        store.read_disk(&found).await.expect("read").as_ref(),
+        &body[..]
+    );
+    // A wrong recorded length, or damaged content, is never served from the fast path.
+    assert!(read_page_cached(&dir, integrity, 4999).is_none());
+    let mut damaged = body.clone();
+    damaged[10] ^= 0xff;
+    std::fs::write(&path, &damaged).expect("damage");
+    assert!(read_page_cached(&dir, integrity, 5000).is_none());
+    assert!(
+        store.read_disk(&found).await.is_err(),
+        "the slow path verifies the hash too"
+    );
+}
