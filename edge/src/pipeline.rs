@@ -404,13 +404,20 @@ fn finish_response(
     resp: &mut Response<ProxyBody>,
 ) {
     let h = resp.headers_mut();
+    // Values that change with every response are marked "never index" so that HPACK and QPACK
+    // send them as literals instead of churning the dynamic table on each response.
     if let Some(status) = &ctx.cache_status
-        && let Ok(v) = HeaderValue::from_str(&status.render(&rt.snapshot.node_name))
+        && let Ok(mut v) = HeaderValue::from_str(&status.render(&rt.snapshot.node_name))
     {
+        v.set_sensitive(true);
         h.insert(crate::cache_phase::CACHE_STATUS.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+    if let Ok(mut v) = HeaderValue::from_str(&ctx.id) {
+        v.set_sensitive(true);
         h.insert(&headers::X_REQUEST_ID, v);
+    }
+    if let Some(age) = h.get_mut(header::AGE) {
+        age.set_sensitive(true);
     }
     if conn.transport == Transport::Tcp
         && let Some(alt_svc) = &conn.alt_svc
