@@ -146,6 +146,43 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A copy of `headers` whose values own their bytes. Values parsed by hyper are slices of the
+/// connection's read buffer; keeping them in the cache kept a whole buffer (8 KiB and more)
+/// alive per stored object, which made RSS reach 2.6x the memory budget.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) {
+            v.set_sensitive(value.is_sensitive());
+            out.append(name.clone(), v);
+        }
+    }
+    out
+}
+
+/// What a cache entry costs beyond its key, headers and body: moka's entry and deque nodes,
+/// the `Arc`, `StoredMeta` and the `HeaderMap` tables. Weighing entries by body and header
+/// bytes alone let RSS reach twice the budget; this estimate errs on the high side on purpose.
+const ENTRY_OVERHEAD: usize = 768;
+
+/// Bytes an entry really occupies, as far as we can tell without asking the allocator.
+fn weight(key_len: usize, meta: &StoredMeta, body_len: usize) -> u32 {
+    // Per header: the bucket in the map (~88 B), the value's own allocation and its bytes.
+    let headers: usize = meta
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 128)
+        .sum();
+    let vary: usize = meta
+        .vary
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, String::len) + 64)
+        .sum();
+    // The key is held twice: by moka and in the URL's Vary record.
+    let n = ENTRY_OVERHEAD + 2 * key_len + headers + vary + body_len;
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 pub fn variant_key(primary: &str, vary: &[(HeaderName, Option<String>)]) -> String {
     let mut k = String::with_capacity(primary.len() + 2);
     k.push_str("o:");
@@ -170,38 +207,25 @@ fn record_key(primary: &str) -> String {
 impl Store {
     /// Opens the store; with a disk tier, rebuilds the size index from what is on disk.
     pub async fn open(cfg: StoreConfig) -> Result<Store, CacheError> {
+        // `memory_bytes` covers everything the store keeps in memory: objects get three
+        // quarters, the Vary records and decoded disk metadata an eighth each.
         let mem = moka::future::Cache::builder()
-            .max_capacity(cfg.memory_bytes)
-            .weigher(|k: &String, v: &Arc<MemObject>| {
-                let headers: usize = v
-                    .meta
-                    .headers
-                    .iter()
-                    .map(|(n, v)| n.as_str().len() + v.len() + 32)
-                    .sum();
-                u32::try_from(k.len() + v.body.len() + headers + 256).unwrap_or(u32::MAX)
-            })
+            .max_capacity(cfg.memory_bytes / 4 * 3)
+            .weigher(|k: &String, v: &Arc<MemObject>| weight(k.len(), &v.meta, v.body.len()))
             .build();
-        // Records are small; bound them by count as a share of the memory budget.
         let records = moka::future::Cache::builder()
-            .max_capacity((cfg.memory_bytes / 4).max(1024 * 1024))
+            .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
             .weigher(|k: &String, v: &Arc<VaryRecord>| {
-                let n: usize = v.variants.iter().map(String::len).sum::<usize>() + k.len() + 64;
+                let n: usize = v.variants.iter().map(|s| s.len() + 48).sum::<usize>()
+                    + v.names.iter().map(|s| s.len() + 48).sum::<usize>()
+                    + k.len()
+                    + ENTRY_OVERHEAD;
                 u32::try_from(n).unwrap_or(u32::MAX)
             })
             .build();
-        // Decoded disk metadata: about a kilobyte per object, bounded like the records.
         let disk_meta = moka::future::Cache::builder()
-            .max_capacity((cfg.memory_bytes / 4).max(1024 * 1024))
-            .weigher(|k: &String, v: &Arc<DiskEntry>| {
-                let h: usize = v
-                    .meta
-                    .headers
-                    .iter()
-                    .map(|(n, v)| n.as_str().len() + v.len() + 32)
-                    .sum();
-                u32::try_from(k.len() + h + 256).unwrap_or(u32::MAX)
-            })
+            .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
+            .weigher(|k: &String, v: &Arc<DiskEntry>| weight(k.len(), &v.meta, 0))
             .build();
         let mut index = DiskIndex::default();
         if let Some(disk) = &cfg.disk {
@@ -423,7 +447,8 @@ impl Store {
 
     /// Starts storing a response. Feed it with [`Fill::push`] and complete it with
     /// [`Fill::finish`]; dropping it unfinished stores nothing.
-    pub fn fill(&self, primary: &str, meta: StoredMeta, vary_names: Vec<HeaderName>) -> Fill {
+    pub fn fill(&self, primary: &str, mut meta: StoredMeta, vary_names: Vec<HeaderName>) -> Fill {
+        meta.headers = owned_headers(&meta.headers);
         let expected = meta
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -448,7 +473,8 @@ impl Store {
     }
 
     /// Replaces the stored metadata of a variant (after a 304 freshened it).
-    pub async fn update_meta(&self, primary: &str, found: &Found, meta: StoredMeta) {
+    pub async fn update_meta(&self, primary: &str, found: &Found, mut meta: StoredMeta) {
+        meta.headers = owned_headers(&meta.headers);
         let variant = found.variant(primary);
         self.inner.disk_meta.invalidate(&variant).await;
         if let Found::Memory(obj) = found {
@@ -715,7 +741,12 @@ impl Fill {
                     })?;
             }
             None => {
-                let body = self.buf.split().freeze();
+                // A buffer grown by doubling may hold up to twice the body: keep only the body.
+                let body = if self.buf.capacity() > self.buf.len() + self.buf.len() / 8 + 64 {
+                    Bytes::copy_from_slice(&self.buf)
+                } else {
+                    self.buf.split().freeze()
+                };
                 let obj = Arc::new(MemObject {
                     meta: self.meta.clone(),
                     body: body.clone(),

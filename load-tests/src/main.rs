@@ -33,6 +33,27 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Open N connections, make one request on each, then hold them idle: for measuring the
+    /// server's memory per idle connection. Prints `holding N` once they are all open.
+    Hold {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, value_enum, default_value = "h1")]
+        proto: Proto,
+        #[arg(long, short = 'c', default_value_t = 10_000)]
+        connections: usize,
+        /// Seconds to hold them after they are all open.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+        #[arg(long)]
+        connect: Option<SocketAddr>,
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Serve /obj/NAME?size=N with Cache-Control: public, max-age=3600.
     Origin {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -100,7 +121,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.threads,
-        Cmd::Origin { .. } | Cmd::Cert { .. } => 1,
+        Cmd::Origin { .. } | Cmd::Cert { .. } | Cmd::Hold { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -118,6 +139,26 @@ fn main() -> ExitCode {
             Cmd::Origin { listen, max_size } => load_tests::origin::serve(listen, max_size).await,
             Cmd::Run(args) => run_cmd(args).await,
             Cmd::Cert { dir } => write_cert(&dir),
+            Cmd::Hold {
+                url,
+                path,
+                proto,
+                connections,
+                hold,
+                connect,
+                ca,
+                insecure,
+            } => {
+                let target = target_of(&url, proto, connect, ca.as_deref(), insecure)?;
+                hold_idle(
+                    target,
+                    proto,
+                    &path,
+                    connections,
+                    Duration::from_secs_f64(hold),
+                )
+                .await
+            }
         }
     });
     match result {
@@ -147,9 +188,52 @@ fn write_cert(dir: &std::path::Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
-    let uri: http::Uri = a
-        .url
+async fn hold_idle(
+    target: Target,
+    proto: Proto,
+    path: &str,
+    n: usize,
+    hold: Duration,
+) -> Result<(), LoadError> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        match load_tests::conn::Conn::connect(proto, &target).await {
+            Ok(mut c) => match c.get(&target, path).await {
+                Ok(_) => held.push(c),
+                Err(kind) => {
+                    eprintln!(
+                        "edge-load hold: request failed ({}) after {} connections",
+                        kind.as_str(),
+                        held.len()
+                    );
+                    break;
+                }
+            },
+            Err(kind) => {
+                eprintln!(
+                    "edge-load hold: connect failed ({}) after {} connections",
+                    kind.as_str(),
+                    held.len()
+                );
+                break;
+            }
+        }
+    }
+    println!("holding {}", held.len());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(hold).await;
+    Ok(())
+}
+
+fn target_of(
+    url: &str,
+    proto: Proto,
+    connect: Option<SocketAddr>,
+    ca: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<Target, LoadError> {
+    let uri: http::Uri = url
         .parse()
         .map_err(|e| LoadError::Usage(format!("--url: {e}")))?;
     let https = match uri.scheme_str() {
@@ -161,7 +245,7 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
             ));
         }
     };
-    if !https && a.proto != Proto::H1 {
+    if !https && proto != Proto::H1 {
         return Err(LoadError::Usage(
             "HTTP/2 and HTTP/3 need an https:// URL".into(),
         ));
@@ -171,7 +255,7 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
         .ok_or_else(|| LoadError::Usage("--url has no host".into()))?
         .to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addr = match a.connect {
+    let addr = match connect {
         Some(a) => a,
         None => (host.as_str(), port)
             .to_socket_addrs()
@@ -183,10 +267,15 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
             .ok_or_else(|| LoadError::Usage(format!("{host} did not resolve")))?,
     };
     let tls = if https {
-        Some(tls_config(a.proto, a.ca.as_deref(), a.insecure)?)
+        Some(tls_config(proto, ca, insecure)?)
     } else {
         None
     };
+    Ok(Target { addr, host, tls })
+}
+
+async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
+    let target = target_of(&a.url, a.proto, a.connect, a.ca.as_deref(), a.insecure)?;
     let urls = match a.zipf {
         Some(n) => UrlSet::zipf(&a.template, n, a.zipf_s, a.miss_ratio),
         None if a.paths.is_empty() => UrlSet::List(vec!["/".into()]),
@@ -194,7 +283,7 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
     };
     let cfg = RunConfig {
         proto: a.proto,
-        target: Target { addr, host, tls },
+        target,
         urls: Arc::new(urls),
         connections: a.connections,
         streams: a.streams,
