@@ -242,41 +242,27 @@ for sys in "${!PID[@]}"; do
   for q in $p $(pgrep -P "$p" || true); do total=$((total + $(rss_kib "$q"))); done
   echo "rss $sys $total" >> "$rss_file"
 done
-for sys in "${!H1[@]}"; do
-  p=${PID[$sys]:-}; [ -n "$p" ] || continue
-  procs="$p $( (pgrep -P "$p" || true) | tr "\n" " ")"
-  before=0; for q in $procs; do before=$((before + $(rss_kib "$q"))); done
-  rm -f "$work/idle.count"
-  python3 - "${H1[$sys]}" "$IDLE" "$work/idle.count" <<'PY' &
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-n, out = int(sys.argv[2]), sys.argv[3]
-socks = []
-req = b"GET /obj/s1024?size=1024 HTTP/1.1\r\nHost: localhost\r\n\r\n"
-for _ in range(n):
-    try:
-        s = socket.create_connection((host, int(port)), timeout=5)
-        s.sendall(req)
-        got = b""
-        while b"\r\n\r\n" not in got:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise OSError("closed by server")
-            got += chunk
-        socks.append(s)
-    except OSError as e:
-        print(f"idle holder {host}:{port}: stopped at {len(socks)} connections: {e}", file=sys.stderr)
-        break
-open(out, "w").write(str(len(socks)))
-time.sleep(3)
-PY
-  holder=$!
-  for _ in $(seq 240); do [ -s "$work/idle.count" ] && break; sleep 0.25; done
-  held=$(cat "$work/idle.count" 2>/dev/null || echo 0)
-  after=0; for q in $procs; do after=$((after + $(rss_kib "$q"))); done
-  [ "$held" -gt 0 ] && echo "idle $sys $before $after $held" >> "$rss_file"
+# RSS growth per idle connection: N connections, one request each, then held open.
+idle_rss() { # system proto addr
+  local sys=$1 proto=$2 addr=$3 p=${PID[$1]:-}
+  [ -n "$p" ] || return 0
+  local procs="$p $( (pgrep -P "$p" || true) | tr "\n" " ")" before=0 after=0 q held
+  for q in $procs; do before=$((before + $(rss_kib "$q"))); done
+  local scheme=https; [ "$proto" = h1 ] && scheme=http
+  rm -f "$work/hold.out"
+  taskset -c 1 "$LOAD" hold --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" \
+    --path "/obj/s1024?size=1024" --ca "$work/cert.pem" -c "$IDLE" --hold 3 > "$work/hold.out" 2>>"$work/load.err" &
+  local holder=$!
+  for _ in $(seq 600); do grep -q '^holding' "$work/hold.out" 2>/dev/null && break; sleep 0.25; done
+  sleep 0.5
+  held=$(awk '/^holding/ {print $2}' "$work/hold.out")
+  for q in $procs; do after=$((after + $(rss_kib "$q"))); done
+  [ "${held:-0}" -gt 0 ] && echo "idle $sys-$proto $before $after $held" >> "$rss_file"
   wait $holder 2>/dev/null || true
-done
+}
+for sys in "${!H1[@]}"; do idle_rss "$sys" h1 "${H1[$sys]}"; done
+for sys in "${!H2[@]}"; do idle_rss "$sys" h2 "${H2[$sys]}"; done
+for sys in "${!H3[@]}"; do idle_rss "$sys" h3 "${H3[$sys]}"; done
 
 python3 - "$results" "$rss_file" "$ROUNDS" "$DURATION" "$CONNS" > "$work/table.md" <<'PY'
 import json, statistics, sys
@@ -324,8 +310,6 @@ if base:
             m = statistics.median(v)
             print(f"| {sysname} | {m:.0f} | {m - b:.0f} |")
     print()
-print("| system | RSS after runs (MiB) | idle conns | RSS growth per idle conn (KiB) |")
-print("| --- | ---: | ---: | ---: |")
 rss, idle = {}, {}
 for line in open(rss_file):
     p = line.split()
@@ -333,12 +317,15 @@ for line in open(rss_file):
         rss[p[1]] = int(p[2])
     elif p[0] == "idle":
         idle[p[1]] = (int(p[2]), int(p[3]), int(p[4]))
+print("| system | RSS after runs (MiB) | per idle HTTP/1.1 conn (KiB) | per idle TLS h2 conn (KiB) | per idle QUIC h3 conn (KiB) |")
+print("| --- | ---: | ---: | ---: | ---: |")
+def per(key):
+    i = idle.get(key)
+    return f"{(i[1] - i[0]) / i[2]:.2f} ({i[2]} conns)" if i else "–"
 for sysname in ["edge", "nginx", "varnish", "caddy"]:
     if sysname not in rss:
         continue
-    i = idle.get(sysname)
-    per = f"{(i[1] - i[0]) / i[2]:.2f}" if i else "–"
-    print(f"| {sysname} | {rss[sysname] / 1024:.1f} | {i[2] if i else '–'} | {per} |")
+    print(f"| {sysname} | {rss[sysname] / 1024:.1f} | {per(sysname + '-h1')} | {per(sysname + '-h2')} | {per(sysname + '-h3')} |")
 PY
 cat "$work/table.md"
 if [ -s "$work/load.err" ]; then echo "compare.sh: load generator errors (last lines):" >&2; tail -5 "$work/load.err" >&2; fi
