@@ -9,15 +9,29 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// How a leader's fetch ended, as its followers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a leader's fetch went, as its followers see it.
+#[derive(Debug, Clone)]
 pub enum Outcome {
+    /// The object is streaming: read it from here as it arrives.
+    Streaming(Arc<crate::inflight::Inflight>),
     /// Stored: look it up again.
     Stored,
     /// The response may not be stored: go to the origin yourself.
     Uncacheable,
     /// The fetch failed or was abandoned: go to the origin yourself.
     Failed,
+}
+
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Outcome::Streaming(a), Outcome::Streaming(b)) => Arc::ptr_eq(a, b),
+            (Outcome::Stored, Outcome::Stored)
+            | (Outcome::Uncacheable, Outcome::Uncacheable)
+            | (Outcome::Failed, Outcome::Failed) => true,
+            _ => false,
+        }
+    }
 }
 
 type Slot = watch::Receiver<Option<Outcome>>;
@@ -81,6 +95,12 @@ impl Leader {
         self.release(outcome);
     }
 
+    /// Tells followers (present and arriving) where the object streams, while staying the
+    /// leader until `complete`.
+    pub fn announce(&self, inflight: Arc<crate::inflight::Inflight>) {
+        let _ = self.tx.send(Some(Outcome::Streaming(inflight)));
+    }
+
     fn release(&mut self, outcome: Outcome) {
         if let Some(owner) = self.owner.take() {
             if let Ok(mut map) = owner.lock() {
@@ -106,7 +126,7 @@ impl Follower {
     pub async fn wait(mut self, timeout: Duration) -> Outcome {
         let waited = tokio::time::timeout(timeout, self.rx.wait_for(Option::is_some)).await;
         match waited {
-            Ok(Ok(v)) => v.unwrap_or(Outcome::Failed),
+            Ok(Ok(v)) => v.clone().unwrap_or(Outcome::Failed),
             _ => Outcome::Failed,
         }
     }

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use cache::cache_control::CacheControl;
 use cache::collapse::{Collapser, HitForPass, Leader, Outcome, Role};
+use cache::inflight::Inflight;
 use cache::key::{cookie_value, primary_key};
 use cache::rules::{self, Action, NotStorable, Policy, RangeAnswer, StoredMeta};
 use cache::status::{CacheStatus, Fwd};
@@ -393,6 +394,18 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
         }
         Role::Follower(follower) => {
             let outcome = follower.wait(cache.settings.collapse_timeout).await;
+            if let Outcome::Streaming(inflight) = &outcome {
+                let resp = streamed_response(inflight.clone(), job.node());
+                return Ok((
+                    resp,
+                    CacheStatus {
+                        fwd: Some(fwd),
+                        fwd_status: Some(inflight.status.as_u16()),
+                        collapsed: true,
+                        ..Default::default()
+                    },
+                ));
+            }
             if outcome == Outcome::Stored
                 && let Lookup::Hit(found) = job.store().lookup(&job.key, &job.headers).await
             {
@@ -463,14 +476,35 @@ async fn store_response(
             let fill = cache.store.fill(&job.key, meta, names);
             cache.hit_for_pass.forget(&job.key).await;
             cache_status.stored = true;
-            TeeBody {
-                inner: body::incoming(incoming),
-                fill: Some(fill),
-                leader,
-                pending: None,
-                held: None,
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let small = declared.is_some_and(|n| n <= cache.store.config().max_object_memory_bytes);
+            match leader {
+                Some(leader) if small => {
+                    // Everyone reads the object as it arrives: this client and the collapsed
+                    // ones. The fetch no longer depends on this client staying connected.
+                    let inflight = Inflight::new(status, parts.headers.clone());
+                    leader.announce(inflight.clone());
+                    tokio::spawn(drive_fill(
+                        body::incoming(incoming),
+                        fill,
+                        inflight.clone(),
+                        leader,
+                    ));
+                    return (streamed_response(inflight, job.node()), cache_status);
+                }
+                leader => TeeBody {
+                    inner: body::incoming(incoming),
+                    fill: Some(fill),
+                    leader,
+                    pending: None,
+                    held: None,
+                }
+                .boxed_unsync(),
             }
-            .boxed_unsync()
         }
         Err(reason) => {
             if let Some(l) = leader {
@@ -494,6 +528,65 @@ async fn store_response(
         &format!("1.1 {}", job.node()),
     );
     (Response::from_parts(parts, body), cache_status)
+}
+
+/// Reads the origin body into the store and the shared in-flight object, then publishes.
+async fn drive_fill(
+    mut origin: ProxyBody,
+    mut fill: Fill,
+    inflight: Arc<Inflight>,
+    leader: Leader,
+) {
+    let mut storing = true;
+    let clean = loop {
+        match origin.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if storing && fill.push(data.clone()).await.is_err() {
+                        storing = false;
+                    }
+                    inflight.push(data);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "origin body failed mid-stream");
+                break false;
+            }
+            None => break true,
+        }
+    };
+    inflight.finish(clean);
+    let outcome = if clean && storing {
+        match fill.finish().await {
+            Ok(()) => Outcome::Stored,
+            Err(e) => {
+                tracing::info!(error = %e, "response not stored");
+                Outcome::Failed
+            }
+        }
+    } else {
+        Outcome::Failed
+    };
+    leader.complete(outcome);
+}
+
+/// A response read from an in-flight object.
+fn streamed_response(inflight: Arc<Inflight>, node: &str) -> Response<ProxyBody> {
+    let mut headers = inflight.headers.clone();
+    headers::append_list(&mut headers, &header::VIA, &format!("1.1 {node}"));
+    let status = inflight.status;
+    let stream = futures_util::stream::unfold(Some((inflight, 0usize)), |state| async move {
+        let (inflight, i) = state?;
+        match inflight.chunk(i).await {
+            Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some((inflight, i + 1)))),
+            Ok(None) => None,
+            Err(e) => Some((Err(BoxError::from(e)), None)),
+        }
+    });
+    let mut resp = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// Builds the client's response from a stored one: conditional (304), range (206/416), HEAD.

@@ -234,7 +234,29 @@ async fn cacheable(
         .and_then(|v| v.parse().ok())
         .and_then(|c| StatusCode::from_u16(c).ok())
         .unwrap_or(StatusCode::OK);
+    let drip = query_str(&req, "drip_ms").and_then(|v| v.parse::<u64>().ok());
     let mut r = match query_str(&req, "len").and_then(|v| v.parse::<u64>().ok()) {
+        Some(len) if drip.is_some() => {
+            // `len` pattern bytes in 64 KiB chunks, one every `drip_ms`.
+            let ms = drip.unwrap_or(0);
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(async move {
+                let mut pos = 0u64;
+                while pos < len {
+                    let end = (pos + 65536).min(len);
+                    let chunk: Vec<u8> = (pos..end).map(pattern_byte).collect();
+                    if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                        return;
+                    }
+                    pos = end;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            });
+            let mut r = Response::new(ChannelBody { rx }.boxed_unsync());
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            r
+        }
         Some(len) => {
             let mut r = Response::new(PatternBody { pos: 0, len }.boxed_unsync());
             r.headers_mut()

@@ -639,3 +639,45 @@ enabled = false
     );
     assert_eq!(origin.hits("/c/off"), 2);
 }
+
+/// Collapsed requests read the object as it streams: a fetch that takes longer than the
+/// collapse timeout still serves everyone from one origin request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collapsed_requests_stream_along_with_a_slow_fetch() {
+    let (_s, origin, _edge, target) =
+        start("stream-herd", "[cache]\ncollapse_timeout = \"500ms\"\n").await;
+    let len = 1_000_000u64; // 16 chunks, 100 ms apart: about 1.6 s, three collapse timeouts
+    let path = format!("/c/slowherd?cc=max-age=60&len={len}&drip_ms=100");
+    let want = edge_e2e::Fnv::of_pattern(len);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let target = target.clone();
+            let path = path.clone();
+            let proto = [Proto::H1, Proto::H2, Proto::H3][i % 3];
+            tokio::spawn(async move { client::get(proto, &target, &path).await })
+        })
+        .collect();
+    let mut collapsed = 0;
+    for t in tasks {
+        let r = t.await.expect("join").expect("GET");
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.error.is_none(), "{:?}", r.error);
+        assert_eq!(
+            (r.len, r.hash),
+            (len, want),
+            "body differs ({})",
+            cache_status(&r)
+        );
+        if cache_status(&r).contains("collapsed") {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(
+        origin.hits("/c/slowherd"),
+        1,
+        "every request must share the one fetch"
+    );
+    assert_eq!(collapsed, 19);
+    // And the object was stored once complete.
+    wait_hit(&target, &path).await;
+}

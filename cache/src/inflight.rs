@@ -1,0 +1,122 @@
+//! An object being fetched, shared by every client that asked for it while it streams: the
+//! request that started the fetch and the requests collapsed onto it read the same chunks as
+//! they arrive. Used for objects of known length within the per-object memory limit, so the
+//! shared buffer is bounded by that limit.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+/// How far the fetch got: chunks available, and whether (and how) it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    chunks: usize,
+    done: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct Inflight {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    chunks: Mutex<Vec<Bytes>>,
+    progress: watch::Sender<Progress>,
+}
+
+impl Inflight {
+    pub fn new(status: StatusCode, headers: HeaderMap) -> Arc<Inflight> {
+        let (progress, _) = watch::channel(Progress {
+            chunks: 0,
+            done: None,
+        });
+        Arc::new(Inflight {
+            status,
+            headers,
+            chunks: Mutex::new(Vec::new()),
+            progress,
+        })
+    }
+
+    pub fn push(&self, chunk: Bytes) {
+        let n = match self.chunks.lock() {
+            Ok(mut c) => {
+                c.push(chunk);
+                c.len()
+            }
+            Err(_) => return,
+        };
+        self.progress.send_modify(|p| p.chunks = n);
+    }
+
+    /// The fetch ended: cleanly (`ok`) or not. Readers of an unclean end see an error.
+    pub fn finish(&self, ok: bool) {
+        self.progress.send_modify(|p| p.done = Some(ok));
+    }
+
+    /// The next chunk after `index`, waiting for it; `Ok(None)` at a clean end.
+    pub async fn chunk(&self, index: usize) -> Result<Option<Bytes>, &'static str> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            let p = *rx.borrow_and_update();
+            if index < p.chunks {
+                let c = self.chunks.lock().map_err(|_| "poisoned")?;
+                return Ok(c.get(index).cloned());
+            }
+            match p.done {
+                Some(true) => return Ok(None),
+                Some(false) => return Err("the origin response failed mid-body"),
+                None => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err("the fetch was abandoned");
+            }
+        }
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.progress.send_modify(|p| {
+            if p.done.is_none() {
+                p.done = Some(false);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_get_every_chunk_as_it_arrives_and_see_failures() {
+        let inf = Inflight::new(StatusCode::OK, HeaderMap::new());
+        let reader = {
+            let inf = inf.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut i = 0;
+                while let Some(c) = inf.chunk(i).await.expect("clean") {
+                    got.extend_from_slice(&c);
+                    i += 1;
+                }
+                got
+            })
+        };
+        inf.push(Bytes::from_static(b"ab"));
+        tokio::task::yield_now().await;
+        inf.push(Bytes::from_static(b"cd"));
+        inf.finish(true);
+        assert_eq!(reader.await.expect("join"), b"abcd");
+        // A late reader still gets everything.
+        assert_eq!(inf.chunk(1).await, Ok(Some(Bytes::from_static(b"cd"))));
+        assert_eq!(inf.chunk(2).await, Ok(None));
+
+        let bad = Inflight::new(StatusCode::OK, HeaderMap::new());
+        bad.push(Bytes::from_static(b"x"));
+        bad.finish(false);
+        assert_eq!(bad.chunk(0).await, Ok(Some(Bytes::from_static(b"x"))));
+        assert!(bad.chunk(1).await.is_err());
+    }
+}
