@@ -143,6 +143,9 @@ pub struct SiteCache {
     pub policy: Policy,
     pub force_ttl: Vec<(String, Duration)>,
     pub bypass_cookies: Vec<String>,
+    /// Skip the cache for requests with `Authorization` (the RFC already refuses to store most
+    /// of their responses; this also skips lookups).
+    pub bypass_authorization: bool,
 }
 
 impl SiteCache {
@@ -434,6 +437,7 @@ impl Compiler<'_> {
             },
             force_ttl,
             bypass_cookies: c.bypass_cookies.clone(),
+            bypass_authorization: c.bypass_authorization,
         }
     }
 

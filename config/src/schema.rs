@@ -220,6 +220,7 @@ pub struct SiteCache {
     pub key_headers: Vec<Spanned<String>>,
     pub key_cookies: Vec<String>,
     pub bypass_cookies: Vec<String>,
+    pub bypass_authorization: bool,
     pub force_ttl: Vec<ForceTtl>,
 }
 
@@ -235,6 +236,7 @@ impl Default for SiteCache {
             key_headers: Vec::new(),
             key_cookies: Vec::new(),
             bypass_cookies: Vec::new(),
+            bypass_authorization: false,
             force_ttl: Vec::new(),
         }
     }

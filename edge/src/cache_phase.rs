@@ -185,6 +185,10 @@ pub(crate) async fn handle(
         ctx.cache_status = Some(bypass("cookie"));
         return pass(&job, Request::from_parts(parts, body)).await;
     }
+    if site.cache.bypass_authorization && parts.headers.contains_key(header::AUTHORIZATION) {
+        ctx.cache_status = Some(bypass("authorization"));
+        return pass(&job, Request::from_parts(parts, body)).await;
+    }
 
     let (resp, status) = match job.store().lookup(&job.key, &job.headers).await {
         Lookup::Hit(found) => on_hit(&job, found, parts, body).await?,

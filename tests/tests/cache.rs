@@ -558,6 +558,7 @@ ignore_params = ["utm_source"]
 sort_query = true
 key_headers = ["x-device"]
 bypass_cookies = ["session"]
+bypass_authorization = true
 force_ttl = [{ path_prefix = "/c/forced", ttl = "1h" }]
 
 [[sites]]
@@ -619,6 +620,19 @@ enabled = false
         cache_status(&r)
     );
     assert_eq!(origin.hits("/c/k"), 3);
+    // So does Authorization on this site.
+    let r = plain(
+        &keyed,
+        "/c/k?a=1&cc=max-age=60&b=2",
+        &[("authorization", "Bearer t")],
+    )
+    .await;
+    assert!(
+        cache_status(&r).contains("fwd=bypass; detail=authorization"),
+        "{}",
+        cache_status(&r)
+    );
+    assert_eq!(origin.hits("/c/k"), 4);
     // A forced TTL stores what the origin said not to keep fresh.
     plain(&keyed, "/c/forced?cc=max-age=0", &[]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
