@@ -83,6 +83,19 @@ pub enum Found {
 }
 
 impl Found {
+    /// The variant key and content hash of a disk object.
+    fn disk_ref(&self) -> Result<(&str, &cacache::Integrity), CacheError> {
+        match self {
+            Found::Disk {
+                variant, integrity, ..
+            } => Ok((variant, integrity)),
+            Found::Memory(_) => Err(CacheError::Corrupt {
+                key: String::new(),
+                reason: "not a disk object".into(),
+            }),
+        }
+    }
+
     pub fn meta(&self) -> &StoredMeta {
         match self {
             Found::Memory(o) => &o.meta,
@@ -375,15 +388,7 @@ impl Store {
     /// Opens a disk body for streaming. The reader verifies integrity at its end.
     pub async fn open_disk(&self, found: &Found) -> Result<cacache::Reader, CacheError> {
         let disk = self.disk_cfg()?;
-        let Found::Disk {
-            variant, integrity, ..
-        } = found
-        else {
-            return Err(CacheError::Corrupt {
-                key: String::new(),
-                reason: "not a disk object".into(),
-            });
-        };
+        let (variant, integrity) = found.disk_ref()?;
         match cacache::Reader::open_hash(&disk.dir, integrity.clone()).await {
             Ok(r) => Ok(r),
             Err(source) => {
@@ -402,15 +407,7 @@ impl Store {
     /// dominates small disk hits.
     pub async fn read_disk(&self, found: &Found) -> Result<Bytes, CacheError> {
         let disk = self.disk_cfg()?.clone();
-        let Found::Disk {
-            variant, integrity, ..
-        } = found
-        else {
-            return Err(CacheError::Corrupt {
-                key: String::new(),
-                reason: "not a disk object".into(),
-            });
-        };
+        let (variant, integrity) = found.disk_ref()?;
         if let Some(body) = read_page_cached(&disk.dir, integrity, found.meta().body_len) {
             return Ok(Bytes::from(body));
         }

@@ -36,23 +36,15 @@ enum Cmd {
     /// Open N connections, make one request on each, then hold them idle: for measuring the
     /// server's memory per idle connection. Prints `holding N` once they are all open.
     Hold {
-        #[arg(long)]
-        url: String,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long, default_value = "/")]
         path: String,
-        #[arg(long, value_enum, default_value = "h1")]
-        proto: Proto,
         #[arg(long, short = 'c', default_value_t = 10_000)]
         connections: usize,
         /// Seconds to hold them after they are all open.
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
-        #[arg(long)]
-        connect: Option<SocketAddr>,
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        #[arg(long)]
-        insecure: bool,
     },
     /// Serve /obj/NAME?size=N with Cache-Control: public, max-age=3600.
     Origin {
@@ -63,11 +55,28 @@ enum Cmd {
     },
 }
 
+/// Where to send requests and how to trust the server.
 #[derive(clap::Args)]
-struct RunArgs {
+struct TargetArgs {
     /// Base URL, e.g. https://localhost:8443 (http:// for plain HTTP/1.1).
     #[arg(long)]
     url: String,
+    #[arg(long, value_enum, default_value = "h1")]
+    proto: Proto,
+    /// Connect here instead of resolving the URL's host (SNI and Host stay the URL's).
+    #[arg(long)]
+    connect: Option<SocketAddr>,
+    /// PEM certificate(s) to trust (pinning a local self-signed certificate).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    insecure: bool,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
     /// Paths to request round-robin (default "/").
     #[arg(long = "path")]
     paths: Vec<String>,
@@ -81,8 +90,6 @@ struct RunArgs {
     /// Share of requests (0..1) made unique so they miss.
     #[arg(long, default_value_t = 0.0)]
     miss_ratio: f64,
-    #[arg(long, value_enum, default_value = "h1")]
-    proto: Proto,
     #[arg(long, short = 'c', default_value_t = 64)]
     connections: usize,
     /// Concurrent streams per connection (HTTP/2, HTTP/3).
@@ -96,14 +103,6 @@ struct RunArgs {
     /// Open loop: requests per second. Without it, closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// Connect here instead of resolving the URL's host (SNI and Host stay the URL's).
-    #[arg(long)]
-    connect: Option<SocketAddr>,
-    /// PEM certificate(s) to trust (pinning a local self-signed certificate).
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    #[arg(long)]
-    insecure: bool,
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
     /// Print the report as JSON.
@@ -140,16 +139,13 @@ fn main() -> ExitCode {
             Cmd::Run(args) => run_cmd(args).await,
             Cmd::Cert { dir } => write_cert(&dir),
             Cmd::Hold {
-                url,
+                target,
                 path,
-                proto,
                 connections,
                 hold,
-                connect,
-                ca,
-                insecure,
             } => {
-                let target = target_of(&url, proto, connect, ca.as_deref(), insecure)?;
+                let proto = target.proto;
+                let target = target_of(&target)?;
                 hold_idle(
                     target,
                     proto,
@@ -226,13 +222,15 @@ async fn hold_idle(
     Ok(())
 }
 
-fn target_of(
-    url: &str,
-    proto: Proto,
-    connect: Option<SocketAddr>,
-    ca: Option<&std::path::Path>,
-    insecure: bool,
-) -> Result<Target, LoadError> {
+fn target_of(args: &TargetArgs) -> Result<Target, LoadError> {
+    let TargetArgs {
+        url,
+        proto,
+        connect,
+        ca,
+        insecure,
+    } = args;
+    let (proto, connect, ca, insecure) = (*proto, *connect, ca.as_deref(), *insecure);
     let uri: http::Uri = url
         .parse()
         .map_err(|e| LoadError::Usage(format!("--url: {e}")))?;
@@ -275,14 +273,15 @@ fn target_of(
 }
 
 async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
-    let target = target_of(&a.url, a.proto, a.connect, a.ca.as_deref(), a.insecure)?;
+    let target = target_of(&a.target)?;
+    let proto = a.target.proto;
     let urls = match a.zipf {
         Some(n) => UrlSet::zipf(&a.template, n, a.zipf_s, a.miss_ratio),
         None if a.paths.is_empty() => UrlSet::List(vec!["/".into()]),
         None => UrlSet::List(a.paths.clone()),
     };
     let cfg = RunConfig {
-        proto: a.proto,
+        proto,
         target,
         urls: Arc::new(urls),
         connections: a.connections,
