@@ -9,7 +9,6 @@ use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,11 +63,14 @@ impl TcpServer {
             tokio::spawn(async move {
                 let _guard = guard;
                 match tls {
-                    None => serve_connection(stream, info, shared, shutdown).await,
+                    None => serve_connection(stream, false, info, shared, shutdown).await,
                     Some(acceptor) => {
                         let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
                         match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => serve_connection(tls, info, shared, shutdown).await,
+                            Ok(Ok(tls)) => {
+                                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                                serve_connection(tls, h2, info, shared, shutdown).await
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
                             }
@@ -81,52 +83,69 @@ impl TcpServer {
     }
 }
 
+/// Serves a hyper connection until it ends; on shutdown asks it to finish gracefully (HTTP/2:
+/// GOAWAY; HTTP/1.1: close after the response in flight) and lets it drain. A macro because
+/// hyper's HTTP/1 and HTTP/2 connections share the method but no trait.
+macro_rules! drive {
+    ($conn:expr, $shutdown:expr) => {{
+        let conn = $conn;
+        let mut shutdown = $shutdown;
+        tokio::pin!(conn);
+        let done = tokio::select! {
+            res = conn.as_mut() => Some(res),
+            _ = shutting_down(&mut shutdown) => None,
+        };
+        let res = match done {
+            Some(res) => res,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "connection ended with error");
+        }
+    }};
+}
+
+/// Serves one connection with the protocol ALPN chose (plain HTTP is HTTP/1.1 only). Choosing
+/// directly, rather than sniffing for an HTTP/2 preface, keeps one protocol's state per
+/// connection and no rewind buffer.
 async fn serve_connection<I>(
     io: I,
+    h2: bool,
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let snap = shared.runtime().snapshot.clone();
     let header_limit = snap.limits.max_request_header_bytes as usize;
     let uri_limit = snap.limits.max_uri_bytes as usize;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's own limits sit above ours so that the pipeline answers with a body and a request
-    // id; past them hyper still answers 431/414 itself.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(snap.timeouts.request_header)
-        .max_buf_size((header_limit + uri_limit) * 2 + 8192)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(shared, info, req.map(body::incoming)).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "connection ended with error");
-            }
-            return;
-        }
-        _ = shutting_down(&mut shutdown) => {
-            // HTTP/2: GOAWAY; HTTP/1.1: close after the response in flight.
-            conn.as_mut().graceful_shutdown();
-        }
-    }
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "connection ended with error during shutdown");
+    // hyper's own limits sit above ours so that the pipeline answers with a body and a request
+    // id; past them hyper still answers 431/414 itself.
+    if h2 {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .serve_connection(TokioIo::new(io), svc);
+        drive!(conn, shutdown);
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(snap.timeouts.request_header)
+            .max_buf_size((header_limit + uri_limit) * 2 + 8192)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        drive!(conn, shutdown);
     }
 }
