@@ -324,19 +324,6 @@ pub fn evaluate(
     })
 }
 
-/// May a stored response serve a request whose origin attempt failed? `staleness` from `now`.
-pub fn stale_if_error_allows(
-    req_headers: &HeaderMap,
-    meta: &StoredMeta,
-    policy: &Policy,
-    now: SystemTime,
-) -> bool {
-    match evaluate(req_headers, meta, policy, now).action {
-        Action::Revalidate { stale_if_error } => stale_if_error,
-        _ => true,
-    }
-}
-
 /// The header names `Vary` nominates, lower-cased and sorted; `None` for `Vary: *`.
 pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut names = Vec::new();

@@ -896,10 +896,5 @@ fn decode_meta(key: &str, v: serde_json::Value) -> Result<StoredMeta, CacheError
     })
 }
 
-/// Reads a whole disk body (tests and small objects).
-pub async fn read_disk(dir: &Path, variant: &str) -> Result<Vec<u8>, cacache::Error> {
-    cacache::read(dir, variant).await
-}
-
 #[cfg(test)]
 mod tests;

@@ -82,8 +82,9 @@ struct Job {
 }
 
 impl Job {
-    fn node(&self) -> &str {
-        &self.rt.snapshot.node_name
+    /// The `Via` value this node adds to responses.
+    fn via(&self) -> &str {
+        &self.rt.via
     }
 
     fn store(&self) -> &Store {
@@ -120,7 +121,7 @@ pub(crate) async fn handle(
     ctx: &mut RequestCtx,
     site: &Arc<Site>,
     pool: &Arc<Pool>,
-    parts: Parts,
+    mut parts: Parts,
     body: ProxyBody,
 ) -> Result<Response<ProxyBody>, Error> {
     let scheme = if conn.tls { "https" } else { "http" };
@@ -146,7 +147,8 @@ pub(crate) async fn handle(
         key,
         method: parts.method.clone(),
         uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
+        // Moved, not cloned: hits never need the request again; passes put them back.
+        headers: std::mem::take(&mut parts.headers),
         max_body: site.max_request_body_bytes,
     };
     let bypass = |detail| CacheStatus {
@@ -156,7 +158,7 @@ pub(crate) async fn handle(
 
     // Unsafe methods go through, then invalidate what they changed (RFC 9111 §4.4).
     if !parts.method.is_safe() {
-        let resp = pass(&job, Request::from_parts(parts, body)).await?;
+        let resp = pass(&job, parts, body).await?;
         let pq = job.uri.path_and_query().map_or("/", |p| p.as_str());
         for target in
             rules::invalidation_paths(&job.method, resp.status(), &host, pq, resp.headers())
@@ -174,20 +176,20 @@ pub(crate) async fn handle(
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
         ctx.cache_status = Some(bypass("method"));
-        return pass(&job, Request::from_parts(parts, body)).await;
+        return pass(&job, parts, body).await;
     }
     if site
         .cache
         .bypass_cookies
         .iter()
-        .any(|c| cookie_value(&parts.headers, c).is_some())
+        .any(|c| cookie_value(&job.headers, c).is_some())
     {
         ctx.cache_status = Some(bypass("cookie"));
-        return pass(&job, Request::from_parts(parts, body)).await;
+        return pass(&job, parts, body).await;
     }
-    if site.cache.bypass_authorization && parts.headers.contains_key(header::AUTHORIZATION) {
+    if site.cache.bypass_authorization && job.headers.contains_key(header::AUTHORIZATION) {
         ctx.cache_status = Some(bypass("authorization"));
-        return pass(&job, Request::from_parts(parts, body)).await;
+        return pass(&job, parts, body).await;
     }
 
     let (resp, status) = match job.store().lookup(&job.key, &job.headers).await {
@@ -199,10 +201,12 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
-/// Forward as is, storing nothing.
-async fn pass(job: &Job, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, Error> {
+/// Forward the client's request as is, storing nothing.
+async fn pass(job: &Job, mut parts: Parts, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {
+    parts.headers = job.headers.clone();
+    let req = Request::from_parts(parts, body);
     let resp = send_to_origin(&job.rt, &job.pool, req, job.max_body).await?;
-    Ok(origin_response(resp, job.node()))
+    Ok(origin_response(resp, job.via()))
 }
 
 type Served = (Response<ProxyBody>, CacheStatus);
@@ -373,22 +377,13 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
     // HEAD and Range misses go through unchanged; their answers are not stored (a HEAD has no
     // body to store, and a 206 is only part of one).
     if job.method == Method::HEAD {
-        return Ok((
-            pass(job, Request::from_parts(parts, body)).await?,
-            pass_with("head"),
-        ));
+        return Ok((pass(job, parts, body).await?, pass_with("head")));
     }
     if job.headers.contains_key(header::RANGE) {
-        return Ok((
-            pass(job, Request::from_parts(parts, body)).await?,
-            pass_with("range"),
-        ));
+        return Ok((pass(job, parts, body).await?, pass_with("range")));
     }
     if cache.hit_for_pass.is_marked(&job.key).await {
-        return Ok((
-            pass(job, Request::from_parts(parts, body)).await?,
-            pass_with("hit-for-pass"),
-        ));
+        return Ok((pass(job, parts, body).await?, pass_with("hit-for-pass")));
     }
     match cache.collapser.join(&job.key) {
         Role::Leader(leader) => {
@@ -399,7 +394,7 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
         Role::Follower(follower) => {
             let outcome = follower.wait(cache.settings.collapse_timeout).await;
             if let Outcome::Streaming(inflight) = &outcome {
-                let resp = streamed_response(inflight.clone(), job.node());
+                let resp = streamed_response(inflight.clone(), job.via());
                 return Ok((
                     resp,
                     CacheStatus {
@@ -432,7 +427,7 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
                 _ => "collapse-failed",
             };
             Ok((
-                pass(job, Request::from_parts(parts, body)).await?,
+                pass(job, parts, body).await?,
                 CacheStatus {
                     collapsed: true,
                     ..pass_with(detail)
@@ -498,7 +493,7 @@ async fn store_response(
                         inflight.clone(),
                         leader,
                     ));
-                    return (streamed_response(inflight, job.node()), cache_status);
+                    return (streamed_response(inflight, job.via()), cache_status);
                 }
                 leader => TeeBody {
                     inner: body::incoming(incoming),
@@ -526,11 +521,7 @@ async fn store_response(
             body::incoming(incoming)
         }
     };
-    headers::append_list(
-        &mut parts.headers,
-        &header::VIA,
-        &format!("1.1 {}", job.node()),
-    );
+    headers::append_list(&mut parts.headers, &header::VIA, job.via());
     (Response::from_parts(parts, body), cache_status)
 }
 
@@ -575,9 +566,9 @@ async fn drive_fill(
 }
 
 /// A response read from an in-flight object.
-fn streamed_response(inflight: Arc<Inflight>, node: &str) -> Response<ProxyBody> {
+fn streamed_response(inflight: Arc<Inflight>, via: &str) -> Response<ProxyBody> {
     let mut headers = inflight.headers.clone();
-    headers::append_list(&mut headers, &header::VIA, &format!("1.1 {node}"));
+    headers::append_list(&mut headers, &header::VIA, via);
     let status = inflight.status;
     let stream = futures_util::stream::unfold(Some((inflight, 0usize)), |state| async move {
         let (inflight, i) = state?;
@@ -603,7 +594,7 @@ async fn serve(
     let age = rules::current_age(meta, now).as_secs();
     let mut headers = meta.headers.clone();
     headers.insert(header::AGE, HeaderValue::from(age));
-    headers::append_list(&mut headers, &header::VIA, &format!("1.1 {}", job.node()));
+    headers::append_list(&mut headers, &header::VIA, job.via());
 
     if rules::not_modified(&job.headers, meta) {
         let mut resp = Response::new(body::empty());

@@ -25,6 +25,8 @@ use crate::headers;
 /// Everything a request needs from one config snapshot, swapped as a whole on reload.
 pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
+    /// `Via` value this node adds to responses (`1.1 NODE`), built once per snapshot.
+    pub via: String,
     pub pools: Pools,
     pub client: OriginClient,
 }
@@ -40,6 +42,7 @@ impl Runtime {
         };
         Runtime {
             pools: Pools::from_snapshot(&snapshot),
+            via: format!("1.1 {}", snapshot.node_name),
             snapshot,
             client,
         }
@@ -303,7 +306,7 @@ async fn proxy(
         let (parts, _) = resp.into_parts();
         return Ok(Response::from_parts(parts, body::empty()));
     }
-    Ok(origin_response(resp, &snap.node_name))
+    Ok(origin_response(resp, &rt.via))
 }
 
 /// Sends a prepared request to one endpoint of `pool`.
@@ -322,14 +325,14 @@ pub(crate) async fn send_to_origin(
         })
 }
 
-/// An origin response on its way to the client: hop-by-hop headers gone, `Via` added.
+/// An origin response on its way to the client: hop-by-hop headers gone, `via` added.
 pub(crate) fn origin_response(
     resp: Response<hyper::body::Incoming>,
-    node: &str,
+    via: &str,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_list(&mut parts.headers, &header::VIA, &format!("1.1 {node}"));
+    headers::append_list(&mut parts.headers, &header::VIA, via);
     Response::from_parts(parts, body::incoming(body))
 }
 
