@@ -4,6 +4,7 @@
 
 pub mod cache_control;
 pub mod collapse;
+pub mod encoding;
 pub mod inflight;
 pub mod key;
 pub mod rules;

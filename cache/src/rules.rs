@@ -56,6 +56,8 @@ pub struct StoredMeta {
     /// The request's normalised values of the headers `Vary` names.
     pub vary: Vec<(HeaderName, Option<String>)>,
     pub body_len: u64,
+    /// Which body this is: set by the store when an object is filled, kept by revalidation.
+    pub generation: u64,
 }
 
 /// Why a response is not stored.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::encoding::Coding;
 use crate::rules::{self, StoredMeta};
 
 /// A streaming reader of a disk object; call `check()` after reading it all.
@@ -213,6 +214,23 @@ pub fn variant_key(primary: &str, vary: &[(HeaderName, Option<String>)]) -> Stri
     k
 }
 
+/// Where the `coding` variant of an identity variant is stored. It starts with the identity's
+/// key, so disk eviction treats it as an object like any other.
+pub fn encoded_key(identity_variant: &str, coding: Coding) -> String {
+    format!("{identity_variant}\ncontent-coding={coding}")
+}
+
+/// Tells bodies apart: every identity fill gets a new number, kept through revalidation
+/// (which does not change the body) and copied into its encoded variants.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        // Seeded from the clock so that numbers from an earlier process (on disk) do not repeat.
+        std::sync::atomic::AtomicU64::new(now_ms() << 16 | 1)
+    });
+    next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn record_key(primary: &str) -> String {
     format!("v:{primary}")
 }
@@ -310,43 +328,37 @@ impl Store {
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         let vary = rules::vary_values(req_headers, &names);
-        let variant = variant_key(primary, &vary);
+        match self.find(variant_key(primary, &vary)).await {
+            Some(found) => Lookup::Hit(found),
+            None if names.is_empty() => Lookup::Miss,
+            None => Lookup::VaryMiss,
+        }
+    }
+
+    /// The stored object under one variant key: memory first, then disk (promoting small
+    /// objects into memory).
+    async fn find(&self, variant: String) -> Option<Found> {
         if let Some(obj) = self.inner.mem.get(&variant).await {
             self.touch(&variant);
-            return Lookup::Hit(Found::Memory(obj));
+            return Some(Found::Memory(obj));
         }
-        let Some(disk) = &self.inner.cfg.disk else {
-            return if names.is_empty() {
-                Lookup::Miss
-            } else {
-                Lookup::VaryMiss
-            };
-        };
+        let disk = self.inner.cfg.disk.as_ref()?;
         if let Some(entry) = self.inner.disk_meta.get(&variant).await {
             self.touch(&variant);
-            return Lookup::Hit(Found::Disk {
+            return Some(Found::Disk {
                 meta: Box::new(entry.meta.clone()),
                 variant,
                 integrity: entry.integrity.clone(),
             });
         }
-        let meta = match cacache::metadata(&disk.dir, &variant).await {
-            Ok(Some(m)) => m,
-            _ => {
-                return if names.is_empty() {
-                    Lookup::Miss
-                } else {
-                    Lookup::VaryMiss
-                };
-            }
-        };
+        let meta = cacache::metadata(&disk.dir, &variant).await.ok()??;
         let integrity = meta.integrity.clone();
         let stored = match decode_meta(&variant, meta.metadata) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "dropping unreadable cache entry");
                 self.remove_variant(&variant).await;
-                return Lookup::Miss;
+                return None;
             }
         };
         self.touch(&variant);
@@ -359,12 +371,12 @@ impl Store {
                         body: Bytes::from(body),
                     });
                     self.inner.mem.insert(variant, obj.clone()).await;
-                    return Lookup::Hit(Found::Memory(obj));
+                    return Some(Found::Memory(obj));
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(key = %variant, "disk entry failed verification; dropping it");
                     self.remove_variant(&variant).await;
-                    return Lookup::Miss;
+                    return None;
                 }
             }
         }
@@ -378,11 +390,51 @@ impl Store {
                 }),
             )
             .await;
-        Lookup::Hit(Found::Disk {
+        Some(Found::Disk {
             meta: Box::new(stored),
             variant,
             integrity,
         })
+    }
+
+    /// The stored `coding` variant of an identity object, if it was produced from the same
+    /// body: a variant made from an older body of the URL (before a refetch) is not returned.
+    pub async fn lookup_encoded(
+        &self,
+        primary: &str,
+        identity: &Found,
+        coding: Coding,
+    ) -> Option<Found> {
+        let generation = identity.meta().generation;
+        if generation == 0 {
+            return None;
+        }
+        let found = self
+            .find(encoded_key(&identity.variant(primary), coding))
+            .await?;
+        (found.meta().generation == generation).then_some(found)
+    }
+
+    /// Starts storing the `coding` variant of an identity object (see [`Store::lookup_encoded`]).
+    /// Its metadata only ties it to the identity's body; responses take their header fields
+    /// from the identity, which revalidation keeps current.
+    pub fn fill_encoded(&self, primary: &str, identity: &Found, coding: Coding) -> Fill {
+        let id = identity.meta();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.as_str()),
+        );
+        let meta = StoredMeta {
+            status: id.status,
+            headers,
+            request_time: id.request_time,
+            response_time: id.response_time,
+            vary: Vec::new(),
+            body_len: 0,
+            generation: id.generation,
+        };
+        self.fill_variant(None, encoded_key(&identity.variant(primary), coding), meta, Vec::new())
     }
 
     /// Opens a disk body for streaming. The reader verifies integrity at its end.
@@ -445,16 +497,27 @@ impl Store {
     /// Starts storing a response. Feed it with [`Fill::push`] and complete it with
     /// [`Fill::finish`]; dropping it unfinished stores nothing.
     pub fn fill(&self, primary: &str, mut meta: StoredMeta, vary_names: Vec<HeaderName>) -> Fill {
+        meta.generation = next_generation();
+        let variant = variant_key(primary, &meta.vary);
+        self.fill_variant(Some(primary.to_string()), variant, meta, vary_names)
+    }
+
+    fn fill_variant(
+        &self,
+        primary: Option<String>,
+        variant: String,
+        mut meta: StoredMeta,
+        vary_names: Vec<HeaderName>,
+    ) -> Fill {
         meta.headers = owned_headers(&meta.headers);
         let expected = meta
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let variant = variant_key(primary, &meta.vary);
         let mut fill = Fill {
             store: self.clone(),
-            primary: primary.to_string(),
+            primary,
             variant,
             meta,
             vary_names,
@@ -501,6 +564,7 @@ impl Store {
         };
         for v in &rec.variants {
             self.remove_variant(v).await;
+            self.remove_encodings(v).await;
         }
         self.inner.records.invalidate(primary).await;
         if let Some(disk) = &self.inner.cfg.disk {
@@ -518,6 +582,25 @@ impl Store {
             // eviction removes content (see `evict`).
             let _ = cacache::remove(&disk.dir, variant).await;
             self.forget(variant);
+        }
+    }
+
+    /// Removes the encoded variants of one identity variant. Disk entries are only touched if
+    /// the index knows them: removing an absent key would still append to the disk index.
+    async fn remove_encodings(&self, variant: &str) {
+        for coding in Coding::ALL {
+            let key = encoded_key(variant, coding);
+            self.inner.mem.invalidate(&key).await;
+            self.inner.disk_meta.invalidate(&key).await;
+            let on_disk = self
+                .inner
+                .disk_index
+                .lock()
+                .is_ok_and(|i| i.entries.contains_key(&key));
+            if on_disk && let Some(disk) = &self.inner.cfg.disk {
+                let _ = cacache::remove(&disk.dir, &key).await;
+                self.forget(&key);
+            }
         }
     }
 
@@ -541,6 +624,7 @@ impl Store {
             for old in std::mem::take(&mut rec.variants) {
                 if old != variant {
                     self.remove_variant(&old).await;
+                    self.remove_encodings(&old).await;
                 }
             }
             rec.names = names;
@@ -625,7 +709,8 @@ impl Store {
 /// An object being stored while it streams to the client.
 pub struct Fill {
     store: Store,
-    primary: String,
+    /// `None` for encoded variants, which are not listed in the URL's Vary record.
+    primary: Option<String>,
     variant: String,
     meta: StoredMeta,
     vary_names: Vec<HeaderName>,
@@ -767,11 +852,15 @@ impl Fill {
                 }
             }
         }
+        // The decoded metadata of the body this one replaces must not outlive it.
+        self.store.inner.disk_meta.invalidate(&self.variant).await;
         let victims = self.store.account(&self.variant, size);
         self.store.evict(victims).await;
-        self.store
-            .commit_record(&self.primary, &self.vary_names, &self.variant)
-            .await;
+        if let Some(primary) = &self.primary {
+            self.store
+                .commit_record(primary, &self.vary_names, &self.variant)
+                .await;
+        }
         Ok(())
     }
 }
@@ -839,6 +928,8 @@ struct MetaJson {
     response_time_ms: u64,
     vary: Vec<(String, Option<String>)>,
     body_len: u64,
+    #[serde(default)]
+    generation: u64,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -863,6 +954,7 @@ fn encode_meta(m: &StoredMeta) -> serde_json::Value {
             .map(|(n, v)| (n.as_str().to_string(), v.clone()))
             .collect(),
         body_len: m.body_len,
+        generation: m.generation,
     };
     serde_json::to_value(json).unwrap_or_default()
 }
@@ -893,6 +985,7 @@ fn decode_meta(key: &str, v: serde_json::Value) -> Result<StoredMeta, CacheError
         response_time: UNIX_EPOCH + Duration::from_millis(j.response_time_ms),
         vary,
         body_len: j.body_len,
+        generation: j.generation,
     })
 }
 

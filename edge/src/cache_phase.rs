@@ -471,6 +471,7 @@ async fn store_response(
                 response_time: SystemTime::now(),
                 vary: rules::vary_values(&job.headers, &names),
                 body_len: 0,
+                generation: 0,
             };
             let fill = cache.store.fill(&job.key, meta, names);
             cache.hit_for_pass.forget(&job.key).await;

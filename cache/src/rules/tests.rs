@@ -36,6 +36,7 @@ fn stored(status: u16, pairs: &[(&str, &str)]) -> StoredMeta {
         response_time: t(0),
         vary: Vec::new(),
         body_len: 1000,
+        generation: 0,
     }
 }
 

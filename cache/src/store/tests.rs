@@ -34,6 +34,7 @@ fn meta(len: Option<u64>, vary: Vec<(HeaderName, Option<String>)>) -> StoredMeta
         response_time: UNIX_EPOCH + Duration::from_secs(1_800_000_001),
         vary,
         body_len: 0,
+        generation: 0,
     }
 }
 
@@ -361,4 +362,74 @@ async fn page_cache_reads_find_cacache_content_and_refuse_damage() {
         store.read_disk(&found).await.is_err(),
         "the slow path verifies the hash too"
     );
+}
+
+async fn lookup_hit(store: &Store, primary: &str) -> Found {
+    match store.lookup(primary, &HeaderMap::new()).await {
+        Lookup::Hit(found) => found,
+        other => panic!("expected a hit for {primary}, got {other:?}"),
+    }
+}
+
+async fn put_encoded(store: &Store, primary: &str, identity: &Found, coding: Coding, body: &[u8]) {
+    let mut fill = store.fill_encoded(primary, identity, coding);
+    fill.push(Bytes::copy_from_slice(body)).await.expect("push");
+    fill.finish().await.expect("finish");
+}
+
+#[tokio::test]
+async fn encoded_variants_follow_their_identity() {
+    let dir = temp_dir("encoded");
+    // A small memory limit sends the 100 KB identity and its variants to disk.
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 1 << 16, 1 << 30))
+        .await
+        .expect("open");
+    for (url, size) in [("https://a/small", 100usize), ("https://a/large", 100_000)] {
+        let body = vec![b'x'; size];
+        put(&store, url, &body, vec![], vec![]).await;
+        let identity = lookup_hit(&store, url).await;
+        assert!(identity.meta().generation != 0);
+        assert!(store.lookup_encoded(url, &identity, Coding::Br).await.is_none());
+        let encoded = vec![b'b'; size / 2];
+        put_encoded(&store, url, &identity, Coding::Br, &encoded).await;
+        let found = store
+            .lookup_encoded(url, &identity, Coding::Br)
+            .await
+            .expect("encoded variant stored");
+        assert_eq!(body_of(&store, &found).await, encoded, "{url}");
+        assert!(store.lookup_encoded(url, &identity, Coding::Gzip).await.is_none());
+
+        // A new body for the URL: the old variant no longer applies.
+        put(&store, url, &body, vec![], vec![]).await;
+        let fresh = lookup_hit(&store, url).await;
+        assert_ne!(fresh.meta().generation, identity.meta().generation);
+        assert!(
+            store.lookup_encoded(url, &fresh, Coding::Br).await.is_none(),
+            "{url}: a variant of an older body must not be served"
+        );
+
+        // Invalidation removes the identity and every variant.
+        put_encoded(&store, url, &fresh, Coding::Gzip, b"gz").await;
+        assert!(store.lookup_encoded(url, &fresh, Coding::Gzip).await.is_some());
+        store.invalidate(url).await;
+        assert!(matches!(
+            store.lookup(url, &HeaderMap::new()).await,
+            Lookup::Miss
+        ));
+        assert!(store.lookup_encoded(url, &fresh, Coding::Gzip).await.is_none());
+    }
+    // Variants survive a restart with their identity.
+    put(&store, "https://a/keep", b"identity body", vec![], vec![]).await;
+    let identity = lookup_hit(&store, "https://a/keep").await;
+    put_encoded(&store, "https://a/keep", &identity, Coding::Zstd, b"zstd body").await;
+    drop(store);
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 1 << 16, 1 << 30))
+        .await
+        .expect("reopen");
+    let identity = lookup_hit(&store, "https://a/keep").await;
+    let found = store
+        .lookup_encoded("https://a/keep", &identity, Coding::Zstd)
+        .await
+        .expect("variant back after restart");
+    assert_eq!(body_of(&store, &found).await, b"zstd body");
 }
