@@ -415,26 +415,32 @@ impl Store {
         (found.meta().generation == generation).then_some(found)
     }
 
-    /// Starts storing the `coding` variant of an identity object (see [`Store::lookup_encoded`]).
-    /// Its metadata only ties it to the identity's body; responses take their header fields
-    /// from the identity, which revalidation keeps current.
-    pub fn fill_encoded(&self, primary: &str, identity: &Found, coding: Coding) -> Fill {
-        let id = identity.meta();
+    /// Starts storing the `coding` variant of an identity object, given the identity's variant
+    /// key and generation (see [`Store::lookup_encoded`]). Its metadata only ties it to the
+    /// identity's body: responses take their header fields from the identity, which
+    /// revalidation keeps current.
+    pub fn fill_encoded(&self, identity_variant: &str, generation: u64, coding: Coding) -> Fill {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_ENCODING,
             HeaderValue::from_static(coding.as_str()),
         );
+        let now = SystemTime::now();
         let meta = StoredMeta {
-            status: id.status,
+            status: StatusCode::OK,
             headers,
-            request_time: id.request_time,
-            response_time: id.response_time,
+            request_time: now,
+            response_time: now,
             vary: Vec::new(),
             body_len: 0,
-            generation: id.generation,
+            generation,
         };
-        self.fill_variant(None, encoded_key(&identity.variant(primary), coding), meta, Vec::new())
+        self.fill_variant(
+            None,
+            encoded_key(identity_variant, coding),
+            meta,
+            Vec::new(),
+        )
     }
 
     /// Opens a disk body for streaming. The reader verifies integrity at its end.
@@ -726,6 +732,16 @@ struct Spill {
 }
 
 impl Fill {
+    /// The key this fill stores under.
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+
+    /// The generation of the body being stored (see [`StoredMeta::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.meta.generation
+    }
+
     fn start_spill(&mut self) {
         let Some(disk) = self.store.inner.cfg.disk.clone() else {
             return;

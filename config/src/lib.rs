@@ -22,6 +22,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
+pub use cache::encoding::{self, Coding};
 pub use cache::key::KeyRules;
 pub use cache::rules::Policy;
 pub use schema::{PlainHttp, parse_duration, parse_size};
@@ -100,6 +101,8 @@ pub struct Listen {
     /// TCP+TLS (HTTP/1.1, HTTP/2) and, when `http3`, UDP (QUIC) on the same address.
     pub https: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
+    /// Plain HTTP for operators: `/metrics` (Prometheus text format).
+    pub admin: Vec<SocketAddr>,
     pub http3: bool,
     pub alt_svc_max_age: u32,
 }
@@ -132,6 +135,39 @@ pub struct CacheSettings {
     pub disk_bytes: u64,
     pub hit_for_pass: Duration,
     pub collapse_timeout: Duration,
+}
+
+/// A site's on-the-fly compression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compression {
+    pub enabled: bool,
+    /// The server's order among codings the client weighs equally.
+    pub prefer: Vec<Coding>,
+    /// Compressible media type patterns (`text/*`, `application/*+json`, `image/svg+xml`).
+    pub types: Vec<String>,
+    /// Smaller bodies are sent as they are.
+    pub min_bytes: u64,
+    /// Levels for variants stored in the cache (made once, served many times).
+    pub stored_level: Levels,
+    /// Levels for responses compressed per request.
+    pub fly_level: Levels,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    pub zstd: i32,
+    pub br: i32,
+    pub gzip: i32,
+}
+
+impl Levels {
+    pub fn of(&self, coding: Coding) -> i32 {
+        match coding {
+            Coding::Zstd => self.zstd,
+            Coding::Br => self.br,
+            Coding::Gzip => self.gzip,
+        }
+    }
 }
 
 /// A site's caching policy.
@@ -177,6 +213,7 @@ pub struct Site {
     pub http3: bool,
     pub max_request_body_bytes: u64,
     pub cache: SiteCache,
+    pub compression: Compression,
     /// Longest prefix first, so the first match wins.
     pub routes: Vec<Route>,
 }
@@ -405,6 +442,81 @@ impl Compiler<'_> {
         Some(Arc::new(ck))
     }
 
+    fn compression(&mut self, c: &schema::Compression) -> Compression {
+        let mut prefer = Vec::new();
+        for p in &c.prefer {
+            match p.get_ref().parse::<Coding>() {
+                Ok(coding) if prefer.contains(&coding) => {
+                    self.error(p.span(), format!("{coding} is listed twice"))
+                }
+                Ok(coding) => prefer.push(coding),
+                Err(e) => self.error(p.span(), e),
+            }
+        }
+        let types = match &c.types {
+            None => encoding::DEFAULT_COMPRESSIBLE
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for t in list {
+                    let v = t.get_ref().trim().to_ascii_lowercase();
+                    if encoding::valid_type_pattern(&v) {
+                        out.push(v);
+                    } else {
+                        self.error(
+                            t.span(),
+                            format!(
+                                "invalid media type pattern {:?}: expected type/subtype, type/* or type/*+suffix",
+                                t.get_ref()
+                            ),
+                        );
+                    }
+                }
+                out
+            }
+        };
+        Compression {
+            enabled: c.enabled,
+            prefer,
+            types,
+            min_bytes: c.min_bytes,
+            stored_level: self.levels(&c.stored_level, schema::Levels::stored()),
+            fly_level: self.levels(&c.fly_level, schema::Levels::fly()),
+        }
+    }
+
+    fn levels(&mut self, l: &schema::Levels, defaults: schema::Levels) -> Levels {
+        let mut pick = |v: &Option<toml::Spanned<i32>>,
+                        d: &Option<toml::Spanned<i32>>,
+                        coding: Coding,
+                        range: std::ops::RangeInclusive<i32>| {
+            let fallback = d.as_ref().map_or(*range.start(), |d| *d.get_ref());
+            match v {
+                None => fallback,
+                Some(v) if range.contains(v.get_ref()) => *v.get_ref(),
+                Some(v) => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "{coding} level {} is out of range {}..={}",
+                            v.get_ref(),
+                            range.start(),
+                            range.end()
+                        ),
+                    );
+                    fallback
+                }
+            }
+        };
+        Levels {
+            zstd: pick(&l.zstd, &defaults.zstd, Coding::Zstd, -7..=22),
+            br: pick(&l.br, &defaults.br, Coding::Br, 0..=11),
+            gzip: pick(&l.gzip, &defaults.gzip, Coding::Gzip, 1..=9),
+        }
+    }
+
     fn site_cache(&mut self, c: &schema::SiteCache, node: &schema::CacheNode) -> SiteCache {
         let mut headers = Vec::new();
         for h in &c.key_headers {
@@ -456,6 +568,7 @@ impl Compiler<'_> {
 
         let https = self.addrs(&file.listen.https, "https listen");
         let http = self.addrs(&file.listen.http, "http listen");
+        let admin = self.addrs(&file.listen.admin, "admin listen");
         if https.is_empty() && http.is_empty() {
             self.error(
                 0..0,
@@ -581,6 +694,7 @@ impl Compiler<'_> {
             }
             routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
             let site_cache = self.site_cache(&s.cache, &file.cache);
+            let compression = self.compression(&s.compression);
             sites.push(Arc::new(Site {
                 name: s.name.get_ref().clone(),
                 hosts,
@@ -591,6 +705,7 @@ impl Compiler<'_> {
                     .max_request_body_bytes
                     .unwrap_or(file.limits.max_request_body_bytes),
                 cache: site_cache,
+                compression,
                 routes,
             }));
         }
@@ -638,6 +753,7 @@ impl Compiler<'_> {
             listen: Listen {
                 https,
                 http,
+                admin,
                 http3: file.listen.http3,
                 alt_svc_max_age: file.listen.alt_svc_max_age,
             },

@@ -56,6 +56,8 @@ pub struct Listen {
     pub https: Vec<Spanned<String>>,
     #[serde(default)]
     pub http: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub admin: Vec<Spanned<String>>,
     #[serde(default = "yes")]
     pub http3: bool,
     #[serde(default = "default_alt_svc_max_age")]
@@ -170,7 +172,73 @@ pub struct Site {
     pub max_request_body_bytes: Option<u64>,
     #[serde(default)]
     pub cache: SiteCache,
+    #[serde(default)]
+    pub compression: Compression,
     pub routes: Vec<Spanned<Route>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Compression {
+    pub enabled: bool,
+    pub prefer: Vec<Spanned<String>>,
+    pub types: Option<Vec<Spanned<String>>>,
+    #[serde(deserialize_with = "size")]
+    pub min_bytes: u64,
+    pub stored_level: Levels,
+    pub fly_level: Levels,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        let prefer = ["zstd", "br", "gzip"]
+            .iter()
+            .map(|c| Spanned::new(0..0, c.to_string()))
+            .collect();
+        Compression {
+            enabled: true,
+            prefer,
+            types: None,
+            min_bytes: 512,
+            stored_level: Levels::stored(),
+            fly_level: Levels::fly(),
+        }
+    }
+}
+
+/// Compression level per coding.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    pub zstd: Option<Spanned<i32>>,
+    pub br: Option<Spanned<i32>>,
+    pub gzip: Option<Spanned<i32>>,
+}
+
+impl Levels {
+    fn of(zstd: i32, br: i32, gzip: i32) -> Levels {
+        Levels {
+            zstd: Some(Spanned::new(0..0, zstd)),
+            br: Some(Spanned::new(0..0, br)),
+            gzip: Some(Spanned::new(0..0, gzip)),
+        }
+    }
+
+    /// Stored variants are made once and served many times: spend CPU for bytes.
+    pub fn stored() -> Levels {
+        Levels::of(15, 9, 9)
+    }
+
+    /// Responses that are not stored are compressed for every request: stay cheap.
+    pub fn fly() -> Levels {
+        Levels::of(3, 4, 4)
+    }
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Levels::fly()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -149,6 +149,24 @@ fn errors_name_line_column_and_reason() {
             (5, 7),
             "does not match",
         ),
+        (
+            "unknown coding",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a\"]\nroutes = [{ pool = \"p\" }]\ncompression = { prefer = [\"br\", \"lz4\"] }\n",
+            (9, 33),
+            "unknown content coding `lz4`",
+        ),
+        (
+            "level out of range",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a\"]\nroutes = [{ pool = \"p\" }]\n[sites.compression.stored_level]\nbr = 12\n",
+            (10, 6),
+            "br level 12 is out of range 0..=11",
+        ),
+        (
+            "bad media type",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a\"]\nroutes = [{ pool = \"p\" }]\n[sites.compression]\ntypes = [\"text/html\", \"json\"]\n",
+            (10, 23),
+            "invalid media type pattern",
+        ),
     ];
     for (name, text, (line, col), reason) in cases {
         let err = compile_in(&dir, text).expect_err(name);
@@ -303,4 +321,33 @@ force_ttl = [{ path_prefix = "/static/", ttl = "1d" }, { path_prefix = "/static/
         .expect("line")
         + 1;
     assert_eq!(err.diagnostics()[0].location, Some((line, 22)));
+}
+
+#[test]
+fn compression_defaults_and_overrides() {
+    let dir = temp_dir("compression");
+    let text = "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\n\
+        [[sites]]\nname = \"a\"\nhosts = [\"a\"]\nroutes = [{ pool = \"p\" }]\n\
+        [[sites]]\nname = \"b\"\nhosts = [\"b\"]\nroutes = [{ pool = \"p\" }]\n\
+        [sites.compression]\nprefer = [\"gzip\", \"br\"]\ntypes = [\"Text/*\"]\nmin_bytes = \"2KiB\"\n\
+        stored_level = { br = 11 }\n";
+    let snap = compile_in(&dir, text).expect("compiles");
+    let a = &snap.sites[0].compression;
+    assert!(a.enabled);
+    assert_eq!(a.prefer, vec![Coding::Zstd, Coding::Br, Coding::Gzip]);
+    assert!(a.types.iter().any(|t| t == "application/json"));
+    assert_eq!(a.min_bytes, 512);
+    assert_eq!(
+        (a.stored_level.of(Coding::Br), a.fly_level.of(Coding::Gzip)),
+        (9, 4)
+    );
+    let b = &snap.sites[1].compression;
+    assert_eq!(b.prefer, vec![Coding::Gzip, Coding::Br]);
+    assert_eq!(b.types, vec!["text/*".to_string()]);
+    assert_eq!(b.min_bytes, 2048);
+    // Levels not given keep their defaults.
+    assert_eq!(
+        (b.stored_level.br, b.stored_level.zstd, b.stored_level.gzip),
+        (11, 15, 9)
+    );
 }

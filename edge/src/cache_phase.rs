@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use cache::cache_control::CacheControl;
 use cache::collapse::{Collapser, HitForPass, Leader, Outcome, Role};
+use cache::encoding::{AcceptEncoding, Coding};
 use cache::inflight::Inflight;
 use cache::key::{cookie_value, primary_key};
 use cache::rules::{self, Action, NotStorable, Policy, RangeAnswer, StoredMeta};
@@ -28,8 +29,10 @@ use origin_shield::Pool;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::body::{self, BoxError, ProxyBody};
+use crate::compress::{self, Negotiated, Transcode};
 use crate::error::Error;
 use crate::headers;
+use crate::metrics::{METRICS, Made};
 use crate::pipeline::{ConnInfo, RequestCtx, Runtime, Shared, origin_response, send_to_origin};
 
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -79,6 +82,12 @@ struct Job {
     uri: Uri,
     headers: HeaderMap,
     max_body: u64,
+    site: Arc<Site>,
+    /// The client's `Accept-Encoding`, parsed; `headers` carries `identity` instead when the
+    /// site compresses, so that the cache holds one identity representation per URL.
+    accept: AcceptEncoding,
+    /// The client's own `Accept-Encoding` fields, restored for requests passed through.
+    client_ae: Option<Vec<HeaderValue>>,
 }
 
 impl Job {
@@ -139,6 +148,22 @@ pub(crate) async fn handle(
         &parts.headers,
         &site.cache.key,
     );
+    let accept = AcceptEncoding::from_headers(&parts.headers);
+    let client_ae = if site.compression.enabled {
+        let values: Vec<HeaderValue> = parts
+            .headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .cloned()
+            .collect();
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        Some(values)
+    } else {
+        None
+    };
     let job = Job {
         shared: shared.clone(),
         rt: rt.clone(),
@@ -150,6 +175,9 @@ pub(crate) async fn handle(
         // Moved, not cloned: hits never need the request again; passes put them back.
         headers: std::mem::take(&mut parts.headers),
         max_body: site.max_request_body_bytes,
+        site: site.clone(),
+        accept,
+        client_ae,
     };
     let bypass = |detail| CacheStatus {
         detail: Some(detail),
@@ -204,6 +232,12 @@ pub(crate) async fn handle(
 /// Forward the client's request as is, storing nothing.
 async fn pass(job: &Job, mut parts: Parts, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {
     parts.headers = job.headers.clone();
+    if let Some(values) = &job.client_ae {
+        parts.headers.remove(header::ACCEPT_ENCODING);
+        for v in values {
+            parts.headers.append(header::ACCEPT_ENCODING, v.clone());
+        }
+    }
     let req = Request::from_parts(parts, body);
     let resp = send_to_origin(&job.rt, &job.pool, req, job.max_body).await?;
     Ok(origin_response(resp, job.via()))
@@ -461,6 +495,7 @@ async fn store_response(
         fwd_status: Some(status.as_u16()),
         ..Default::default()
     };
+    let mut encode = None;
     let body: ProxyBody = match verdict {
         Ok(()) => {
             let names = rules::vary_names(&parts.headers).unwrap_or_default();
@@ -481,6 +516,16 @@ async fn store_response(
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
+            // The coding this client gets is made at the stored level while the identity is
+            // stored, and kept as a variant: the first hit in that coding finds it ready.
+            let cfg = &job.site.compression;
+            let coding = (status == StatusCode::OK
+                && job.method == Method::GET
+                && !job.headers.contains_key(header::RANGE)
+                && compress::eligible(cfg, &parts.headers, declared))
+            .then(|| job.accept.negotiate(&cfg.prefer))
+            .flatten();
+            encode = coding.map(|c| (c, fill.variant().to_string(), fill.generation()));
             let small = declared.is_some_and(|n| n <= cache.store.config().max_object_memory_bytes);
             match leader {
                 Some(leader) if small => {
@@ -494,7 +539,8 @@ async fn store_response(
                         inflight.clone(),
                         leader,
                     ));
-                    return (streamed_response(inflight, job.via()), cache_status);
+                    let resp = streamed_response(inflight, job.via());
+                    return (encoded_on_store(job, resp, encode), cache_status);
                 }
                 leader => TeeBody {
                     inner: body::incoming(incoming),
@@ -523,7 +569,26 @@ async fn store_response(
         }
     };
     headers::append_list(&mut parts.headers, &header::VIA, job.via());
-    (Response::from_parts(parts, body), cache_status)
+    let resp = Response::from_parts(parts, body);
+    (encoded_on_store(job, resp, encode), cache_status)
+}
+
+/// The response to a miss in the coding the client negotiated (if any), made at the stored
+/// level and stored beside the identity being stored.
+fn encoded_on_store(
+    job: &Job,
+    resp: Response<ProxyBody>,
+    encode: Option<(Coding, String, u64)>,
+) -> Response<ProxyBody> {
+    let Some((coding, identity_variant, generation)) = encode else {
+        return resp;
+    };
+    let (mut parts, identity) = resp.into_parts();
+    compress::mark_transformed(&mut parts.headers, Some(coding));
+    compress::add_vary(&mut parts.headers);
+    parts.extensions.insert(Negotiated);
+    let body = encode_for_store(job, identity, &identity_variant, generation, coding);
+    Response::from_parts(parts, body)
 }
 
 /// Reads the origin body into the store and the shared in-flight object, then publishes.
@@ -585,7 +650,8 @@ fn streamed_response(inflight: Arc<Inflight>, via: &str) -> Response<ProxyBody> 
     resp
 }
 
-/// Builds the client's response from a stored one: conditional (304), range (206/416), HEAD.
+/// Builds the client's response from a stored one: conditional (304), range (206/416), HEAD,
+/// and the content coding (a stored encoded variant, or one made now and stored).
 async fn serve(
     job: &Job,
     found: &Found,
@@ -597,9 +663,26 @@ async fn serve(
     headers.insert(header::AGE, HeaderValue::from(age));
     headers::append_list(&mut headers, &header::VIA, job.via());
 
+    let cfg = &job.site.compression;
+    let varies = meta.status == StatusCode::OK
+        && compress::eligible(cfg, &meta.headers, Some(meta.body_len));
+    let coding = if varies && job.method == Method::GET && !job.headers.contains_key(header::RANGE)
+    {
+        job.accept.negotiate(&cfg.prefer)
+    } else {
+        None
+    };
+    if varies {
+        compress::add_vary(&mut headers);
+    }
+
     if rules::not_modified(&job.headers, meta) {
         let mut resp = Response::new(body::empty());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        if coding.is_some() {
+            // The validator of the representation this client would have received.
+            compress::weaken_etag(&mut headers);
+        }
         let keep = [
             header::CACHE_CONTROL,
             header::CONTENT_LOCATION,
@@ -617,6 +700,10 @@ async fn serve(
             }
         }
         return Ok(resp);
+    }
+
+    if let Some(coding) = coding {
+        return serve_encoded(job, found, headers, coding).await;
     }
 
     let total = meta.body_len;
@@ -651,49 +738,145 @@ async fn serve(
     let body = if job.method == Method::HEAD {
         body::empty()
     } else {
-        match found {
-            Found::Memory(obj) => {
-                let end = usize::try_from(start + len)
-                    .unwrap_or(usize::MAX)
-                    .min(obj.body.len());
-                let begin = usize::try_from(start).unwrap_or(0).min(end);
-                body::full(obj.body.slice(begin..end))
-            }
-            Found::Disk { .. } if total <= SMALL_DISK_OBJECT => {
-                let data = job.store().read_disk(found).await?;
-                if data.len() as u64 != total {
-                    return Err(CacheError::Truncated {
-                        got: data.len() as u64,
-                        expected: total,
-                    });
-                }
-                let begin = usize::try_from(start).unwrap_or(0);
-                let end = usize::try_from(start + len)
-                    .unwrap_or(usize::MAX)
-                    .min(data.len());
-                body::full(data.slice(begin.min(end)..end))
-            }
-            Found::Disk { .. } => {
-                let reader = job.store().open_disk(found).await?;
-                // Small objects need a small buffer: this is allocated per disk hit.
-                let cap = usize::try_from(start + len)
-                    .unwrap_or(usize::MAX)
-                    .clamp(1, 64 * 1024);
-                DiskBody {
-                    reader: Some(reader),
-                    skip: start,
-                    remaining: len,
-                    verify: start == 0 && len == total,
-                    buf: vec![0; cap],
-                }
-                .boxed_unsync()
-            }
-        }
+        stored_body(job, found, start, len).await?
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
+    if varies {
+        resp.extensions_mut().insert(Negotiated);
+    }
     Ok(resp)
+}
+
+/// A stored object in `coding`: its stored variant if there is one for this body; otherwise
+/// the identity encoded now, at the stored level and into the store when no other request is
+/// already doing that, else at the fast level for this client only.
+async fn serve_encoded(
+    job: &Job,
+    found: &Found,
+    mut headers: HeaderMap,
+    coding: Coding,
+) -> Result<Response<ProxyBody>, CacheError> {
+    let store = job.store();
+    compress::mark_transformed(&mut headers, Some(coding));
+    let variant = match store.lookup_encoded(&job.key, found, coding).await {
+        Some(encoded) => {
+            let len = encoded.meta().body_len;
+            match stored_body(job, &encoded, 0, len).await {
+                Ok(body) => {
+                    METRICS.variant_hit(coding);
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    Some(body)
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "stored encoded variant unreadable; encoding again");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let body = match variant {
+        Some(body) => body,
+        None => {
+            let identity = stored_body(job, found, 0, found.meta().body_len).await?;
+            let identity_variant = found.variant(&job.key);
+            encode_for_store(
+                job,
+                identity,
+                &identity_variant,
+                found.meta().generation,
+                coding,
+            )
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.headers_mut() = headers;
+    resp.extensions_mut().insert(Negotiated);
+    Ok(resp)
+}
+
+/// Encodes an identity body for the client, storing the result as the object's `coding`
+/// variant when this request is the first to make it.
+fn encode_for_store(
+    job: &Job,
+    identity: ProxyBody,
+    identity_variant: &str,
+    generation: u64,
+    coding: Coding,
+) -> ProxyBody {
+    let cfg = &job.site.compression;
+    let fill = job
+        .store()
+        .fill_encoded(identity_variant, generation, coding);
+    match job.shared.cache.collapser.try_lead(fill.variant()) {
+        Some(leader) => TeeBody {
+            inner: Transcode::encoder(
+                identity,
+                coding,
+                cfg.stored_level.of(coding),
+                Made::Stored,
+                false,
+            )
+            .boxed_unsync(),
+            fill: Some(fill),
+            leader: Some(leader),
+            pending: None,
+            held: None,
+        }
+        .boxed_unsync(),
+        None => Transcode::encoder(identity, coding, cfg.fly_level.of(coding), Made::Fly, false)
+            .boxed_unsync(),
+    }
+}
+
+/// `len` bytes of a stored body from `start`.
+async fn stored_body(
+    job: &Job,
+    found: &Found,
+    start: u64,
+    len: u64,
+) -> Result<ProxyBody, CacheError> {
+    let total = found.meta().body_len;
+    Ok(match found {
+        Found::Memory(obj) => {
+            let end = usize::try_from(start + len)
+                .unwrap_or(usize::MAX)
+                .min(obj.body.len());
+            let begin = usize::try_from(start).unwrap_or(0).min(end);
+            body::full(obj.body.slice(begin..end))
+        }
+        Found::Disk { .. } if total <= SMALL_DISK_OBJECT => {
+            let data = job.store().read_disk(found).await?;
+            if data.len() as u64 != total {
+                return Err(CacheError::Truncated {
+                    got: data.len() as u64,
+                    expected: total,
+                });
+            }
+            let begin = usize::try_from(start).unwrap_or(0);
+            let end = usize::try_from(start + len)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            body::full(data.slice(begin.min(end)..end))
+        }
+        Found::Disk { .. } => {
+            let reader = job.store().open_disk(found).await?;
+            // Small objects need a small buffer: this is allocated per disk hit.
+            let cap = usize::try_from(start + len)
+                .unwrap_or(usize::MAX)
+                .clamp(1, 64 * 1024);
+            DiskBody {
+                reader: Some(reader),
+                skip: start,
+                remaining: len,
+                verify: start == 0 && len == total,
+                buf: vec![0; cap],
+            }
+            .boxed_unsync()
+        }
+    })
 }
 
 /// Streams a disk object; a full read is verified against its integrity hash at the end, and a

@@ -4,13 +4,16 @@
 //! Phases of a request, in order: accept (`tcp`, `quic`) → TLS (`tls`) → route, policy, origin,
 //! response and log (`pipeline`). Process lifecycle (bind, reload, drain) is in `server`.
 
+pub mod admin;
 pub mod body;
 pub mod cache_phase;
 pub mod cli;
+pub mod compress;
 pub mod demo;
 pub mod error;
 pub mod headers;
 pub mod lifecycle;
+pub mod metrics;
 pub mod pipeline;
 pub mod quic;
 pub mod server;

@@ -21,6 +21,7 @@ use origin_shield::{ClientSettings, OriginClient, OriginError, Pools};
 use crate::body::{self, ProxyBody};
 use crate::error::Error;
 use crate::headers;
+use crate::metrics::{CACHE_RESULTS, METRICS};
 
 /// Everything a request needs from one config snapshot, swapped as a whole on reload.
 pub struct Runtime {
@@ -127,6 +128,8 @@ pub(crate) struct RequestCtx {
     site: Option<Arc<Site>>,
     pool: Option<String>,
     pub cache_status: Option<cache::status::CacheStatus>,
+    /// What the compress phase needs from the request.
+    compress: crate::compress::RequestFacts,
 }
 
 pub async fn handle(
@@ -144,9 +147,14 @@ pub async fn handle(
         site: None,
         pool: None,
         cache_status: None,
+        compress: Default::default(),
     };
     let mut resp = match proxy(&shared, &rt, &conn, &mut ctx, req).await {
-        Ok(resp) => resp,
+        // Phase: compress.
+        Ok(resp) => match &ctx.site {
+            Some(site) => crate::compress::respond(&site.compression, &ctx.compress, resp),
+            None => resp,
+        },
         Err(e) => {
             let status = e.status(conn.tls);
             if status.is_server_error() {
@@ -158,6 +166,11 @@ pub async fn handle(
         }
     };
     finish_response(&rt, &conn, &ctx, &mut resp);
+    METRICS.response(
+        headers::via_protocol(ctx.version),
+        resp.status().as_u16(),
+        ctx.cache_status.as_ref().map(cache_result),
+    );
     tracing::info!(
         target: "access",
         request_id = %ctx.id,
@@ -241,6 +254,8 @@ async fn proxy(
         return Err(Error::BodyTooLarge { limit: max_body });
     }
 
+    ctx.compress = crate::compress::RequestFacts::new(req.method(), req.headers());
+
     // Phase: origin request.
     let (mut parts, body) = req.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -307,6 +322,20 @@ async fn proxy(
         return Ok(Response::from_parts(parts, body::empty()));
     }
     Ok(origin_response(resp, &rt.via))
+}
+
+/// The metrics bucket of a response's cache outcome (an index into `CACHE_RESULTS`).
+fn cache_result(status: &cache::status::CacheStatus) -> usize {
+    use cache::status::Fwd;
+    let name = match (status.hit, status.fwd) {
+        (true, Some(Fwd::Stale)) => "stale",
+        (true, _) => "hit",
+        (false, Some(Fwd::Bypass)) => "pass",
+        (false, Some(_)) if status.detail.is_some() && !status.stored => "pass",
+        (false, Some(_)) => "miss",
+        (false, None) => "none",
+    };
+    CACHE_RESULTS.iter().position(|r| *r == name).unwrap_or(0)
 }
 
 /// Sends a prepared request to one endpoint of `pool`.

@@ -25,6 +25,7 @@ pub struct Bound {
     pub https: Vec<SocketAddr>,
     pub quic: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
+    pub admin: Vec<SocketAddr>,
 }
 
 /// Loads `config_path`, binds every listener, calls `on_ready`, and serves until SIGTERM/SIGINT.
@@ -124,6 +125,22 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
             }
             .run(),
         );
+    }
+
+    for addr in &listen.admin {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "admin",
+                addr: *addr,
+                source,
+            })?;
+        let local = tcp.local_addr().map_err(|source| Error::Io {
+            context: format!("local address of {addr}"),
+            source,
+        })?;
+        bound.admin.push(local);
+        tokio::spawn(crate::admin::run(tcp, shared.clone(), stop_rx.clone()));
     }
 
     let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Io {
@@ -289,6 +306,9 @@ pub fn print_bound(b: &Bound) {
     }
     for a in &b.http {
         let _ = writeln!(out, "listening http {a}");
+    }
+    for a in &b.admin {
+        let _ = writeln!(out, "listening admin {a}");
     }
     let _ = writeln!(out, "ready");
     let _ = out.flush();

@@ -51,7 +51,10 @@ fn negotiation_table() {
     for (value, pref, want) in table {
         let mut h = HeaderMap::new();
         if let Some(v) = value {
-            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(v).expect("header value"),
+            );
         }
         let got = AcceptEncoding::from_headers(&h).negotiate(pref);
         assert_eq!(got, *want, "Accept-Encoding: {value:?} with {pref:?}");
@@ -61,8 +64,14 @@ fn negotiation_table() {
 #[test]
 fn several_fields_combine() {
     let mut h = HeaderMap::new();
-    h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0.2"));
-    h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br;q=0.4"));
+    h.append(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("gzip;q=0.2"),
+    );
+    h.append(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("br;q=0.4"),
+    );
     assert_eq!(
         AcceptEncoding::from_headers(&h).negotiate(&PREF),
         Some(Coding::Br)
@@ -72,7 +81,10 @@ fn several_fields_combine() {
 #[test]
 fn acceptance_for_decoding() {
     let none = AcceptEncoding::from_headers(&HeaderMap::new());
-    assert!(!none.accepts(Coding::Gzip), "no field: decode for the client");
+    assert!(
+        !none.accepts(Coding::Gzip),
+        "no field: decode for the client"
+    );
     assert!(none.accepts_identity());
     let ae = AcceptEncoding::parse("br, *;q=0.1, gzip;q=0");
     assert!(ae.accepts(Coding::Br));
@@ -119,7 +131,10 @@ fn compressible_types() {
         "image/svg+xml",
         "application/wasm",
     ] {
-        assert!(compressible_type(Some(ct), &list), "{ct} should be compressible");
+        assert!(
+            compressible_type(Some(ct), &list),
+            "{ct} should be compressible"
+        );
     }
     for ct in [
         "image/png",
@@ -133,7 +148,10 @@ fn compressible_types() {
         "application/octet-stream",
         "",
     ] {
-        assert!(!compressible_type(Some(ct), &list), "{ct} should not be compressible");
+        assert!(
+            !compressible_type(Some(ct), &list),
+            "{ct} should not be compressible"
+        );
     }
     assert!(!compressible_type(None, &list));
     // The never-list wins over a careless configured pattern.
@@ -157,14 +175,27 @@ fn type_patterns() {
 fn content_encoding_checks() {
     let mut h = HeaderMap::new();
     assert!(!has_content_encoding(&h));
-    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("identity"));
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     assert!(!has_content_encoding(&h));
     h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     assert!(has_content_encoding(&h));
     assert_eq!(single_coding(&h), Some(Coding::Gzip));
-    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip, br"));
-    assert_eq!(single_coding(&h), None, "stacked codings are passed through");
-    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("compress"));
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("gzip, br"),
+    );
+    assert_eq!(
+        single_coding(&h),
+        None,
+        "stacked codings are passed through"
+    );
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("compress"),
+    );
     assert!(has_content_encoding(&h));
     assert_eq!(single_coding(&h), None);
 }

@@ -372,7 +372,11 @@ async fn lookup_hit(store: &Store, primary: &str) -> Found {
 }
 
 async fn put_encoded(store: &Store, primary: &str, identity: &Found, coding: Coding, body: &[u8]) {
-    let mut fill = store.fill_encoded(primary, identity, coding);
+    let mut fill = store.fill_encoded(
+        &identity.variant(primary),
+        identity.meta().generation,
+        coding,
+    );
     fill.push(Bytes::copy_from_slice(body)).await.expect("push");
     fill.finish().await.expect("finish");
 }
@@ -389,7 +393,12 @@ async fn encoded_variants_follow_their_identity() {
         put(&store, url, &body, vec![], vec![]).await;
         let identity = lookup_hit(&store, url).await;
         assert!(identity.meta().generation != 0);
-        assert!(store.lookup_encoded(url, &identity, Coding::Br).await.is_none());
+        assert!(
+            store
+                .lookup_encoded(url, &identity, Coding::Br)
+                .await
+                .is_none()
+        );
         let encoded = vec![b'b'; size / 2];
         put_encoded(&store, url, &identity, Coding::Br, &encoded).await;
         let found = store
@@ -397,31 +406,56 @@ async fn encoded_variants_follow_their_identity() {
             .await
             .expect("encoded variant stored");
         assert_eq!(body_of(&store, &found).await, encoded, "{url}");
-        assert!(store.lookup_encoded(url, &identity, Coding::Gzip).await.is_none());
+        assert!(
+            store
+                .lookup_encoded(url, &identity, Coding::Gzip)
+                .await
+                .is_none()
+        );
 
         // A new body for the URL: the old variant no longer applies.
         put(&store, url, &body, vec![], vec![]).await;
         let fresh = lookup_hit(&store, url).await;
         assert_ne!(fresh.meta().generation, identity.meta().generation);
         assert!(
-            store.lookup_encoded(url, &fresh, Coding::Br).await.is_none(),
+            store
+                .lookup_encoded(url, &fresh, Coding::Br)
+                .await
+                .is_none(),
             "{url}: a variant of an older body must not be served"
         );
 
         // Invalidation removes the identity and every variant.
         put_encoded(&store, url, &fresh, Coding::Gzip, b"gz").await;
-        assert!(store.lookup_encoded(url, &fresh, Coding::Gzip).await.is_some());
+        assert!(
+            store
+                .lookup_encoded(url, &fresh, Coding::Gzip)
+                .await
+                .is_some()
+        );
         store.invalidate(url).await;
         assert!(matches!(
             store.lookup(url, &HeaderMap::new()).await,
             Lookup::Miss
         ));
-        assert!(store.lookup_encoded(url, &fresh, Coding::Gzip).await.is_none());
+        assert!(
+            store
+                .lookup_encoded(url, &fresh, Coding::Gzip)
+                .await
+                .is_none()
+        );
     }
     // Variants survive a restart with their identity.
     put(&store, "https://a/keep", b"identity body", vec![], vec![]).await;
     let identity = lookup_hit(&store, "https://a/keep").await;
-    put_encoded(&store, "https://a/keep", &identity, Coding::Zstd, b"zstd body").await;
+    put_encoded(
+        &store,
+        "https://a/keep",
+        &identity,
+        Coding::Zstd,
+        b"zstd body",
+    )
+    .await;
     drop(store);
     let store = Store::open(cfg(Some(&dir), 1 << 20, 1 << 16, 1 << 30))
         .await

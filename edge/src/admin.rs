@@ -1,0 +1,71 @@
+//! The admin listener: plain HTTP/1.1 for operators, never for site traffic.
+//! `GET /metrics` returns every counter in the Prometheus text format.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, ProxyBody};
+use crate::lifecycle::shutting_down;
+use crate::metrics::METRICS;
+use crate::pipeline::Shared;
+
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutting_down(&mut shutdown) => break,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(answer(&shared, req.method(), req.uri().path()).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(shared: &Shared, method: &Method, path: &str) -> Response<ProxyBody> {
+    let (status, content_type, text) = match (method, path) {
+        (&Method::GET, "/metrics") => {
+            let store = &shared.cache.store;
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                METRICS.render(store.memory_bytes().await, store.disk_bytes()),
+            )
+        }
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "use GET\n".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: the admin listener serves GET /metrics\n".to_string(),
+        ),
+    };
+    let mut resp = Response::new(body::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
