@@ -270,14 +270,14 @@ impl Conn {
                         .map_err(|e| format!("h3 send_data: {e}"))?;
                     off = end;
                 }
-                stream
-                    .finish()
-                    .await
-                    .map_err(|e| format!("h3 finish: {e}"))?;
-                let resp = stream
-                    .recv_response()
-                    .await
-                    .map_err(|e| format!("h3 recv_response: {e}"))?;
+                // A server that has answered already may stop reading the request stream
+                // (STOP_SENDING with H3_NO_ERROR, RFC 9114 §4.1): finishing then fails, but
+                // the response is there to read.
+                let finished = stream.finish().await;
+                let resp = stream.recv_response().await.map_err(|e| match &finished {
+                    Err(f) => format!("h3 finish: {f}; recv_response: {e}"),
+                    Ok(()) => format!("h3 recv_response: {e}"),
+                })?;
                 let mut reply = Reply {
                     status: resp.status(),
                     version: resp.version(),

@@ -169,6 +169,7 @@ pub struct Edge {
     pub https: Option<SocketAddr>,
     pub http3: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
     /// Every bound listener, in the order printed: (kind, address).
     pub listeners: Vec<(String, SocketAddr)>,
     stderr: PathBuf,
@@ -219,6 +220,7 @@ impl Edge {
             https: None,
             http3: None,
             http: None,
+            admin: None,
             listeners: Vec::new(),
             stderr,
         };
@@ -241,6 +243,7 @@ impl Edge {
                         "https" if edge.https.is_none() => edge.https = Some(addr),
                         "http3" if edge.http3.is_none() => edge.http3 = Some(addr),
                         "http" if edge.http.is_none() => edge.http = Some(addr),
+                        "admin" if edge.admin.is_none() => edge.admin = Some(addr),
                         _ => {}
                     }
                 }
@@ -250,6 +253,37 @@ impl Edge {
         }
         // The reader thread keeps draining stdout after `rx` is gone.
         edge
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self.admin.expect("edge has an admin listener");
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to admin");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.1 200"), "metrics: {out}");
+        out
+    }
+
+    /// One sample from `/metrics`, e.g. `edge_compress_encodes_total{coding="br",made="stored"}`.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -379,6 +413,7 @@ name = "e2e-edge"
 [listen]
 https = ["127.0.0.1:0"]
 http = ["127.0.0.1:0"]
+admin = ["127.0.0.1:0"]
 
 [tls]
 cert = "default.pem"

@@ -37,6 +37,18 @@ struct Stats {
     connections: AtomicU64,
     /// When set, `/c/` answers with this status instead of content.
     failing: Mutex<Option<u16>>,
+    /// The `Accept-Encoding` of the last request per path ("" when absent).
+    accept_encoding: Mutex<HashMap<String, String>>,
+    /// `/sse` sends its next event only when a permit is here.
+    events: Gate,
+}
+
+struct Gate(tokio::sync::Semaphore);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(tokio::sync::Semaphore::new(0))
+    }
 }
 
 pub struct Origin {
@@ -107,6 +119,21 @@ impl Origin {
             .get(path)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The `Accept-Encoding` the last request for `path` carried ("" when it had none).
+    pub fn accept_encoding(&self, path: &str) -> Option<String> {
+        self.stats
+            .accept_encoding
+            .lock()
+            .expect("lock")
+            .get(path)
+            .cloned()
+    }
+
+    /// Lets `/sse` streams send `n` more events.
+    pub fn release_events(&self, n: usize) {
+        self.stats.events.0.add_permits(n);
     }
 
     /// Makes every `/c/` request fail with `status` (None: healthy again).
@@ -235,7 +262,28 @@ async fn cacheable(
         .and_then(|c| StatusCode::from_u16(c).ok())
         .unwrap_or(StatusCode::OK);
     let drip = query_str(&req, "drip_ms").and_then(|v| v.parse::<u64>().ok());
+    let encoded = query_str(&req, "ce").map(str::to_string);
     let mut r = match query_str(&req, "len").and_then(|v| v.parse::<u64>().ok()) {
+        Some(len) if query_str(&req, "text").is_some() || encoded.is_some() => {
+            let mut body = text_body(&path, n, len as usize);
+            if let Some(coding) = &encoded {
+                body = encode(coding, &body).await;
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(coding).expect("coding"),
+                );
+            }
+            let mut r = Response::new(
+                http_body_util::Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
         Some(len) if drip.is_some() => {
             // `len` pattern bytes in 64 KiB chunks, one every `drip_ms`.
             let ms = drip.unwrap_or(0);
@@ -277,7 +325,64 @@ async fn cacheable(
     for (k, v) in &headers {
         r.headers_mut().insert(k, v.clone());
     }
+    if let Some(ct) = query_str(&req, "ct") {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&ct.replace("%2B", "+")).expect("ct"),
+        );
+    }
     r
+}
+
+/// `len` bytes of text naming the path and version first, then words from a small vocabulary
+/// in a deterministic order: compressible like real HTML, not trivially so.
+pub fn text_body(path: &str, version: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "edge", "cache", "origin", "shield", "<div>", "</div>", "purge", "stale", "fresh", "vary",
+        "zstd", "brotli", "gzip", "header", "\n", "quic",
+    ];
+    let mut out = format!("{path} v{version}\n").into_bytes();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
+        out.push(b' ');
+        if x.is_multiple_of(97) {
+            out.extend_from_slice(format!("{}", x % 100_000).as_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// Compresses `data` with a coding named as in `Content-Encoding`.
+pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
+    let mut out = Vec::new();
+    let r = match coding {
+        "gzip" => GzipEncoder::new(data).read_to_end(&mut out).await,
+        "br" => BrotliEncoder::new(data).read_to_end(&mut out).await,
+        "zstd" => ZstdEncoder::new(data).read_to_end(&mut out).await,
+        other => panic!("unknown coding {other}"),
+    };
+    r.expect("encode");
+    out
+}
+
+/// Decodes a body in a coding named as in `Content-Encoding`; an error for a broken stream.
+pub async fn decode(coding: &str, data: &[u8]) -> Result<Vec<u8>, String> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    let mut out = Vec::new();
+    let r = match coding {
+        "gzip" => GzipDecoder::new(data).read_to_end(&mut out).await,
+        "br" => BrotliDecoder::new(data).read_to_end(&mut out).await,
+        "zstd" => ZstdDecoder::new(data).read_to_end(&mut out).await,
+        other => return Err(format!("unknown coding {other}")),
+    };
+    r.map_err(|e| format!("{coding} decode: {e}"))?;
+    Ok(out)
 }
 
 impl Drop for Origin {
@@ -326,6 +431,45 @@ async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<Orig
         *e += 1;
         *e
     };
+    let ae = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    stats
+        .accept_encoding
+        .lock()
+        .expect("lock")
+        .insert(path.clone(), ae);
+    if path == "/sse" {
+        // `n` events of an event stream, each sent only once the test releases it.
+        let n = query_num(&req, "n", 3);
+        let (tx, rx) = mpsc::channel(1);
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let event = format!("id: {i}\ndata: event number {i}\n\n");
+                if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                    return;
+                }
+                if i + 1 < n {
+                    match stats.events.0.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(ChannelBody { rx }.boxed_unsync());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
     if path.starts_with("/c/") {
         return cacheable(req, stats, path, n).await;
     }
