@@ -41,6 +41,8 @@ pub struct Target {
     pub host: String,
     /// `None`: plain TCP (HTTP/1.1 only).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Sent on every request (e.g. `accept-encoding: br`).
+    pub headers: http::HeaderMap,
 }
 
 /// Accepts any certificate: for local benchmarks against self-signed servers only.
@@ -233,27 +235,30 @@ impl Conn {
     ) -> Result<(StatusCode, u64), ErrorKind> {
         match self {
             Conn::H1(send) => {
-                let req = Request::get(path)
+                let mut req = Request::get(path)
                     .header(http::header::HOST, &target.host)
                     .body(Empty::new())
                     .map_err(|_| ErrorKind::Io)?;
+                req.headers_mut().extend(target.headers.clone());
                 send.ready().await.map_err(|_| ErrorKind::Io)?;
                 let resp = send.send_request(req).await.map_err(|_| ErrorKind::Io)?;
                 read_hyper(resp).await
             }
             Conn::H2(send) => {
                 let uri = format!("https://{}:{}{path}", target.host, target.addr.port());
-                let req = Request::get(uri)
+                let mut req = Request::get(uri)
                     .version(Version::HTTP_2)
                     .body(Empty::new())
                     .map_err(|_| ErrorKind::Io)?;
+                req.headers_mut().extend(target.headers.clone());
                 send.ready().await.map_err(|_| ErrorKind::Io)?;
                 let resp = send.send_request(req).await.map_err(|_| ErrorKind::Io)?;
                 read_hyper(resp).await
             }
             Conn::H3 { send, .. } => {
                 let uri = format!("https://{}:{}{path}", target.host, target.addr.port());
-                let req = Request::get(uri).body(()).map_err(|_| ErrorKind::Io)?;
+                let mut req = Request::get(uri).body(()).map_err(|_| ErrorKind::Io)?;
+                req.headers_mut().extend(target.headers.clone());
                 let mut stream = send.send_request(req).await.map_err(|_| ErrorKind::Quic)?;
                 stream.finish().await.map_err(|_| ErrorKind::Quic)?;
                 let resp = stream.recv_response().await.map_err(|_| ErrorKind::Quic)?;

@@ -46,6 +46,17 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
     },
+    /// CPU cost of compressing and decompressing per MiB, per coding, at the edge's levels.
+    Codec {
+        /// Bytes of text to compress per round.
+        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Every level of every coding, to choose levels.
+        #[arg(long)]
+        sweep: bool,
+    },
     /// Serve /obj/NAME?size=N with Cache-Control: public, max-age=3600.
     Origin {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -71,6 +82,9 @@ struct TargetArgs {
     ca: Option<PathBuf>,
     #[arg(long)]
     insecure: bool,
+    /// Extra request header, `name: value` (repeatable), e.g. `accept-encoding: br`.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -120,7 +134,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.threads,
-        Cmd::Origin { .. } | Cmd::Cert { .. } | Cmd::Hold { .. } => 1,
+        Cmd::Origin { .. } | Cmd::Cert { .. } | Cmd::Hold { .. } | Cmd::Codec { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -137,6 +151,11 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Origin { listen, max_size } => load_tests::origin::serve(listen, max_size).await,
             Cmd::Run(args) => run_cmd(args).await,
+            Cmd::Codec {
+                size,
+                rounds,
+                sweep,
+            } => load_tests::codec::run(size, rounds, sweep).await,
             Cmd::Cert { dir } => write_cert(&dir),
             Cmd::Hold {
                 target,
@@ -229,6 +248,7 @@ fn target_of(args: &TargetArgs) -> Result<Target, LoadError> {
         connect,
         ca,
         insecure,
+        headers: extra_headers,
     } = args;
     let (proto, connect, ca, insecure) = (*proto, *connect, ca.as_deref(), *insecure);
     let uri: http::Uri = url
@@ -269,7 +289,23 @@ fn target_of(args: &TargetArgs) -> Result<Target, LoadError> {
     } else {
         None
     };
-    Ok(Target { addr, host, tls })
+    let mut headers = http::HeaderMap::new();
+    for h in extra_headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| LoadError::Usage(format!("--header {h:?}: expected `name: value`")))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|e| LoadError::Usage(format!("--header {h:?}: {e}")))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|e| LoadError::Usage(format!("--header {h:?}: {e}")))?;
+        headers.append(name, value);
+    }
+    Ok(Target {
+        addr,
+        host,
+        tls,
+        headers,
+    })
 }
 
 async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {

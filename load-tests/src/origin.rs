@@ -1,5 +1,6 @@
 //! A minimal benchmark origin: `/obj/<name>?size=N` (or `/<N>k`) returns N bytes with
-//! `Cache-Control: public, max-age=3600`. Anything else is 404.
+//! `Cache-Control: public, max-age=3600` (`&type=text`: compressible text/html instead of
+//! binary). Anything else is 404.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,7 +23,40 @@ fn size_of(req: &Request<Incoming>) -> Option<usize> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn respond(req: &Request<Incoming>, payload: &Bytes) -> Response<Full<Bytes>> {
+fn param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// Text that compresses like HTML (about 4:1 with gzip), for compression benchmarks.
+pub fn text_payload(len: usize) -> Bytes {
+    const WORDS: [&str; 16] = [
+        "edge", "cache", "origin", "shield", "<div>", "</div>", "purge", "stale", "fresh",
+        "vary", "zstd", "brotli", "gzip", "header", "\n", "quic",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
+        out.push(b' ');
+        if x.is_multiple_of(97) {
+            out.extend_from_slice(format!("{}", x % 100_000).as_bytes());
+        }
+    }
+    out.truncate(len);
+    out.into()
+}
+
+fn respond(req: &Request<Incoming>, payload: &Bytes, text: &Bytes) -> Response<Full<Bytes>> {
+    let is_text = param(req, "type") == Some("text");
+    let payload = if is_text { text } else { payload };
     let size = match (req.uri().path().starts_with("/obj/"), size_of(req)) {
         (true, Some(n)) => n.min(payload.len()),
         _ => {
@@ -39,7 +73,11 @@ fn respond(req: &Request<Incoming>, payload: &Bytes) -> Response<Full<Bytes>> {
     );
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_static(if is_text {
+            "text/html; charset=utf-8"
+        } else {
+            "application/octet-stream"
+        }),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     r
@@ -62,15 +100,17 @@ pub async fn serve(listen: SocketAddr, max_size: usize) -> Result<(), LoadError>
         .map(|i| (i % 251) as u8)
         .collect::<Vec<u8>>()
         .into();
+    let text = text_payload(max_size);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let payload = payload.clone();
+        let text = text.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let r = respond(&req, &payload);
+                let r = respond(&req, &payload, &text);
                 async move { Ok::<_, Infallible>(r) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
