@@ -120,10 +120,46 @@ pub struct Reload {
     pub poll_interval: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub use schema::Algorithm;
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     pub name: String,
     pub endpoints: Vec<SocketAddr>,
+    /// Same order as `endpoints`; 1 unless given.
+    pub weights: Vec<u32>,
+    pub algorithm: Algorithm,
+    pub retries: u32,
+    pub retry_budget: f64,
+    /// `None`: the node's `timeouts.origin_response_header`.
+    pub per_try_timeout: Option<Duration>,
+    pub max_requests: u64,
+    pub health: Option<HealthCheck>,
+    pub outlier: Outlier,
+}
+
+/// Active health checks of a pool's endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub method: http::Method,
+    pub path: String,
+    pub host: Option<String>,
+    /// Empty: any 2xx or 3xx.
+    pub expect: Vec<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub jitter: f64,
+}
+
+/// Passive outlier detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejected_share: f64,
 }
 
 /// Node-wide cache settings. The store is built from them at start; changes need a restart.
@@ -161,6 +197,23 @@ pub struct Levels {
 }
 
 impl Levels {
+    /// Stored variants are made once and served many times: spend CPU for bytes, but stay
+    /// above ~10 MiB/s per core, because the first client of an object receives the variant
+    /// while it is being made (`edge-load codec --sweep`: zstd 15 and gzip 9 fall to 3-5 MiB/s
+    /// for a few percent of size; brotli 10-11 to 1 MiB/s).
+    pub const STORED: Levels = Levels {
+        zstd: 12,
+        br: 9,
+        gzip: 6,
+    };
+    /// Responses that are not stored are compressed for every request: ~100 MiB/s or more
+    /// per core.
+    pub const FLY: Levels = Levels {
+        zstd: 3,
+        br: 3,
+        gzip: 3,
+    };
+
     pub fn of(&self, coding: Coding) -> i32 {
         match coding {
             Coding::Zstd => self.zstd,
@@ -214,6 +267,11 @@ pub struct Site {
     pub max_request_body_bytes: u64,
     pub cache: SiteCache,
     pub compression: Compression,
+    /// A pool of edge nodes asked on a cache miss before the origin (chosen by consistent
+    /// hashing on the cache key).
+    pub shield: Option<String>,
+    /// When the shield cannot be reached, go to the origin instead of failing.
+    pub shield_fallback: bool,
     /// Longest prefix first, so the first match wins.
     pub routes: Vec<Route>,
 }
@@ -442,6 +500,83 @@ impl Compiler<'_> {
         Some(Arc::new(ck))
     }
 
+    fn pool(&mut self, name: &str, spanned: &Spanned<schema::Pool>) -> Option<Pool> {
+        let p = spanned.get_ref();
+        if p.endpoints.is_empty() {
+            self.error(spanned.span(), format!("pool {name:?} has no endpoints"));
+        }
+        let mut endpoints = Vec::new();
+        let mut weights = Vec::new();
+        for e in &p.endpoints {
+            let (addr, weight) = match e.get_ref() {
+                schema::Endpoint::Addr(a) => (a, 1),
+                schema::Endpoint::Weighted { addr, weight } => (addr, *weight),
+            };
+            match addr.parse::<SocketAddr>() {
+                Ok(a) if endpoints.contains(&a) => {
+                    self.error(e.span(), format!("duplicate pool endpoint address {a}"))
+                }
+                Ok(_) if weight == 0 || weight > 1000 => {
+                    self.error(e.span(), format!("weight {weight} is out of range 1..=1000"))
+                }
+                Ok(a) => {
+                    endpoints.push(a);
+                    weights.push(weight);
+                }
+                Err(_) => self.error(
+                    e.span(),
+                    format!(
+                        "invalid pool endpoint address {addr:?}: expected IP:PORT, e.g. \"127.0.0.1:9000\""
+                    ),
+                ),
+            }
+        }
+        let budget = *p.retry_budget.get_ref();
+        if !(0.0..=1.0).contains(&budget) {
+            self.error(
+                p.retry_budget.span(),
+                "retry_budget is a share of requests in flight, from 0.0 to 1.0",
+            );
+        }
+        let health = p.health.as_ref().map(|h| HealthCheck {
+            method: http::Method::from_bytes(h.method.as_bytes()).unwrap_or(http::Method::GET),
+            path: h.path.clone(),
+            host: h.host.clone(),
+            expect: h.expect.clone(),
+            interval: h.interval.max(Duration::from_millis(50)),
+            timeout: h.timeout,
+            rise: h.rise.max(1),
+            fall: h.fall.max(1),
+            jitter: h.jitter.clamp(0.0, 0.5),
+        });
+        if let Some(h) = &p.health
+            && (!h.path.starts_with('/') || http::Method::from_bytes(h.method.as_bytes()).is_err())
+        {
+            self.error(
+                spanned.span(),
+                format!("pool {name:?}: health check needs a method and a path starting with '/'"),
+            );
+        }
+        let o = &p.outlier;
+        Some(Pool {
+            name: name.to_string(),
+            endpoints,
+            weights,
+            algorithm: p.algorithm,
+            retries: p.retries.min(10),
+            retry_budget: budget.clamp(0.0, 1.0),
+            per_try_timeout: p.per_try_timeout,
+            max_requests: p.max_requests.max(1),
+            health,
+            outlier: Outlier {
+                consecutive_failures: o.consecutive_failures,
+                base_ejection: o.base_ejection,
+                max_ejection: o.max_ejection.max(o.base_ejection),
+                max_ejected_share: o.max_ejected_share.clamp(0.0, 1.0),
+            },
+        })
+    }
+
     fn compression(&mut self, c: &schema::Compression) -> Compression {
         let mut prefer = Vec::new();
         for p in &c.prefer {
@@ -583,17 +718,9 @@ impl Compiler<'_> {
 
         let mut pools = BTreeMap::new();
         for (name, pool) in &file.pools {
-            let endpoints = self.addrs(&pool.get_ref().endpoints, "pool endpoint");
-            if pool.get_ref().endpoints.is_empty() {
-                self.error(pool.span(), format!("pool {name:?} has no endpoints"));
+            if let Some(p) = self.pool(name, pool) {
+                pools.insert(name.clone(), p);
             }
-            pools.insert(
-                name.clone(),
-                Pool {
-                    name: name.clone(),
-                    endpoints,
-                },
-            );
         }
 
         let mut sites = Vec::new();
@@ -695,6 +822,30 @@ impl Compiler<'_> {
             routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
             let site_cache = self.site_cache(&s.cache, &file.cache);
             let compression = self.compression(&s.compression);
+            if let Some(shield) = &s.shield
+                && let Some(pool) = pools.get(shield.get_ref())
+                && pool.algorithm != Algorithm::ConsistentHash
+            {
+                self.error(
+                    shield.span(),
+                    format!(
+                        "shield pool {:?} must use algorithm = \"consistent-hash\": every edge has to ask the same shield for a URL",
+                        shield.get_ref()
+                    ),
+                );
+            }
+            if let Some(shield) = &s.shield
+                && !pools.contains_key(shield.get_ref())
+            {
+                self.error(
+                    shield.span(),
+                    format!(
+                        "unknown shield pool {:?}; defined pools: {:?}",
+                        shield.get_ref(),
+                        pools.keys().collect::<Vec<_>>()
+                    ),
+                );
+            }
             sites.push(Arc::new(Site {
                 name: s.name.get_ref().clone(),
                 hosts,
@@ -706,6 +857,8 @@ impl Compiler<'_> {
                     .unwrap_or(file.limits.max_request_body_bytes),
                 cache: site_cache,
                 compression,
+                shield: s.shield.as_ref().map(|p| p.get_ref().clone()),
+                shield_fallback: s.shield_fallback,
                 routes,
             }));
         }

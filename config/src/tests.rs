@@ -339,7 +339,7 @@ fn compression_defaults_and_overrides() {
     assert_eq!(a.min_bytes, 512);
     assert_eq!(
         (a.stored_level.of(Coding::Br), a.fly_level.of(Coding::Gzip)),
-        (9, 4)
+        (9, 3)
     );
     let b = &snap.sites[1].compression;
     assert_eq!(b.prefer, vec![Coding::Gzip, Coding::Br]);
@@ -348,6 +348,6 @@ fn compression_defaults_and_overrides() {
     // Levels not given keep their defaults.
     assert_eq!(
         (b.stored_level.br, b.stored_level.zstd, b.stored_level.gzip),
-        (11, 15, 9)
+        (11, 12, 6)
     );
 }

@@ -46,10 +46,12 @@ async fn answer(shared: &Shared, method: &Method, path: &str) -> Response<ProxyB
     let (status, content_type, text) = match (method, path) {
         (&Method::GET, "/metrics") => {
             let store = &shared.cache.store;
+            let mut text = METRICS.render(store.memory_bytes().await, store.disk_bytes());
+            render_pools(&shared.runtime().pools, &mut text);
             (
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                METRICS.render(store.memory_bytes().await, store.disk_bytes()),
+                text,
             )
         }
         (_, "/metrics") => (
@@ -68,4 +70,49 @@ async fn answer(shared: &Shared, method: &Method, path: &str) -> Response<ProxyB
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+/// Per-endpoint gauges of the current snapshot's pools.
+fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let mut pools: Vec<_> = pools.iter().collect();
+    pools.sort_by(|a, b| a.name.cmp(&b.name));
+    out.push_str("# HELP edge_origin_endpoint_up 1 when the endpoint is in rotation (healthy and not ejected).\n# TYPE edge_origin_endpoint_up gauge\n");
+    for p in &pools {
+        let up = p.in_rotation();
+        for e in p.endpoints() {
+            let _ = writeln!(
+                out,
+                "edge_origin_endpoint_up{{pool=\"{}\",endpoint=\"{}\"}} {}",
+                p.name,
+                e.addr,
+                u8::from(up.contains(&e.addr))
+            );
+        }
+    }
+    out.push_str("# HELP edge_origin_endpoint_in_flight Requests in flight to the endpoint.\n# TYPE edge_origin_endpoint_in_flight gauge\n");
+    for p in &pools {
+        for e in p.endpoints() {
+            let _ = writeln!(
+                out,
+                "edge_origin_endpoint_in_flight{{pool=\"{}\",endpoint=\"{}\"}} {}",
+                p.name,
+                e.addr,
+                e.state.in_flight.load(Ordering::Relaxed)
+            );
+        }
+    }
+    out.push_str("# HELP edge_origin_endpoint_latency_ewma_seconds Moving average of response-head latency.\n# TYPE edge_origin_endpoint_latency_ewma_seconds gauge\n");
+    for p in &pools {
+        for e in p.endpoints() {
+            let _ = writeln!(
+                out,
+                "edge_origin_endpoint_latency_ewma_seconds{{pool=\"{}\",endpoint=\"{}\"}} {:.6}",
+                p.name,
+                e.addr,
+                e.state.ewma().as_secs_f64()
+            );
+        }
+    }
 }

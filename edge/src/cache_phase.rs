@@ -25,7 +25,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use origin_shield::Pool;
+use origin_shield::{Affinity, OriginError, Pool};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::body::{self, BoxError, ProxyBody};
@@ -88,6 +88,9 @@ struct Job {
     accept: AcceptEncoding,
     /// The client's own `Accept-Encoding` fields, restored for requests passed through.
     client_ae: Option<Vec<HeaderValue>>,
+    client_ip: std::net::IpAddr,
+    /// The site's shield pool, unless this request already came through this node.
+    shield: Option<Arc<Pool>>,
 }
 
 impl Job {
@@ -98,6 +101,51 @@ impl Job {
 
     fn store(&self) -> &Store {
         &self.shared.cache.store
+    }
+
+    fn affinity(&self) -> Affinity<'_> {
+        Affinity {
+            key: Some(&self.key),
+            client_ip: Some(self.client_ip),
+        }
+    }
+
+    /// Fetches for the cache: from the shield chosen by the cache key when the site has one
+    /// (falling back to the origin when the shield cannot be reached, if allowed), else from
+    /// the route's pool. `make` builds the request (bodiless, so it can be built twice).
+    async fn fetch(
+        &self,
+        make: impl Fn() -> Request<ProxyBody>,
+    ) -> Result<Response<hyper::body::Incoming>, Error> {
+        if let Some(shield) = &self.shield {
+            match send_to_origin(&self.rt, shield, make(), self.max_body, self.affinity()).await {
+                Ok(resp) => return Ok(resp),
+                Err(Error::Origin(e))
+                    if self.site.shield_fallback
+                        && matches!(
+                            e,
+                            OriginError::Connect { .. }
+                                | OriginError::NoHealthy { .. }
+                                | OriginError::NoEndpoint { .. }
+                                | OriginError::Timeout { .. }
+                                | OriginError::Overloaded { .. }
+                        ) =>
+                {
+                    tracing::info!(pool = %shield.name, error = %e, "shield unavailable; going to the origin");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        send_to_origin(&self.rt, &self.pool, make(), self.max_body, self.affinity()).await
+    }
+
+    /// `origin_get` with the stored response's validators.
+    fn conditional_get(&self, found: &Found) -> Request<ProxyBody> {
+        let mut req = self.origin_get();
+        for (name, value) in rules::validators(found.meta()) {
+            req.headers_mut().insert(name, value);
+        }
+        req
     }
 
     /// A GET for the origin without the client's conditionals and range: the cache wants the
@@ -164,6 +212,12 @@ pub(crate) async fn handle(
     } else {
         None
     };
+    let shield = site
+        .shield
+        .as_ref()
+        .filter(|_| !ctx.looped)
+        .and_then(|name| rt.pools.get(name))
+        .cloned();
     let job = Job {
         shared: shared.clone(),
         rt: rt.clone(),
@@ -178,6 +232,8 @@ pub(crate) async fn handle(
         site: site.clone(),
         accept,
         client_ae,
+        client_ip: conn.peer.ip(),
+        shield,
     };
     let bypass = |detail| CacheStatus {
         detail: Some(detail),
@@ -239,7 +295,7 @@ async fn pass(job: &Job, mut parts: Parts, body: ProxyBody) -> Result<Response<P
         }
     }
     let req = Request::from_parts(parts, body);
-    let resp = send_to_origin(&job.rt, &job.pool, req, job.max_body).await?;
+    let resp = send_to_origin(&job.rt, &job.pool, req, job.max_body, job.affinity()).await?;
     Ok(origin_response(resp, job.via()))
 }
 
@@ -289,10 +345,6 @@ async fn revalidate(
     stale_if_error: bool,
     ttl: i64,
 ) -> Result<Served, Error> {
-    let mut req = job.origin_get();
-    for (name, value) in rules::validators(found.meta()) {
-        req.headers_mut().insert(name, value);
-    }
     let request_time = SystemTime::now();
     let stale = |fwd_status| CacheStatus {
         hit: true,
@@ -302,7 +354,7 @@ async fn revalidate(
         detail: Some("stale-if-error"),
         ..Default::default()
     };
-    match send_to_origin(&job.rt, &job.pool, req, job.max_body).await {
+    match job.fetch(|| job.conditional_get(&found)).await {
         Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
             let updated = freshen(job, &found, resp.headers(), request_time).await;
             let now = SystemTime::now();
@@ -373,12 +425,8 @@ fn spawn_refresh(job: Job, found: Found) {
     };
     tokio::spawn(async move {
         let _leader = leader;
-        let mut req = job.origin_get();
-        for (name, value) in rules::validators(found.meta()) {
-            req.headers_mut().insert(name, value);
-        }
         let request_time = SystemTime::now();
-        match send_to_origin(&job.rt, &job.pool, req, job.max_body).await {
+        match job.fetch(|| job.conditional_get(&found)).await {
             Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
                 freshen(&job, &found, resp.headers(), request_time).await;
             }
@@ -422,7 +470,7 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
     match cache.collapser.join(&job.key) {
         Role::Leader(leader) => {
             let request_time = SystemTime::now();
-            let resp = send_to_origin(&job.rt, &job.pool, job.origin_get(), job.max_body).await?;
+            let resp = job.fetch(|| job.origin_get()).await?;
             Ok(store_response(job, resp, request_time, fwd, Some(leader)).await)
         }
         Role::Follower(follower) => {

@@ -90,6 +90,17 @@ pub fn add_forwarded(
     append_list(headers, &header::VIA, via);
 }
 
+/// Whether a `Via` entry names `node` as a received-by (`1.1 node`, `2 node, 1.1 other`): the
+/// request already went through this node, so forwarding it to a shield could loop.
+pub fn via_names(headers: &HeaderMap, node: &str) -> bool {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| entry.split_whitespace().nth(1) == Some(node))
+}
+
 /// HTTP/2 and HTTP/3 clients may split `Cookie` into several fields; an HTTP/1.1 origin expects
 /// one (RFC 9113 §8.2.3).
 pub fn join_cookies(headers: &mut HeaderMap) {

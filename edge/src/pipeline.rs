@@ -16,7 +16,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use origin_shield::{ClientSettings, OriginClient, OriginError, Pools};
+use origin_shield::{Affinity, ClientSettings, OriginClient, OriginError, Pools};
 
 use crate::body::{self, ProxyBody};
 use crate::error::Error;
@@ -42,7 +42,11 @@ impl Runtime {
             _ => OriginClient::new(settings),
         };
         Runtime {
-            pools: Pools::from_snapshot(&snapshot),
+            pools: {
+                let pools = Pools::from_snapshot(&snapshot, previous.map(|p| &p.pools));
+                pools.start_health_checks(&client);
+                pools
+            },
             via: format!("1.1 {}", snapshot.node_name),
             snapshot,
             client,
@@ -130,6 +134,9 @@ pub(crate) struct RequestCtx {
     pub cache_status: Option<cache::status::CacheStatus>,
     /// What the compress phase needs from the request.
     compress: crate::compress::RequestFacts,
+    /// The request already passed through this node (its name is in `Via`): never send it to
+    /// a shield again.
+    pub looped: bool,
 }
 
 pub async fn handle(
@@ -148,6 +155,7 @@ pub async fn handle(
         pool: None,
         cache_status: None,
         compress: Default::default(),
+        looped: false,
     };
     let mut resp = match proxy(&shared, &rt, &conn, &mut ctx, req).await {
         // Phase: compress.
@@ -162,7 +170,13 @@ pub async fn handle(
             } else {
                 tracing::info!(request_id = %ctx.id, status = status.as_u16(), error = %e, "request rejected");
             }
-            error_response(status, e.public_message(), &ctx.id)
+            let mut resp = error_response(status, e.public_message(), &ctx.id);
+            if matches!(e, Error::Origin(OriginError::Overloaded { .. })) {
+                // Circuit breaker: tell clients when to come back instead of letting them hammer.
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            resp
         }
     };
     finish_response(&rt, &conn, &ctx, &mut resp);
@@ -255,6 +269,7 @@ async fn proxy(
     }
 
     ctx.compress = crate::compress::RequestFacts::new(req.method(), req.headers());
+    ctx.looped = headers::via_names(req.headers(), &snap.node_name);
 
     // Phase: origin request.
     let (mut parts, body) = req.into_parts();
@@ -310,7 +325,18 @@ async fn proxy(
     }
 
     // Phase: origin.
-    let mut resp = send_to_origin(rt, pool, Request::from_parts(parts, body), max_body).await?;
+    let affinity = Affinity {
+        key: None,
+        client_ip: Some(conn.peer.ip()),
+    };
+    let mut resp = send_to_origin(
+        rt,
+        pool,
+        Request::from_parts(parts, body),
+        max_body,
+        affinity,
+    )
+    .await?;
 
     // Phase: response.
     if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -344,9 +370,15 @@ pub(crate) async fn send_to_origin(
     pool: &origin_shield::Pool,
     req: Request<ProxyBody>,
     max_body: u64,
+    affinity: Affinity<'_>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
     rt.client
-        .send(pool, req, rt.snapshot.timeouts.origin_response_header)
+        .send(
+            pool,
+            req,
+            rt.snapshot.timeouts.origin_response_header,
+            affinity,
+        )
         .await
         .map_err(|e| match e.find_source::<LengthLimitError>() {
             Some(_) => Error::BodyTooLarge { limit: max_body },
@@ -474,6 +506,9 @@ impl Error {
             Error::NoPool(_) => StatusCode::BAD_GATEWAY,
             Error::Origin(o) => match o {
                 OriginError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                OriginError::NoHealthy { .. } | OriginError::Overloaded { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 OriginError::ClientBody { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             },
@@ -497,6 +532,8 @@ impl Error {
                 OriginError::Connect { .. } | OriginError::NoEndpoint { .. } => {
                     "the origin could not be reached"
                 }
+                OriginError::NoHealthy { .. } => "no healthy origin server is available",
+                OriginError::Overloaded { .. } => "the origin is at capacity; retry shortly",
                 OriginError::ClientBody { .. } => "the request body could not be read",
                 OriginError::Protocol { .. } => "the origin failed to answer",
             },

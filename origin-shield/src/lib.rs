@@ -1,24 +1,31 @@
 #![forbid(unsafe_code)]
 //! Everything that talks to origins.
 //!
-//! This first cut holds what the data plane needs: pools of endpoints chosen round-robin, and one
-//! shared HTTP/1.1 keep-alive client whose idle connections are reused across all worker threads
-//! and across config reloads. Health checks, other balancing algorithms, retries, DNS and the
-//! shield tier come with the origin issue.
+//! Pools of endpoints with a balancing algorithm each (`balance`), active health checks
+//! (`health`), passive outlier ejection, retries within a budget and a circuit breaker, over one
+//! shared HTTP/1.1 keep-alive client whose idle connections are reused across all worker
+//! threads and across config reloads.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub mod balance;
+pub mod health;
+
+pub use balance::{Affinity, EndpointState};
+use balance::{Balancer, now_ms};
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// The body type the data plane uses in both directions.
@@ -29,6 +36,11 @@ pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>
 pub enum OriginError {
     #[error("pool {pool:?} has no endpoints")]
     NoEndpoint { pool: String },
+    #[error("pool {pool:?} has no endpoint in rotation (all unhealthy or ejected)")]
+    NoHealthy { pool: String },
+    /// The circuit breaker: too many requests in flight to this pool.
+    #[error("pool {pool:?} is at its limit of {limit} requests in flight")]
+    Overloaded { pool: String, limit: u64 },
     #[error("cannot connect to origin {endpoint}: {source}")]
     Connect {
         endpoint: SocketAddr,
@@ -67,6 +79,7 @@ impl OriginError {
     pub fn side(&self) -> Side {
         match self {
             OriginError::NoEndpoint { .. } => Side::Internal,
+            OriginError::NoHealthy { .. } | OriginError::Overloaded { .. } => Side::Origin,
             OriginError::ClientBody { .. } => Side::Client,
             _ => Side::Origin,
         }
@@ -76,7 +89,10 @@ impl OriginError {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            OriginError::Connect { .. } | OriginError::NoEndpoint { .. }
+            OriginError::Connect { .. }
+                | OriginError::NoEndpoint { .. }
+                | OriginError::NoHealthy { .. }
+                | OriginError::Overloaded { .. }
         )
     }
 
@@ -93,29 +109,134 @@ impl OriginError {
     }
 }
 
-/// A pool's endpoints and its round-robin cursor. Built per config snapshot.
+/// One endpoint of a pool and what is known about it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub state: Arc<EndpointState>,
+}
+
+/// A pool of endpoints with its balancer, built per config snapshot. Endpoint state (health,
+/// latency, ejections) carries over from the previous snapshot's pool of the same name.
 #[derive(Debug)]
 pub struct Pool {
     pub name: String,
-    endpoints: Vec<SocketAddr>,
-    next: AtomicUsize,
+    pub cfg: config::Pool,
+    endpoints: Vec<Endpoint>,
+    balancer: Balancer,
+    /// Requests in flight (circuit breaker, retry budget).
+    active: AtomicU64,
+    active_retries: AtomicU64,
+}
+
+/// Counts a request in flight while alive.
+struct Active<'a>(&'a AtomicU64);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pool {
-    pub fn new(name: &str, endpoints: Vec<SocketAddr>) -> Self {
+    pub fn new(cfg: &config::Pool, previous: Option<&Pool>) -> Pool {
+        let endpoints = cfg
+            .endpoints
+            .iter()
+            .map(|addr| Endpoint {
+                addr: *addr,
+                state: previous
+                    .and_then(|p| p.endpoints.iter().find(|e| e.addr == *addr))
+                    .map_or_else(Default::default, |e| e.state.clone()),
+            })
+            .collect();
         Pool {
-            name: name.to_string(),
+            name: cfg.name.clone(),
+            balancer: Balancer::new(cfg.algorithm, &cfg.endpoints, &cfg.weights),
+            cfg: cfg.clone(),
             endpoints,
-            next: AtomicUsize::new(0),
+            active: AtomicU64::new(0),
+            active_retries: AtomicU64::new(0),
         }
     }
 
-    pub fn pick(&self) -> Option<SocketAddr> {
-        if self.endpoints.is_empty() {
-            return None;
+    /// A pool of plain endpoints with default settings (tests, benchmarks).
+    pub fn with_endpoints(name: &str, endpoints: Vec<SocketAddr>) -> Pool {
+        let weights = vec![1; endpoints.len()];
+        Pool::new(
+            &config::Pool {
+                name: name.to_string(),
+                endpoints,
+                weights,
+                algorithm: config::Algorithm::RoundRobin,
+                retries: 2,
+                retry_budget: 0.2,
+                per_try_timeout: None,
+                max_requests: 10_000,
+                health: None,
+                outlier: config::Outlier {
+                    consecutive_failures: 5,
+                    base_ejection: Duration::from_secs(10),
+                    max_ejection: Duration::from_secs(300),
+                    max_ejected_share: 0.5,
+                },
+            },
+            None,
+        )
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// An endpoint in rotation (healthy, not ejected, not in `exclude`), or None.
+    pub fn pick(&self, affinity: Affinity<'_>, exclude: &[usize]) -> Option<usize> {
+        let now = now_ms();
+        let states: Vec<&EndpointState> = self.endpoints.iter().map(|e| &*e.state).collect();
+        let usable =
+            |i: usize| !exclude.contains(&i) && states[i].healthy() && !states[i].ejected(now);
+        self.balancer.pick(&states, &usable, affinity)
+    }
+
+    /// Endpoints in rotation now.
+    pub fn in_rotation(&self) -> Vec<SocketAddr> {
+        let now = now_ms();
+        self.endpoints
+            .iter()
+            .filter(|e| e.state.healthy() && !e.state.ejected(now))
+            .map(|e| e.addr)
+            .collect()
+    }
+
+    /// Passive outlier detection after a connect error, timeout or 5xx from endpoint `i`.
+    fn failed(&self, i: usize) {
+        let o = &self.cfg.outlier;
+        let ep = &self.endpoints[i];
+        let n = ep.state.passive_failure();
+        if o.consecutive_failures == 0 || n < o.consecutive_failures {
+            return;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i).copied()
+        let now = now_ms();
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| e.state.ejected(now))
+            .count();
+        // Never eject past the share: with every endpoint out, nothing would be served.
+        let allowed = (o.max_ejected_share * self.endpoints.len() as f64).floor() as usize;
+        if ejected + 1 > allowed {
+            return;
+        }
+        let d = ep.state.eject(now, o.base_ejection, o.max_ejection);
+        tracing::warn!(pool = %self.name, endpoint = %ep.addr, failures = n, for_ms = d.as_millis() as u64, "endpoint ejected after consecutive failures");
+    }
+
+    /// Whether another retry fits in the budget: at most `retry_budget` of the requests in
+    /// flight (and always at least 3), so that retries cannot multiply an outage.
+    fn retry_allowed(&self) -> bool {
+        let active = self.active.load(Ordering::Relaxed) as f64;
+        let cap = (active * self.cfg.retry_budget).max(3.0) as u64;
+        self.active_retries.load(Ordering::Relaxed) < cap
     }
 }
 
@@ -126,15 +247,14 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn from_snapshot(snapshot: &config::Snapshot) -> Self {
+    /// Builds the pools of `snapshot`, keeping endpoint state from `previous`.
+    pub fn from_snapshot(snapshot: &config::Snapshot, previous: Option<&Pools>) -> Self {
         let by_name = snapshot
             .pools
             .values()
             .map(|p| {
-                (
-                    p.name.clone(),
-                    Arc::new(Pool::new(&p.name, p.endpoints.clone())),
-                )
+                let prev = previous.and_then(|pp| pp.by_name.get(&p.name));
+                (p.name.clone(), Arc::new(Pool::new(p, prev.map(|a| &**a))))
             })
             .collect();
         Pools { by_name }
@@ -142,6 +262,18 @@ impl Pools {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
         self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.by_name.values()
+    }
+
+    /// Starts the active health checks of every pool that has them. Each check task ends by
+    /// itself once its pool is dropped (after a reload replaced it).
+    pub fn start_health_checks(&self, client: &OriginClient) {
+        for pool in self.by_name.values() {
+            health::spawn(pool, client);
+        }
     }
 }
 
@@ -188,17 +320,107 @@ impl OriginClient {
         OriginClient { client, settings }
     }
 
-    /// Sends `req` (origin-form path in its URI) to one endpoint of `pool`. Waits at most
-    /// `header_timeout` for the response head; the body then streams.
+    /// Sends `req` (origin-form path in its URI) to an endpoint of `pool` chosen by its
+    /// algorithm, retrying on another endpoint when that is safe: the request has no body to
+    /// replay, and it is idempotent or never reached the origin (connect failure). Each try
+    /// waits at most the pool's `per_try_timeout` (default `header_timeout`) for the response
+    /// head; the body then streams. Past `max_requests` in flight: `Overloaded` at once.
     pub async fn send(
         &self,
         pool: &Pool,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
+        header_timeout: Duration,
+        affinity: Affinity<'_>,
+    ) -> Result<Response<Incoming>, OriginError> {
+        let limit = pool.cfg.max_requests;
+        if pool.active.fetch_add(1, Ordering::Relaxed) >= limit {
+            pool.active.fetch_sub(1, Ordering::Relaxed);
+            return Err(OriginError::Overloaded {
+                pool: pool.name.clone(),
+                limit,
+            });
+        }
+        let _active = Active(&pool.active);
+        if pool.endpoints.is_empty() {
+            return Err(OriginError::NoEndpoint {
+                pool: pool.name.clone(),
+            });
+        }
+        let per_try = pool.cfg.per_try_timeout.unwrap_or(header_timeout);
+        let (parts, body) = req.into_parts();
+        // A streamed body cannot be sent twice; only bodiless requests are retried.
+        let replayable = body.is_end_stream();
+        let idempotent = parts.method.is_idempotent();
+        let mut body = Some(body);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut _retry: Option<Active<'_>> = None;
+        loop {
+            let Some(i) = pool.pick(affinity, &tried) else {
+                return Err(OriginError::NoHealthy {
+                    pool: pool.name.clone(),
+                });
+            };
+            let ep = &pool.endpoints[i];
+            let req_body = match body.take() {
+                Some(b) => b,
+                None => empty_body(),
+            };
+            let mut req = Request::from_parts(parts.clone(), req_body);
+            let result = self.send_to(ep, &mut req, per_try).await;
+            let last_try = tried.len() as u32 >= pool.cfg.retries;
+            let may_retry = |retry_safe: bool| {
+                !last_try && replayable && (idempotent || retry_safe) && pool.retry_allowed()
+            };
+            match result {
+                Ok(resp) => {
+                    let gateway_error = matches!(resp.status().as_u16(), 502..=504);
+                    if gateway_error {
+                        pool.failed(i);
+                        if may_retry(false) && tried.len() + 1 < pool.endpoints.len() {
+                            tracing::info!(pool = %pool.name, endpoint = %ep.addr, status = resp.status().as_u16(), "retrying on another endpoint");
+                            tried.push(i);
+                            if _retry.is_none() {
+                                pool.active_retries.fetch_add(1, Ordering::Relaxed);
+                                _retry = Some(Active(&pool.active_retries));
+                            }
+                            continue;
+                        }
+                    } else {
+                        ep.state.passive_success();
+                    }
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    if !matches!(e, OriginError::ClientBody { .. }) {
+                        pool.failed(i);
+                    }
+                    let retryable =
+                        !matches!(e, OriginError::ClientBody { .. }) && may_retry(e.retry_safe());
+                    if !retryable {
+                        return Err(e);
+                    }
+                    tracing::info!(pool = %pool.name, endpoint = %ep.addr, error = %e, "retrying on another endpoint");
+                    tried.push(i);
+                    if tried.len() >= pool.endpoints.len() {
+                        return Err(e);
+                    }
+                    if _retry.is_none() {
+                        pool.active_retries.fetch_add(1, Ordering::Relaxed);
+                        _retry = Some(Active(&pool.active_retries));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One try on one endpoint.
+    async fn send_to(
+        &self,
+        ep: &Endpoint,
+        req: &mut Request<ProxyBody>,
         header_timeout: Duration,
     ) -> Result<Response<Incoming>, OriginError> {
-        let endpoint = pool.pick().ok_or_else(|| OriginError::NoEndpoint {
-            pool: pool.name.clone(),
-        })?;
+        let endpoint = ep.addr;
         let path = req
             .uri()
             .path_and_query()
@@ -213,15 +435,33 @@ impl OriginClient {
                 })?;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_11;
-        match tokio::time::timeout(header_timeout, self.client.request(req)).await {
+        let req = std::mem::replace(req, Request::new(empty_body()));
+        ep.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = Active(&ep.state.in_flight);
+        let start = Instant::now();
+        let result = match tokio::time::timeout(header_timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout {
                 endpoint,
                 after: header_timeout,
             }),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(endpoint, e)),
+        };
+        match &result {
+            Ok(_) => ep.state.observe_latency(start.elapsed()),
+            // A timeout is a latency sample too: the slowest there is.
+            Err(OriginError::Timeout { .. }) => ep.state.observe_latency(header_timeout),
+            Err(_) => {}
         }
+        result
     }
+}
+
+fn empty_body() -> ProxyBody {
+    use http_body_util::BodyExt;
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn classify(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> OriginError {
@@ -246,26 +486,5 @@ fn classify(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> Origi
     OriginError::Protocol {
         endpoint,
         source: Box::new(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_robin_visits_every_endpoint_evenly() {
-        let eps: Vec<SocketAddr> = (1..=3)
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            .collect();
-        let pool = Pool::new("p", eps.clone());
-        let mut counts = HashMap::new();
-        for _ in 0..300 {
-            *counts.entry(pool.pick().expect("endpoint")).or_insert(0) += 1;
-        }
-        for ep in eps {
-            assert_eq!(counts[&ep], 100);
-        }
-        assert_eq!(Pool::new("empty", vec![]).pick(), None);
     }
 }
