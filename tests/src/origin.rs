@@ -55,14 +55,37 @@ pub struct Origin {
     pub addr: SocketAddr,
     stats: Arc<Stats>,
     task: tokio::task::JoinHandle<()>,
+    /// Every connection's task, so that `stop` can cut them all like a dying process would.
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Origin {
     pub async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
-        let addr = listener.local_addr().expect("origin addr");
         let stats = Arc::new(Stats::default());
+        let (addr, task, conns) =
+            Self::spawn_at("127.0.0.1:0".parse().expect("addr"), stats.clone()).await;
+        Origin {
+            addr,
+            stats,
+            task,
+            conns,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn spawn_at(
+        at: SocketAddr,
+        stats: Arc<Stats>,
+    ) -> (
+        SocketAddr,
+        tokio::task::JoinHandle<()>,
+        Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    ) {
+        let listener = TcpListener::bind(at).await.expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let s = stats.clone();
+        let c = conns.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -70,7 +93,7 @@ impl Origin {
                 };
                 s.connections.fetch_add(1, Ordering::Relaxed);
                 let s = s.clone();
-                tokio::spawn(async move {
+                let handle = tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(respond(req, s).await) }
@@ -80,9 +103,35 @@ impl Origin {
                         .with_upgrades()
                         .await;
                 });
+                c.lock().expect("lock").push(handle.abort_handle());
             }
         });
-        Origin { addr, stats, task }
+        (addr, task, conns)
+    }
+
+    /// Stops like a killed process: the listener closes (connections are refused) and every
+    /// open connection is cut.
+    pub fn stop(&self) {
+        self.task.abort();
+        for c in self.conns.lock().expect("lock").drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Starts again on the same address, keeping the counters.
+    pub async fn restart(&mut self) {
+        self.stop();
+        // The aborted accept loop releases the port once its task is dropped.
+        for _ in 0..100 {
+            if let Ok(l) = std::net::TcpListener::bind(self.addr) {
+                drop(l);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_, task, conns) = Self::spawn_at(self.addr, self.stats.clone()).await;
+        self.task = task;
+        self.conns = conns;
     }
 
     /// Requests seen for `path` (without query).
@@ -387,7 +436,7 @@ pub async fn decode(coding: &str, data: &[u8]) -> Result<Vec<u8>, String> {
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -472,6 +521,9 @@ async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<Orig
     }
     if path.starts_with("/c/") {
         return cacheable(req, stats, path, n).await;
+    }
+    if path == "/health" {
+        return text(StatusCode::OK, "ok\n");
     }
 
     if let Some(n) = path.strip_prefix("/bytes/") {
