@@ -84,8 +84,11 @@ pub struct Timeouts {
     pub request_header: Duration,
     pub client_idle: Duration,
     pub origin_connect: Duration,
+    pub origin_tls_handshake: Duration,
     /// Time from sending a request to the origin until its response head arrives (504 after).
     pub origin_response_header: Duration,
+    /// Longest wait for the next chunk of an origin body; then the response is aborted.
+    pub origin_body_idle: Duration,
     /// How long in-flight requests may run after SIGTERM.
     pub shutdown_grace: Duration,
 }
@@ -120,7 +123,23 @@ pub struct Reload {
     pub poll_interval: Duration,
 }
 
-pub use schema::Algorithm;
+pub use schema::{Algorithm, OriginProtocol};
+
+/// How to speak to a pool's endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginTransport {
+    pub protocol: OriginProtocol,
+    /// `Some`: TLS with these settings.
+    pub tls: Option<OriginTls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginTls {
+    /// Roots to trust; empty means the built-in web (Mozilla) roots.
+    pub ca: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// SNI and the name verified in the certificate; `None`: the endpoint's host.
+    pub server_name: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
@@ -136,6 +155,9 @@ pub struct Pool {
     pub max_requests: u64,
     pub health: Option<HealthCheck>,
     pub outlier: Outlier,
+    pub transport: OriginTransport,
+    /// `Host` header for this pool's requests instead of the client's.
+    pub host: Option<String>,
 }
 
 /// Active health checks of a pool's endpoints.
@@ -557,8 +579,59 @@ impl Compiler<'_> {
                 format!("pool {name:?}: health check needs a method and a path starting with '/'"),
             );
         }
+        let tls = if p.tls {
+            let mut ca = Vec::new();
+            if let Some(file) = &p.tls_ca_file {
+                let path = self.base.join(file.get_ref());
+                match CertificateDer::pem_file_iter(&path)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                {
+                    Ok(c) if !c.is_empty() => ca = c,
+                    Ok(_) => self.error(
+                        file.span(),
+                        format!("no certificate found in {}", path.display()),
+                    ),
+                    Err(e) => self.error(
+                        file.span(),
+                        format!("cannot load CA file {}: {e}", path.display()),
+                    ),
+                }
+            }
+            if let Some(n) = &p.tls_server_name
+                && rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err()
+            {
+                self.error(
+                    n.span(),
+                    format!("invalid TLS server name {:?}", n.get_ref()),
+                );
+            }
+            Some(OriginTls {
+                ca,
+                server_name: p.tls_server_name.as_ref().map(|n| n.get_ref().clone()),
+            })
+        } else {
+            for (key, v) in [
+                ("tls_ca_file", &p.tls_ca_file),
+                ("tls_server_name", &p.tls_server_name),
+            ] {
+                if let Some(v) = v {
+                    self.error(v.span(), format!("{key} needs tls = true"));
+                }
+            }
+            None
+        };
+        if let Some(h) = &p.host
+            && http::HeaderValue::from_str(h.get_ref()).is_err()
+        {
+            self.error(h.span(), format!("invalid host {:?}", h.get_ref()));
+        }
         let o = &p.outlier;
         Some(Pool {
+            transport: OriginTransport {
+                protocol: p.protocol,
+                tls,
+            },
+            host: p.host.as_ref().map(|h| h.get_ref().clone()),
             name: name.to_string(),
             endpoints,
             weights,
@@ -915,7 +988,9 @@ impl Compiler<'_> {
                 request_header: file.timeouts.request_header,
                 client_idle: file.timeouts.client_idle,
                 origin_connect: file.timeouts.origin_connect,
+                origin_tls_handshake: file.timeouts.origin_tls_handshake,
                 origin_response_header: file.timeouts.origin_response_header,
+                origin_body_idle: file.timeouts.origin_body_idle,
                 shutdown_grace: file.timeouts.shutdown_grace,
             },
             limits: Limits {

@@ -83,7 +83,11 @@ pub struct Timeouts {
     #[serde(deserialize_with = "duration")]
     pub origin_connect: Duration,
     #[serde(deserialize_with = "duration")]
+    pub origin_tls_handshake: Duration,
+    #[serde(deserialize_with = "duration")]
     pub origin_response_header: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub origin_body_idle: Duration,
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
 }
@@ -95,7 +99,9 @@ impl Default for Timeouts {
             request_header: Duration::from_secs(10),
             client_idle: Duration::from_secs(75),
             origin_connect: Duration::from_secs(3),
+            origin_tls_handshake: Duration::from_secs(5),
             origin_response_header: Duration::from_secs(30),
+            origin_body_idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -173,6 +179,26 @@ pub struct Pool {
     pub health: Option<Health>,
     #[serde(default)]
     pub outlier: Outlier,
+    /// Connect to the endpoints with TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of CA certificates to trust instead of the built-in web roots.
+    pub tls_ca_file: Option<Spanned<String>>,
+    /// Name sent as SNI and verified in the certificate (default: the endpoint's host name).
+    pub tls_server_name: Option<Spanned<String>>,
+    /// `"http1"` (keep-alive) or `"h2"` (ALPN over TLS; prior knowledge without).
+    #[serde(default)]
+    pub protocol: OriginProtocol,
+    /// `Host` header sent to this pool instead of the client's.
+    pub host: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginProtocol {
+    #[default]
+    Http1,
+    H2,
 }
 
 fn default_retries() -> u32 {

@@ -1,5 +1,6 @@
 //! Body types: everything in the data plane streams as `ProxyBody`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -21,6 +22,68 @@ pub fn empty() -> ProxyBody {
 
 pub fn incoming(b: hyper::body::Incoming) -> ProxyBody {
     b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
+}
+
+/// An origin body, aborted when the origin sends nothing for `idle` while we wait for it.
+pub fn origin_incoming(b: hyper::body::Incoming, idle: std::time::Duration) -> ProxyBody {
+    IdleTimeout {
+        inner: b.map_err(|e| Box::new(e) as BoxError),
+        idle,
+        sleep: Box::pin(tokio::time::sleep(idle)),
+        waiting: false,
+    }
+    .boxed_unsync()
+}
+
+/// Counts only time spent waiting on the inner body: a client that reads slowly (so that we do
+/// not poll) does not make a healthy origin look idle.
+struct IdleTimeout<B> {
+    inner: B,
+    idle: std::time::Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = tokio::time::Instant::now() + this.idle;
+            this.sleep.as_mut().reset(deadline);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "origin sent nothing for {:?} (timeouts.origin_body_idle)",
+                    this.idle
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The request body of an HTTP/3 stream, read straight from the QUIC receive stream: QUIC flow

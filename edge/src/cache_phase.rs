@@ -296,7 +296,7 @@ async fn pass(job: &Job, mut parts: Parts, body: ProxyBody) -> Result<Response<P
     }
     let req = Request::from_parts(parts, body);
     let resp = send_to_origin(&job.rt, &job.pool, req, job.max_body, job.affinity()).await?;
-    Ok(origin_response(resp, job.via()))
+    Ok(origin_response(resp, &job.rt))
 }
 
 type Served = (Response<ProxyBody>, CacheStatus);
@@ -582,7 +582,7 @@ async fn store_response(
                     let inflight = Inflight::new(status, parts.headers.clone());
                     leader.announce(inflight.clone());
                     tokio::spawn(drive_fill(
-                        body::incoming(incoming),
+                        body::origin_incoming(incoming, job.rt.snapshot.timeouts.origin_body_idle),
                         fill,
                         inflight.clone(),
                         leader,
@@ -591,7 +591,10 @@ async fn store_response(
                     return (encoded_on_store(job, resp, encode), cache_status);
                 }
                 leader => TeeBody {
-                    inner: body::incoming(incoming),
+                    inner: body::origin_incoming(
+                        incoming,
+                        job.rt.snapshot.timeouts.origin_body_idle,
+                    ),
                     fill: Some(fill),
                     leader,
                     pending: None,
@@ -613,7 +616,7 @@ async fn store_response(
                 cache.hit_for_pass.mark(&job.key).await;
             }
             cache_status.detail = Some(reason.as_str());
-            body::incoming(incoming)
+            body::origin_incoming(incoming, job.rt.snapshot.timeouts.origin_body_idle)
         }
     };
     headers::append_list(&mut parts.headers, &header::VIA, job.via());

@@ -16,7 +16,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use origin_shield::{Affinity, ClientSettings, OriginClient, OriginError, Pools};
+use origin_shield::{Affinity, OriginError, Pools};
 
 use crate::body::{self, ProxyBody};
 use crate::error::Error;
@@ -29,27 +29,20 @@ pub struct Runtime {
     /// `Via` value this node adds to responses (`1.1 NODE`), built once per snapshot.
     pub via: String,
     pub pools: Pools,
-    pub client: OriginClient,
 }
 
 impl Runtime {
-    /// Builds the runtime for `snapshot`, keeping the previous origin client (and so its warm
-    /// connections) when its settings did not change.
+    /// Builds the runtime for `snapshot`. Pools keep the previous snapshot's endpoint state
+    /// and, when their connection settings did not change, its warm connections.
     pub fn new(snapshot: Arc<Snapshot>, previous: Option<&Runtime>) -> Runtime {
-        let settings = ClientSettings::from_snapshot(&snapshot);
-        let client = match previous {
-            Some(p) if p.client.settings == settings => p.client.clone(),
-            _ => OriginClient::new(settings),
-        };
         Runtime {
             pools: {
                 let pools = Pools::from_snapshot(&snapshot, previous.map(|p| &p.pools));
-                pools.start_health_checks(&client);
+                pools.start_health_checks();
                 pools
             },
             via: format!("1.1 {}", snapshot.node_name),
             snapshot,
-            client,
         }
     }
 }
@@ -347,7 +340,7 @@ async fn proxy(
         let (parts, _) = resp.into_parts();
         return Ok(Response::from_parts(parts, body::empty()));
     }
-    Ok(origin_response(resp, &rt.via))
+    Ok(origin_response(resp, rt))
 }
 
 /// The metrics bucket of a response's cache outcome (an index into `CACHE_RESULTS`).
@@ -372,13 +365,7 @@ pub(crate) async fn send_to_origin(
     max_body: u64,
     affinity: Affinity<'_>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
-    rt.client
-        .send(
-            pool,
-            req,
-            rt.snapshot.timeouts.origin_response_header,
-            affinity,
-        )
+    pool.send(req, rt.snapshot.timeouts.origin_response_header, affinity)
         .await
         .map_err(|e| match e.find_source::<LengthLimitError>() {
             Some(_) => Error::BodyTooLarge { limit: max_body },
@@ -389,12 +376,15 @@ pub(crate) async fn send_to_origin(
 /// An origin response on its way to the client: hop-by-hop headers gone, `via` added.
 pub(crate) fn origin_response(
     resp: Response<hyper::body::Incoming>,
-    via: &str,
+    rt: &Runtime,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_list(&mut parts.headers, &header::VIA, via);
-    Response::from_parts(parts, body::incoming(body))
+    headers::append_list(&mut parts.headers, &header::VIA, &rt.via);
+    Response::from_parts(
+        parts,
+        body::origin_incoming(body, rt.snapshot.timeouts.origin_body_idle),
+    )
 }
 
 /// Bytes flow both ways after a `101 Switching Protocols` (WebSocket) until either side closes.
@@ -535,6 +525,7 @@ impl Error {
                 OriginError::NoHealthy { .. } => "no healthy origin server is available",
                 OriginError::Overloaded { .. } => "the origin is at capacity; retry shortly",
                 OriginError::ClientBody { .. } => "the request body could not be read",
+                OriginError::Tls { .. } => "the TLS connection to the origin failed",
                 OriginError::Protocol { .. } => "the origin failed to answer",
             },
             _ => "internal error",

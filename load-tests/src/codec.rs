@@ -71,7 +71,9 @@ pub async fn run(size: usize, rounds: usize, sweep: bool) -> Result<(), LoadErro
         "Input: {:.1} MiB of text; CPU time of one thread; median of {rounds} rounds.\n",
         mib
     );
-    println!("| coding | use | level | output/input | encode ms/MiB | encode MiB/s | decode ms/MiB |");
+    println!(
+        "| coding | use | level | output/input | encode ms/MiB | encode MiB/s | decode ms/MiB |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|");
     for coding in Coding::ALL {
         let levels: Vec<(&str, i32)> = if sweep {
@@ -93,10 +95,12 @@ pub async fn run(size: usize, rounds: usize, sweep: bool) -> Result<(), LoadErro
             let mut out_len = 0;
             for _ in 0..rounds.max(1) {
                 let t = thread_cpu();
-                let out = encode(coding, level, &data).await.map_err(|source| LoadError::Io {
-                    context: format!("{coding} encoding"),
-                    source,
-                })?;
+                let out = encode(coding, level, &data)
+                    .await
+                    .map_err(|source| LoadError::Io {
+                        context: format!("{coding} encoding"),
+                        source,
+                    })?;
                 enc_ms.push((thread_cpu() - t).as_secs_f64() * 1000.0 / mib);
                 let t = thread_cpu();
                 let back = decode(coding, &out).await.map_err(|source| LoadError::Io {

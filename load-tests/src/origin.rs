@@ -35,8 +35,8 @@ fn param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
 /// Text that compresses like HTML (about 4:1 with gzip), for compression benchmarks.
 pub fn text_payload(len: usize) -> Bytes {
     const WORDS: [&str; 16] = [
-        "edge", "cache", "origin", "shield", "<div>", "</div>", "purge", "stale", "fresh",
-        "vary", "zstd", "brotli", "gzip", "header", "\n", "quic",
+        "edge", "cache", "origin", "shield", "<div>", "</div>", "purge", "stale", "fresh", "vary",
+        "zstd", "brotli", "gzip", "header", "\n", "quic",
     ];
     let mut out = Vec::with_capacity(len + 16);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;

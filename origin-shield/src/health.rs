@@ -13,12 +13,12 @@ use http_body_util::BodyExt;
 use crate::balance::random_u64;
 use crate::{Endpoint, OriginClient, Pool, empty_body};
 
-pub fn spawn(pool: &Arc<Pool>, client: &OriginClient) {
+pub fn spawn(pool: &Arc<Pool>) {
     if pool.cfg.health.is_none() || tokio::runtime::Handle::try_current().is_err() {
         return;
     }
     for i in 0..pool.endpoints().len() {
-        tokio::spawn(check_loop(Arc::downgrade(pool), i, client.clone()));
+        tokio::spawn(check_loop(Arc::downgrade(pool), i, pool.client.clone()));
     }
 }
 

@@ -18,11 +18,13 @@ use http::{Request, Response, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub mod balance;
+pub mod connect;
 pub mod health;
+
+use connect::OriginConnector;
 
 pub use balance::{Affinity, EndpointState};
 use balance::{Balancer, now_ms};
@@ -43,6 +45,13 @@ pub enum OriginError {
     Overloaded { pool: String, limit: u64 },
     #[error("cannot connect to origin {endpoint}: {source}")]
     Connect {
+        endpoint: SocketAddr,
+        #[source]
+        source: BoxError,
+    },
+    /// TLS to the origin failed: a certificate that does not verify, or a failed handshake.
+    #[error("TLS to origin {endpoint} failed: {source}")]
+    Tls {
         endpoint: SocketAddr,
         #[source]
         source: BoxError,
@@ -90,6 +99,7 @@ impl OriginError {
         matches!(
             self,
             OriginError::Connect { .. }
+                | OriginError::Tls { .. }
                 | OriginError::NoEndpoint { .. }
                 | OriginError::NoHealthy { .. }
                 | OriginError::Overloaded { .. }
@@ -124,6 +134,8 @@ pub struct Pool {
     pub cfg: config::Pool,
     endpoints: Vec<Endpoint>,
     balancer: Balancer,
+    /// This pool's connections (HTTP/1.1 or HTTP/2, plain or TLS), shared by every worker.
+    pub client: OriginClient,
     /// Requests in flight (circuit breaker, retry budget).
     active: AtomicU64,
     active_retries: AtomicU64,
@@ -139,7 +151,7 @@ impl Drop for Active<'_> {
 }
 
 impl Pool {
-    pub fn new(cfg: &config::Pool, previous: Option<&Pool>) -> Pool {
+    pub fn new(cfg: &config::Pool, previous: Option<&Pool>, settings: &ClientSettings) -> Pool {
         let endpoints = cfg
             .endpoints
             .iter()
@@ -150,8 +162,16 @@ impl Pool {
                     .map_or_else(Default::default, |e| e.state.clone()),
             })
             .collect();
+        // Warm connections survive a reload that does not change how we connect.
+        let client = match previous {
+            Some(p) if p.client.settings == *settings && p.cfg.transport == cfg.transport => {
+                p.client.clone()
+            }
+            _ => OriginClient::new(settings.clone(), &cfg.transport),
+        };
         Pool {
             name: cfg.name.clone(),
+            client,
             balancer: Balancer::new(cfg.algorithm, &cfg.endpoints, &cfg.weights),
             cfg: cfg.clone(),
             endpoints,
@@ -174,6 +194,11 @@ impl Pool {
                 per_try_timeout: None,
                 max_requests: 10_000,
                 health: None,
+                transport: config::OriginTransport {
+                    protocol: config::OriginProtocol::Http1,
+                    tls: None,
+                },
+                host: None,
                 outlier: config::Outlier {
                     consecutive_failures: 5,
                     base_ejection: Duration::from_secs(10),
@@ -182,6 +207,12 @@ impl Pool {
                 },
             },
             None,
+            &ClientSettings {
+                connect_timeout: Duration::from_secs(3),
+                tls_handshake_timeout: Duration::from_secs(5),
+                max_idle_per_endpoint: 64,
+                idle_timeout: Duration::from_secs(60),
+            },
         )
     }
 
@@ -249,12 +280,16 @@ pub struct Pools {
 impl Pools {
     /// Builds the pools of `snapshot`, keeping endpoint state from `previous`.
     pub fn from_snapshot(snapshot: &config::Snapshot, previous: Option<&Pools>) -> Self {
+        let settings = ClientSettings::from_snapshot(snapshot);
         let by_name = snapshot
             .pools
             .values()
             .map(|p| {
                 let prev = previous.and_then(|pp| pp.by_name.get(&p.name));
-                (p.name.clone(), Arc::new(Pool::new(p, prev.map(|a| &**a))))
+                (
+                    p.name.clone(),
+                    Arc::new(Pool::new(p, prev.map(|a| &**a), &settings)),
+                )
             })
             .collect();
         Pools { by_name }
@@ -270,9 +305,9 @@ impl Pools {
 
     /// Starts the active health checks of every pool that has them. Each check task ends by
     /// itself once its pool is dropped (after a reload replaced it).
-    pub fn start_health_checks(&self, client: &OriginClient) {
+    pub fn start_health_checks(&self) {
         for pool in self.by_name.values() {
-            health::spawn(pool, client);
+            health::spawn(pool);
         }
     }
 }
@@ -281,6 +316,7 @@ impl Pools {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
     pub connect_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
 }
@@ -289,37 +325,69 @@ impl ClientSettings {
     pub fn from_snapshot(s: &config::Snapshot) -> Self {
         ClientSettings {
             connect_timeout: s.timeouts.origin_connect,
+            tls_handshake_timeout: s.timeouts.origin_tls_handshake,
             max_idle_per_endpoint: s.origin.max_idle_per_endpoint,
             idle_timeout: s.origin.idle_timeout,
         }
     }
 }
 
-/// One HTTP/1.1 keep-alive client shared by every worker thread. hyper-util's pool is keyed by
-/// endpoint and checks a connection is still open before handing it out again.
-#[derive(Clone, Debug)]
+/// One pool's client, shared by every worker thread: HTTP/1.1 keep-alive or HTTP/2, plain or
+/// TLS. hyper-util's pool is keyed by endpoint and checks a connection is still open before
+/// handing it out again.
+#[derive(Clone)]
 pub struct OriginClient {
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<OriginConnector, ProxyBody>,
     pub settings: ClientSettings,
+    scheme: &'static str,
+    version: http::Version,
+}
+
+impl std::fmt::Debug for OriginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginClient")
+            .field("settings", &self.settings)
+            .field("scheme", &self.scheme)
+            .field("version", &self.version)
+            .finish()
+    }
 }
 
 impl OriginClient {
-    pub fn new(settings: ClientSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+    pub fn new(settings: ClientSettings, transport: &config::OriginTransport) -> Self {
+        let connector = OriginConnector::new(
+            settings.connect_timeout,
+            transport,
+            settings.tls_handshake_timeout,
+        );
+        let h2 = transport.protocol == config::OriginProtocol::H2;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_max_idle_per_host(settings.max_idle_per_endpoint)
             .pool_idle_timeout(settings.idle_timeout)
+            .http2_only(h2)
             // Origins see exactly the Host the client sent; the edge sets it itself.
             .set_host(false)
             .build(connector);
-        OriginClient { client, settings }
+        OriginClient {
+            client,
+            settings,
+            scheme: if transport.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            version: if h2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            },
+        }
     }
+}
 
+impl Pool {
     /// Sends `req` (origin-form path in its URI) to an endpoint of `pool` chosen by its
     /// algorithm, retrying on another endpoint when that is safe: the request has no body to
     /// replay, and it is idempotent or never reached the origin (connect failure). Each try
@@ -327,11 +395,11 @@ impl OriginClient {
     /// head; the body then streams. Past `max_requests` in flight: `Overloaded` at once.
     pub async fn send(
         &self,
-        pool: &Pool,
         req: Request<ProxyBody>,
         header_timeout: Duration,
         affinity: Affinity<'_>,
     ) -> Result<Response<Incoming>, OriginError> {
+        let pool = self;
         let limit = pool.cfg.max_requests;
         if pool.active.fetch_add(1, Ordering::Relaxed) >= limit {
             pool.active.fetch_sub(1, Ordering::Relaxed);
@@ -366,7 +434,12 @@ impl OriginClient {
                 None => empty_body(),
             };
             let mut req = Request::from_parts(parts.clone(), req_body);
-            let result = self.send_to(ep, &mut req, per_try).await;
+            if let Some(host) = &pool.cfg.host
+                && let Ok(v) = http::HeaderValue::from_str(host)
+            {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+            let result = self.client.send_to(ep, &mut req, per_try).await;
             let last_try = tried.len() as u32 >= pool.cfg.retries;
             let may_retry = |retry_safe: bool| {
                 !last_try && replayable && (idempotent || retry_safe) && pool.retry_allowed()
@@ -399,11 +472,11 @@ impl OriginClient {
                     if !retryable {
                         return Err(e);
                     }
-                    tracing::info!(pool = %pool.name, endpoint = %ep.addr, error = %e, "retrying on another endpoint");
                     tried.push(i);
                     if tried.len() >= pool.endpoints.len() {
                         return Err(e);
                     }
+                    tracing::info!(pool = %pool.name, endpoint = %ep.addr, error = %e, "retrying on another endpoint");
                     if _retry.is_none() {
                         pool.active_retries.fetch_add(1, Ordering::Relaxed);
                         _retry = Some(Active(&pool.active_retries));
@@ -412,9 +485,11 @@ impl OriginClient {
             }
         }
     }
+}
 
+impl OriginClient {
     /// One try on one endpoint.
-    async fn send_to(
+    pub(crate) async fn send_to(
         &self,
         ep: &Endpoint,
         req: &mut Request<ProxyBody>,
@@ -426,15 +501,14 @@ impl OriginClient {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let uri: Uri =
-            format!("http://{endpoint}{path}")
-                .parse()
-                .map_err(|e| OriginError::Protocol {
-                    endpoint,
-                    source: Box::new(e),
-                })?;
+        let uri: Uri = format!("{}://{endpoint}{path}", self.scheme)
+            .parse()
+            .map_err(|e| OriginError::Protocol {
+                endpoint,
+                source: Box::new(e),
+            })?;
         *req.uri_mut() = uri;
-        *req.version_mut() = http::Version::HTTP_11;
+        *req.version_mut() = self.version;
         let req = std::mem::replace(req, Request::new(empty_body()));
         ep.state.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = Active(&ep.state.in_flight);
@@ -464,11 +538,37 @@ fn empty_body() -> ProxyBody {
         .boxed_unsync()
 }
 
+/// An error and its sources in one line ("a: b: c"), skipping messages already contained in
+/// the previous one: hyper's "client error (Connect)" alone does not say what failed.
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let msg = err.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = err.source();
+    }
+    out
+}
+
 fn classify(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> OriginError {
     if e.is_connect() {
+        let mut cur: Option<&(dyn StdError + 'static)> = Some(&e);
+        while let Some(err) = cur {
+            if let Some(tls) = err.downcast_ref::<connect::TlsError>() {
+                return OriginError::Tls {
+                    endpoint,
+                    source: error_chain(tls).into(),
+                };
+            }
+            cur = err.source();
+        }
         return OriginError::Connect {
             endpoint,
-            source: Box::new(e),
+            source: error_chain(&e).into(),
         };
     }
     // A failing request body surfaces as a hyper "user body" error.

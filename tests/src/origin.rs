@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,9 +62,33 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start() -> Origin {
+        Self::start_with(None).await
+    }
+
+    /// An origin serving HTTPS (HTTP/1.1 or HTTP/2 by ALPN) with `cert_pem`/`key_pem`.
+    pub async fn start_tls(cert_pem: &Path, key_pem: &Path) -> Origin {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert_pem)
+            .expect("cert file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certs");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key_pem).expect("key");
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let stats = Arc::new(Stats::default());
         let (addr, task, conns) =
-            Self::spawn_at("127.0.0.1:0".parse().expect("addr"), stats.clone()).await;
+            Self::spawn_at("127.0.0.1:0".parse().expect("addr"), stats.clone(), tls).await;
         Origin {
             addr,
             stats,
@@ -76,6 +101,7 @@ impl Origin {
     async fn spawn_at(
         at: SocketAddr,
         stats: Arc<Stats>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> (
         SocketAddr,
         tokio::task::JoinHandle<()>,
@@ -93,15 +119,30 @@ impl Origin {
                 };
                 s.connections.fetch_add(1, Ordering::Relaxed);
                 let s = s.clone();
+                let tls = tls.clone();
                 let handle = tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(respond(req, s).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = hyper_util::server::conn::auto::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection(TokioIo::new(tls), svc)
+                            .await;
+                        }
+                    }
                 });
                 c.lock().expect("lock").push(handle.abort_handle());
             }
@@ -129,7 +170,7 @@ impl Origin {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (_, task, conns) = Self::spawn_at(self.addr, self.stats.clone()).await;
+        let (_, task, conns) = Self::spawn_at(self.addr, self.stats.clone(), None).await;
         self.task = task;
         self.conns = conns;
     }
