@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need on a fresh Debian machine, and nothing that is there
-# already: curl (redirect test), chromium + openssl + python3 (the HTTP/3 browser check).
+# already: curl (redirect test), chromium + openssl + python3 (the HTTP/3 browser check),
+# dnsmasq (a DNS server whose answers the DNS test changes).
 set -euo pipefail
 
 need=()
@@ -8,6 +9,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need+=(chromium)
+# A real DNS server for the origin-resolution test (binary only, no system service).
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${need[*]}" >&2
@@ -17,6 +20,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
 fi
 
-for tool in curl openssl python3 chromium; do
-  command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
+for tool in curl openssl python3 chromium dnsmasq; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done

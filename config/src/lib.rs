@@ -27,6 +27,27 @@ pub use cache::key::KeyRules;
 pub use cache::rules::Policy;
 pub use schema::{PlainHttp, parse_duration, parse_size};
 
+/// `NAME:PORT` with a DNS host name (letters, digits, `-`, `.`; not an IP literal).
+fn dns_endpoint(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(label_ok)
+        && host.parse::<std::net::IpAddr>().is_err()
+        && port != 0;
+    valid.then_some((host, port))
+}
+
 /// One problem found in a config file, with its location when it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -114,6 +135,26 @@ pub struct Listen {
 pub struct OriginSettings {
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    pub dns: DnsSettings,
+}
+
+/// How endpoint names are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Empty: the system's resolvers.
+    pub servers: Vec<SocketAddr>,
+    /// Answers are kept at least this long (floor on the record TTL)...
+    pub min_ttl: Duration,
+    /// ...and at most this long (ceiling).
+    pub max_ttl: Duration,
+}
+
+/// An endpoint given by name: resolved with DNS, re-resolved as its TTL says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
 }
 
 /// How the running process notices a changed file (SIGHUP always reloads).
@@ -147,6 +188,8 @@ pub struct Pool {
     pub endpoints: Vec<SocketAddr>,
     /// Same order as `endpoints`; 1 unless given.
     pub weights: Vec<u32>,
+    /// Endpoints given by name.
+    pub dns: Vec<DnsEndpoint>,
     pub algorithm: Algorithm,
     pub retries: u32,
     pub retry_budget: f64,
@@ -529,6 +572,7 @@ impl Compiler<'_> {
         }
         let mut endpoints = Vec::new();
         let mut weights = Vec::new();
+        let mut dns: Vec<DnsEndpoint> = Vec::new();
         for e in &p.endpoints {
             let (addr, weight) = match e.get_ref() {
                 schema::Endpoint::Addr(a) => (a, 1),
@@ -545,12 +589,21 @@ impl Compiler<'_> {
                     endpoints.push(a);
                     weights.push(weight);
                 }
-                Err(_) => self.error(
-                    e.span(),
-                    format!(
-                        "invalid pool endpoint address {addr:?}: expected IP:PORT, e.g. \"127.0.0.1:9000\""
+                Err(_) => match dns_endpoint(addr) {
+                    Some(_) if weight == 0 || weight > 1000 => {
+                        self.error(e.span(), format!("weight {weight} is out of range 1..=1000"))
+                    }
+                    Some((host, port)) if dns.iter().any(|d| d.host == host && d.port == port) => {
+                        self.error(e.span(), format!("duplicate pool endpoint {addr}"))
+                    }
+                    Some((host, port)) => dns.push(DnsEndpoint { host, port, weight }),
+                    None => self.error(
+                        e.span(),
+                        format!(
+                            "invalid pool endpoint {addr:?}: expected IP:PORT or NAME:PORT, e.g. \"127.0.0.1:9000\" or \"origin.example.com:443\""
+                        ),
                     ),
-                ),
+                },
             }
         }
         let budget = *p.retry_budget.get_ref();
@@ -627,6 +680,7 @@ impl Compiler<'_> {
         }
         let o = &p.outlier;
         Some(Pool {
+            dns,
             transport: OriginTransport {
                 protocol: p.protocol,
                 tls,
@@ -777,6 +831,7 @@ impl Compiler<'_> {
         let https = self.addrs(&file.listen.https, "https listen");
         let http = self.addrs(&file.listen.http, "http listen");
         let admin = self.addrs(&file.listen.admin, "admin listen");
+        let dns_servers = self.addrs(&file.origin.dns_servers, "DNS server");
         if https.is_empty() && http.is_empty() {
             self.error(
                 0..0,
@@ -1000,6 +1055,11 @@ impl Compiler<'_> {
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,
                 idle_timeout: file.origin.idle_timeout,
+                dns: DnsSettings {
+                    servers: dns_servers,
+                    min_ttl: file.origin.dns_min_ttl,
+                    max_ttl: file.origin.dns_max_ttl.max(file.origin.dns_min_ttl),
+                },
             },
             reload: Reload {
                 watch_file: file.reload.watch_file,

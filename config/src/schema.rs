@@ -131,6 +131,12 @@ pub struct Origin {
     pub max_idle_per_endpoint: usize,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// DNS servers for endpoint names (`IP:PORT`); empty: the system's (/etc/resolv.conf).
+    pub dns_servers: Vec<Spanned<String>>,
+    #[serde(deserialize_with = "duration")]
+    pub dns_min_ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub dns_max_ttl: Duration,
 }
 
 impl Default for Origin {
@@ -138,6 +144,9 @@ impl Default for Origin {
         Origin {
             max_idle_per_endpoint: 256,
             idle_timeout: Duration::from_secs(60),
+            dns_servers: Vec::new(),
+            dns_min_ttl: Duration::from_secs(1),
+            dns_max_ttl: Duration::from_secs(300),
         }
     }
 }

@@ -167,6 +167,36 @@ fn errors_name_line_column_and_reason() {
             (10, 23),
             "invalid media type pattern",
         ),
+        (
+            "bad endpoint",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"bad host!:80\"]\n",
+            (4, 14),
+            "expected IP:PORT or NAME:PORT",
+        ),
+        (
+            "zero weight",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [{ addr = \"127.0.0.1:2\", weight = 0 }]\n",
+            (4, 14),
+            "weight 0 is out of range",
+        ),
+        (
+            "unknown algorithm",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\nalgorithm = \"fastest\"\n",
+            (5, 13),
+            "unknown variant `fastest`",
+        ),
+        (
+            "ca file without tls",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\ntls_ca_file = \"ca.pem\"\n",
+            (5, 15),
+            "tls_ca_file needs tls = true",
+        ),
+        (
+            "shield not consistent",
+            "[listen]\nhttp = [\"127.0.0.1:1\"]\n[pools.p]\nendpoints = [\"127.0.0.1:2\"]\n[[sites]]\nname = \"a\"\nhosts = [\"a\"]\nshield = \"p\"\nroutes = [{ pool = \"p\" }]\n",
+            (8, 10),
+            "must use algorithm = \"consistent-hash\"",
+        ),
     ];
     for (name, text, (line, col), reason) in cases {
         let err = compile_in(&dir, text).expect_err(name);
@@ -350,4 +380,38 @@ fn compression_defaults_and_overrides() {
         (b.stored_level.br, b.stored_level.zstd, b.stored_level.gzip),
         (11, 12, 6)
     );
+}
+
+#[test]
+fn pools_compile_with_names_weights_and_policies() {
+    let dir = temp_dir("pools");
+    let text = "[listen]\nhttp = [\"127.0.0.1:1\"]\n[origin]\ndns_servers = [\"127.0.0.1:5353\"]\n\
+        [pools.p]\nendpoints = [\"127.0.0.1:2\", { addr = \"Origin.Example.com:8443\", weight = 3 }]\n\
+        algorithm = \"least-in-flight\"\nretries = 1\nhealth = { path = \"/hc\", expect = [204] }\n\
+        tls = true\nprotocol = \"h2\"\nhost = \"origin.example.com\"\n";
+    let snap = compile_in(&dir, text).expect("compiles");
+    let p = &snap.pools["p"];
+    assert_eq!(
+        p.endpoints,
+        vec!["127.0.0.1:2".parse::<SocketAddr>().expect("addr")]
+    );
+    assert_eq!(
+        p.dns,
+        vec![DnsEndpoint {
+            host: "origin.example.com".into(),
+            port: 8443,
+            weight: 3
+        }]
+    );
+    assert_eq!(p.algorithm, Algorithm::LeastInFlight);
+    assert_eq!(p.retries, 1);
+    let h = p.health.as_ref().expect("health");
+    assert_eq!(
+        (h.path.as_str(), h.expect.clone(), h.fall, h.rise),
+        ("/hc", vec![204], 3, 2)
+    );
+    assert_eq!(p.transport.protocol, OriginProtocol::H2);
+    assert!(p.transport.tls.as_ref().is_some_and(|t| t.ca.is_empty()));
+    assert_eq!(p.host.as_deref(), Some("origin.example.com"));
+    assert_eq!(snap.origin.dns.servers.len(), 1);
 }

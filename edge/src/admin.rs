@@ -81,7 +81,7 @@ fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
     out.push_str("# HELP edge_origin_endpoint_up 1 when the endpoint is in rotation (healthy and not ejected).\n# TYPE edge_origin_endpoint_up gauge\n");
     for p in &pools {
         let up = p.in_rotation();
-        for e in p.endpoints() {
+        for e in &p.members().endpoints {
             let _ = writeln!(
                 out,
                 "edge_origin_endpoint_up{{pool=\"{}\",endpoint=\"{}\"}} {}",
@@ -93,7 +93,7 @@ fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
     }
     out.push_str("# HELP edge_origin_endpoint_in_flight Requests in flight to the endpoint.\n# TYPE edge_origin_endpoint_in_flight gauge\n");
     for p in &pools {
-        for e in p.endpoints() {
+        for e in &p.members().endpoints {
             let _ = writeln!(
                 out,
                 "edge_origin_endpoint_in_flight{{pool=\"{}\",endpoint=\"{}\"}} {}",
@@ -105,7 +105,7 @@ fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
     }
     out.push_str("# HELP edge_origin_endpoint_latency_ewma_seconds Moving average of response-head latency.\n# TYPE edge_origin_endpoint_latency_ewma_seconds gauge\n");
     for p in &pools {
-        for e in p.endpoints() {
+        for e in &p.members().endpoints {
             let _ = writeln!(
                 out,
                 "edge_origin_endpoint_latency_ewma_seconds{{pool=\"{}\",endpoint=\"{}\"}} {:.6}",

@@ -38,7 +38,7 @@ impl Runtime {
         Runtime {
             pools: {
                 let pools = Pools::from_snapshot(&snapshot, previous.map(|p| &p.pools));
-                pools.start_health_checks();
+                pools.start_background();
                 pools
             },
             via: format!("1.1 {}", snapshot.node_name),

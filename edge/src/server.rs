@@ -38,6 +38,13 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
     let client_idle = snapshot.timeouts.client_idle;
     let cache = crate::cache_phase::CacheRuntime::open(&snapshot.cache).await?;
     let shared = Arc::new(Shared::new(snapshot, config_path, cache));
+    // Endpoint names resolve before the node says it is ready, so its first requests do not
+    // meet pools it has not resolved yet.
+    shared
+        .runtime()
+        .pools
+        .wait_resolved(Duration::from_secs(5))
+        .await;
     let tracker = Tracker::default();
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -17,9 +17,7 @@ pub fn spawn(pool: &Arc<Pool>) {
     if pool.cfg.health.is_none() || tokio::runtime::Handle::try_current().is_err() {
         return;
     }
-    for i in 0..pool.endpoints().len() {
-        tokio::spawn(check_loop(Arc::downgrade(pool), i, pool.client.clone()));
-    }
+    tokio::spawn(check_loop(Arc::downgrade(pool), pool.client.clone()));
 }
 
 fn jittered(interval: Duration, jitter: f64) -> Duration {
@@ -27,31 +25,38 @@ fn jittered(interval: Duration, jitter: f64) -> Duration {
     interval.mul_f64(1.0 + jitter * (2.0 * unit - 1.0))
 }
 
-async fn check_loop(pool: Weak<Pool>, index: usize, client: OriginClient) {
-    // Spread the first checks over one interval.
+/// Checks every current member of the pool concurrently, once per (jittered) interval.
+async fn check_loop(pool: Weak<Pool>, client: OriginClient) {
+    // Spread the first checks of many pools over one interval.
     let first = match pool.upgrade().and_then(|p| p.cfg.health.clone()) {
         Some(h) => h.interval.mul_f64((random_u64() % 1000) as f64 / 1000.0),
         None => return,
     };
     tokio::time::sleep(first).await;
     loop {
-        // Holding the pool only for one check: once a reload drops it, the task ends.
+        // Holding the pool only for one round: once a reload drops it, the task ends.
         let Some(p) = pool.upgrade() else { return };
         let Some(cfg) = p.cfg.health.clone() else {
             return;
         };
-        let ep = p.endpoints()[index].clone();
+        let members = p.members();
         let name = p.name.clone();
         drop(p);
-        let ok = check(&client, &ep, &cfg).await;
-        match ep.state.check_result(ok.is_ok(), cfg.rise, cfg.fall) {
-            Some(true) => {
-                tracing::warn!(pool = %name, endpoint = %ep.addr, "health check passed: endpoint back in rotation")
+        let results = futures_util::future::join_all(members.endpoints.iter().map(|ep| {
+            let (client, cfg) = (&client, &cfg);
+            async move { (ep, check(client, ep, cfg).await) }
+        }))
+        .await;
+        for (ep, ok) in results {
+            match ep.state.check_result(ok.is_ok(), cfg.rise, cfg.fall) {
+                Some(true) => {
+                    tracing::warn!(pool = %name, endpoint = %ep.addr, "health check passed: endpoint back in rotation")
+                }
+                Some(false) => {
+                    tracing::warn!(pool = %name, endpoint = %ep.addr, reason = %ok.err().unwrap_or_default(), "health check failed: endpoint out of rotation")
+                }
+                None => {}
             }
-            Some(false) => {
-                tracing::warn!(pool = %name, endpoint = %ep.addr, reason = %ok.err().unwrap_or_default(), "health check failed: endpoint out of rotation")
-            }
-            None => {}
         }
         tokio::time::sleep(jittered(cfg.interval, cfg.jitter)).await;
     }

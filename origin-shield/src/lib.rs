@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::Body as _;
@@ -22,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub mod balance;
 pub mod connect;
+pub mod dns;
 pub mod health;
 
 use connect::OriginConnector;
@@ -123,22 +125,67 @@ impl OriginError {
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
+    pub weight: u32,
     pub state: Arc<EndpointState>,
 }
 
-/// A pool of endpoints with its balancer, built per config snapshot. Endpoint state (health,
-/// latency, ejections) carries over from the previous snapshot's pool of the same name.
+/// The endpoints of a pool at one moment, with the balancer built over them. Replaced as a
+/// whole when DNS answers change; a request keeps the set it started with.
 #[derive(Debug)]
+pub struct Members {
+    pub endpoints: Vec<Endpoint>,
+    balancer: Balancer,
+}
+
+impl Members {
+    /// `list` in order, keeping the state of endpoints `previous` already had.
+    fn build(
+        algorithm: config::Algorithm,
+        list: Vec<(SocketAddr, u32)>,
+        previous: Option<&Members>,
+    ) -> Members {
+        let endpoints: Vec<Endpoint> = list
+            .into_iter()
+            .map(|(addr, weight)| Endpoint {
+                addr,
+                weight,
+                state: previous
+                    .and_then(|m| m.endpoints.iter().find(|e| e.addr == addr))
+                    .map_or_else(Default::default, |e| e.state.clone()),
+            })
+            .collect();
+        let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+        Members {
+            balancer: Balancer::new(algorithm, &addrs, &weights),
+            endpoints,
+        }
+    }
+}
+
+/// A pool of endpoints with its balancer, built per config snapshot. Endpoint state (health,
+/// latency, ejections) and DNS answers carry over from the previous snapshot's pool of the
+/// same name.
 pub struct Pool {
     pub name: String,
     pub cfg: config::Pool,
-    endpoints: Vec<Endpoint>,
-    balancer: Balancer,
+    members: ArcSwap<Members>,
+    /// The current answer for each of `cfg.dns` (None: not resolved yet).
+    answers: Mutex<Vec<Option<Vec<IpAddr>>>>,
     /// This pool's connections (HTTP/1.1 or HTTP/2, plain or TLS), shared by every worker.
     pub client: OriginClient,
     /// Requests in flight (circuit breaker, retry budget).
     active: AtomicU64,
     active_retries: AtomicU64,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("members", &self.members.load().endpoints.len())
+            .finish()
+    }
 }
 
 /// Counts a request in flight while alive.
@@ -152,16 +199,25 @@ impl Drop for Active<'_> {
 
 impl Pool {
     pub fn new(cfg: &config::Pool, previous: Option<&Pool>, settings: &ClientSettings) -> Pool {
-        let endpoints = cfg
-            .endpoints
+        let prev_members = previous.map(|p| p.members.load_full());
+        let answers: Vec<Option<Vec<IpAddr>>> = cfg
+            .dns
             .iter()
-            .map(|addr| Endpoint {
-                addr: *addr,
-                state: previous
-                    .and_then(|p| p.endpoints.iter().find(|e| e.addr == *addr))
-                    .map_or_else(Default::default, |e| e.state.clone()),
+            .map(|d| {
+                let p = previous?;
+                let i = p
+                    .cfg
+                    .dns
+                    .iter()
+                    .position(|o| o.host == d.host && o.port == d.port)?;
+                p.answers.lock().ok()?.get(i).cloned().flatten()
             })
             .collect();
+        let members = Members::build(
+            cfg.algorithm,
+            member_list(cfg, &answers),
+            prev_members.as_deref(),
+        );
         // Warm connections survive a reload that does not change how we connect.
         let client = match previous {
             Some(p) if p.client.settings == *settings && p.cfg.transport == cfg.transport => {
@@ -172,12 +228,50 @@ impl Pool {
         Pool {
             name: cfg.name.clone(),
             client,
-            balancer: Balancer::new(cfg.algorithm, &cfg.endpoints, &cfg.weights),
             cfg: cfg.clone(),
-            endpoints,
+            members: ArcSwap::from_pointee(members),
+            answers: Mutex::new(answers),
             active: AtomicU64::new(0),
             active_retries: AtomicU64::new(0),
         }
+    }
+
+    /// The endpoints now.
+    pub fn members(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    /// Whether some DNS name of the pool has never been resolved.
+    pub fn dns_pending(&self) -> bool {
+        self.answers
+            .lock()
+            .map(|a| a.iter().any(Option::is_none))
+            .unwrap_or(false)
+    }
+
+    /// Records the answer for `cfg.dns[i]`; rebuilds the members when it changed. Requests
+    /// in flight keep the members they started with, so none is dropped.
+    pub fn set_answer(&self, i: usize, mut ips: Vec<IpAddr>) -> bool {
+        ips.sort_unstable();
+        ips.dedup();
+        let Ok(mut answers) = self.answers.lock() else {
+            return false;
+        };
+        if answers.get(i).is_some_and(|a| a.as_ref() == Some(&ips)) {
+            return false;
+        }
+        if let Some(slot) = answers.get_mut(i) {
+            *slot = Some(ips);
+        }
+        let list = member_list(&self.cfg, &answers);
+        drop(answers);
+        let current = self.members.load_full();
+        self.members.store(Arc::new(Members::build(
+            self.cfg.algorithm,
+            list,
+            Some(&current),
+        )));
+        true
     }
 
     /// A pool of plain endpoints with default settings (tests, benchmarks).
@@ -188,6 +282,7 @@ impl Pool {
                 name: name.to_string(),
                 endpoints,
                 weights,
+                dns: Vec::new(),
                 algorithm: config::Algorithm::RoundRobin,
                 retries: 2,
                 retry_budget: 0.2,
@@ -216,23 +311,25 @@ impl Pool {
         )
     }
 
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
-    }
-
-    /// An endpoint in rotation (healthy, not ejected, not in `exclude`), or None.
-    pub fn pick(&self, affinity: Affinity<'_>, exclude: &[usize]) -> Option<usize> {
+    /// An endpoint of `members` in rotation (healthy, not ejected, not in `exclude`), or None.
+    pub fn pick(
+        &self,
+        members: &Members,
+        affinity: Affinity<'_>,
+        exclude: &[usize],
+    ) -> Option<usize> {
         let now = now_ms();
-        let states: Vec<&EndpointState> = self.endpoints.iter().map(|e| &*e.state).collect();
+        let states: Vec<&EndpointState> = members.endpoints.iter().map(|e| &*e.state).collect();
         let usable =
             |i: usize| !exclude.contains(&i) && states[i].healthy() && !states[i].ejected(now);
-        self.balancer.pick(&states, &usable, affinity)
+        members.balancer.pick(&states, &usable, affinity)
     }
 
     /// Endpoints in rotation now.
     pub fn in_rotation(&self) -> Vec<SocketAddr> {
         let now = now_ms();
-        self.endpoints
+        self.members()
+            .endpoints
             .iter()
             .filter(|e| e.state.healthy() && !e.state.ejected(now))
             .map(|e| e.addr)
@@ -240,21 +337,21 @@ impl Pool {
     }
 
     /// Passive outlier detection after a connect error, timeout or 5xx from endpoint `i`.
-    fn failed(&self, i: usize) {
+    fn failed(&self, members: &Members, i: usize) {
         let o = &self.cfg.outlier;
-        let ep = &self.endpoints[i];
+        let ep = &members.endpoints[i];
         let n = ep.state.passive_failure();
         if o.consecutive_failures == 0 || n < o.consecutive_failures {
             return;
         }
         let now = now_ms();
-        let ejected = self
+        let ejected = members
             .endpoints
             .iter()
             .filter(|e| e.state.ejected(now))
             .count();
         // Never eject past the share: with every endpoint out, nothing would be served.
-        let allowed = (o.max_ejected_share * self.endpoints.len() as f64).floor() as usize;
+        let allowed = (o.max_ejected_share * members.endpoints.len() as f64).floor() as usize;
         if ejected + 1 > allowed {
             return;
         }
@@ -271,10 +368,30 @@ impl Pool {
     }
 }
 
+/// Static endpoints, then every resolved address of every name, without duplicates.
+fn member_list(cfg: &config::Pool, answers: &[Option<Vec<IpAddr>>]) -> Vec<(SocketAddr, u32)> {
+    let mut list: Vec<(SocketAddr, u32)> = cfg
+        .endpoints
+        .iter()
+        .zip(cfg.weights.iter().chain(std::iter::repeat(&1)))
+        .map(|(a, w)| (*a, *w))
+        .collect();
+    for (d, ips) in cfg.dns.iter().zip(answers) {
+        for ip in ips.iter().flatten() {
+            let addr = SocketAddr::new(*ip, d.port);
+            if !list.iter().any(|(a, _)| *a == addr) {
+                list.push((addr, d.weight));
+            }
+        }
+    }
+    list
+}
+
 /// All pools of one snapshot, by name.
 #[derive(Debug, Default)]
 pub struct Pools {
     by_name: HashMap<String, Arc<Pool>>,
+    dns: Option<Arc<dns::Dns>>,
 }
 
 impl Pools {
@@ -292,7 +409,16 @@ impl Pools {
                 )
             })
             .collect();
-        Pools { by_name }
+        let wants_dns = snapshot.pools.values().any(|p| !p.dns.is_empty());
+        let dns = match previous.and_then(|p| p.dns.clone()) {
+            Some(d) if d.settings == snapshot.origin.dns => Some(d),
+            _ if wants_dns => dns::Dns::new(&snapshot.origin.dns)
+                .map_err(|e| tracing::error!(error = %e, "cannot set up the DNS resolver"))
+                .ok()
+                .map(Arc::new),
+            _ => None,
+        };
+        Pools { by_name, dns }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
@@ -303,11 +429,23 @@ impl Pools {
         self.by_name.values()
     }
 
-    /// Starts the active health checks of every pool that has them. Each check task ends by
-    /// itself once its pool is dropped (after a reload replaced it).
-    pub fn start_health_checks(&self) {
+    /// Starts the active health checks and DNS re-resolution of every pool that needs them.
+    /// Each task ends by itself once its pool is dropped (after a reload replaced it).
+    pub fn start_background(&self) {
         for pool in self.by_name.values() {
             health::spawn(pool);
+            if let Some(d) = &self.dns {
+                dns::spawn(pool, d);
+            }
+        }
+    }
+
+    /// Waits (at most `within`) until every endpoint name has been resolved once, so that a
+    /// starting node does not answer 503 for pools it simply has not resolved yet.
+    pub async fn wait_resolved(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.by_name.values().any(|p| p.dns_pending()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -409,9 +547,16 @@ impl Pool {
             });
         }
         let _active = Active(&pool.active);
-        if pool.endpoints.is_empty() {
-            return Err(OriginError::NoEndpoint {
-                pool: pool.name.clone(),
+        let members = pool.members();
+        if members.endpoints.is_empty() {
+            return Err(if pool.cfg.dns.is_empty() {
+                OriginError::NoEndpoint {
+                    pool: pool.name.clone(),
+                }
+            } else {
+                OriginError::NoHealthy {
+                    pool: pool.name.clone(),
+                }
             });
         }
         let per_try = pool.cfg.per_try_timeout.unwrap_or(header_timeout);
@@ -423,12 +568,12 @@ impl Pool {
         let mut tried: Vec<usize> = Vec::new();
         let mut _retry: Option<Active<'_>> = None;
         loop {
-            let Some(i) = pool.pick(affinity, &tried) else {
+            let Some(i) = pool.pick(&members, affinity, &tried) else {
                 return Err(OriginError::NoHealthy {
                     pool: pool.name.clone(),
                 });
             };
-            let ep = &pool.endpoints[i];
+            let ep = &members.endpoints[i];
             let req_body = match body.take() {
                 Some(b) => b,
                 None => empty_body(),
@@ -448,8 +593,8 @@ impl Pool {
                 Ok(resp) => {
                     let gateway_error = matches!(resp.status().as_u16(), 502..=504);
                     if gateway_error {
-                        pool.failed(i);
-                        if may_retry(false) && tried.len() + 1 < pool.endpoints.len() {
+                        pool.failed(&members, i);
+                        if may_retry(false) && tried.len() + 1 < members.endpoints.len() {
                             tracing::info!(pool = %pool.name, endpoint = %ep.addr, status = resp.status().as_u16(), "retrying on another endpoint");
                             tried.push(i);
                             if _retry.is_none() {
@@ -465,7 +610,7 @@ impl Pool {
                 }
                 Err(e) => {
                     if !matches!(e, OriginError::ClientBody { .. }) {
-                        pool.failed(i);
+                        pool.failed(&members, i);
                     }
                     let retryable =
                         !matches!(e, OriginError::ClientBody { .. }) && may_retry(e.retry_safe());
@@ -473,7 +618,7 @@ impl Pool {
                         return Err(e);
                     }
                     tried.push(i);
-                    if tried.len() >= pool.endpoints.len() {
+                    if tried.len() >= members.endpoints.len() {
                         return Err(e);
                     }
                     tracing::info!(pool = %pool.name, endpoint = %ep.addr, error = %e, "retrying on another endpoint");

@@ -65,6 +65,18 @@ impl Origin {
         Self::start_with(None).await
     }
 
+    /// A plain origin on `addr` (e.g. another loopback address with a chosen port).
+    pub async fn start_on(addr: SocketAddr) -> Origin {
+        let stats = Arc::new(Stats::default());
+        let (addr, task, conns) = Self::spawn_at(addr, stats.clone(), None).await;
+        Origin {
+            addr,
+            stats,
+            task,
+            conns,
+        }
+    }
+
     /// An origin serving HTTPS (HTTP/1.1 or HTTP/2 by ALPN) with `cert_pem`/`key_pem`.
     pub async fn start_tls(cert_pem: &Path, key_pem: &Path) -> Origin {
         use rustls_pki_types::pem::PemObject;
