@@ -135,6 +135,8 @@ pub struct Listen {
 pub struct OriginSettings {
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    /// `None`: connections are reused for as long as they live.
+    pub max_connection_lifetime: Option<Duration>,
     pub dns: DnsSettings,
 }
 
@@ -1055,6 +1057,8 @@ impl Compiler<'_> {
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,
                 idle_timeout: file.origin.idle_timeout,
+                max_connection_lifetime: Some(file.origin.max_connection_lifetime)
+                    .filter(|d| !d.is_zero()),
                 dns: DnsSettings {
                     servers: dns_servers,
                     min_ttl: file.origin.dns_min_ttl,

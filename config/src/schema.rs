@@ -131,6 +131,9 @@ pub struct Origin {
     pub max_idle_per_endpoint: usize,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// Connections older than this are not reused (0: no limit).
+    #[serde(deserialize_with = "duration")]
+    pub max_connection_lifetime: Duration,
     /// DNS servers for endpoint names (`IP:PORT`); empty: the system's (/etc/resolv.conf).
     pub dns_servers: Vec<Spanned<String>>,
     #[serde(deserialize_with = "duration")]
@@ -144,6 +147,7 @@ impl Default for Origin {
         Origin {
             max_idle_per_endpoint: 256,
             idle_timeout: Duration::from_secs(60),
+            max_connection_lifetime: Duration::from_secs(600),
             dns_servers: Vec::new(),
             dns_min_ttl: Duration::from_secs(1),
             dns_max_ttl: Duration::from_secs(300),

@@ -91,6 +91,15 @@ fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
             );
         }
     }
+    out.push_str("# HELP edge_origin_connections_opened_total Connections opened to the pool's endpoints (the rest of its requests reused one).\n# TYPE edge_origin_connections_opened_total counter\n");
+    for p in &pools {
+        let _ = writeln!(
+            out,
+            "edge_origin_connections_opened_total{{pool=\"{}\"}} {}",
+            p.name,
+            p.client.connections_opened()
+        );
+    }
     out.push_str("# HELP edge_origin_endpoint_in_flight Requests in flight to the endpoint.\n# TYPE edge_origin_endpoint_in_flight gauge\n");
     for p in &pools {
         for e in &p.members().endpoints {

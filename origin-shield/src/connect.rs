@@ -23,6 +23,8 @@ use crate::BoxError;
 pub struct OriginConnector {
     http: HttpConnector,
     tls: Option<TlsSide>,
+    /// Connections opened (attempts), for the connection-reuse metric.
+    pub opened: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -90,7 +92,11 @@ impl OriginConnector {
                 handshake_timeout,
             }
         });
-        OriginConnector { http, tls }
+        OriginConnector {
+            http,
+            tls,
+            opened: Arc::default(),
+        }
     }
 }
 
@@ -104,6 +110,8 @@ impl tower_service::Service<Uri> for OriginConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut http = self.http.clone();
         let tls = self.tls.clone();
         Box::pin(async move {
@@ -114,7 +122,7 @@ impl tower_service::Service<Uri> for OriginConnector {
                 .to_string();
             let tcp = tower_service::Service::<Uri>::call(&mut http, uri).await?;
             let Some(tls) = tls else {
-                return Ok(Stream::Plain(tcp));
+                return Ok(Stream::new(Io::Plain(tcp)));
             };
             let name = match tls.server_name {
                 Some(n) => n,
@@ -124,7 +132,7 @@ impl tower_service::Service<Uri> for OriginConnector {
             };
             let handshake = tls.connector.connect(name, tcp.into_inner());
             match tokio::time::timeout(tls.handshake_timeout, handshake).await {
-                Ok(Ok(s)) => Ok(Stream::Tls(Box::new(TokioIo::new(s)))),
+                Ok(Ok(s)) => Ok(Stream::new(Io::Tls(Box::new(TokioIo::new(s))))),
                 Ok(Err(source)) => Err(TlsError::Handshake { host, source }.into()),
                 Err(_) => Err(TlsError::Timeout {
                     host,
@@ -137,16 +145,34 @@ impl tower_service::Service<Uri> for OriginConnector {
 }
 
 /// A connection to an origin, plain or TLS.
-pub enum Stream {
+pub struct Stream {
+    io: Io,
+    born: Born,
+}
+
+enum Io {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
 
+/// When a connection was opened, attached to its pool metadata (max lifetime).
+#[derive(Debug, Clone, Copy)]
+pub struct Born(pub std::time::Instant);
+
+impl Stream {
+    fn new(io: Io) -> Stream {
+        Stream {
+            io,
+            born: Born(std::time::Instant::now()),
+        }
+    }
+}
+
 impl Connection for Stream {
     fn connected(&self) -> Connected {
-        match self {
-            Stream::Plain(s) => s.connected(),
-            Stream::Tls(s) => {
+        let connected = match &self.io {
+            Io::Plain(s) => s.connected(),
+            Io::Tls(s) => {
                 let (tcp, conn) = s.inner().get_ref();
                 let connected = tcp.connected();
                 if conn.alpn_protocol() == Some(b"h2") {
@@ -155,7 +181,8 @@ impl Connection for Stream {
                     connected
                 }
             }
-        }
+        };
+        connected.extra(self.born)
     }
 }
 
@@ -165,9 +192,9 @@ impl Read for Stream {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -178,30 +205,30 @@ impl Write for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
@@ -210,9 +237,9 @@ impl Write for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 }

@@ -303,6 +303,7 @@ impl Pool {
             },
             None,
             &ClientSettings {
+                max_lifetime: None,
                 connect_timeout: Duration::from_secs(3),
                 tls_handshake_timeout: Duration::from_secs(5),
                 max_idle_per_endpoint: 64,
@@ -453,6 +454,7 @@ impl Pools {
 /// Settings that shape the shared connection pool (a change rebuilds the client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
+    pub max_lifetime: Option<Duration>,
     pub connect_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub max_idle_per_endpoint: usize,
@@ -462,6 +464,7 @@ pub struct ClientSettings {
 impl ClientSettings {
     pub fn from_snapshot(s: &config::Snapshot) -> Self {
         ClientSettings {
+            max_lifetime: s.origin.max_connection_lifetime,
             connect_timeout: s.timeouts.origin_connect,
             tls_handshake_timeout: s.timeouts.origin_tls_handshake,
             max_idle_per_endpoint: s.origin.max_idle_per_endpoint,
@@ -476,6 +479,7 @@ impl ClientSettings {
 #[derive(Clone)]
 pub struct OriginClient {
     client: Client<OriginConnector, ProxyBody>,
+    opened: Arc<AtomicU64>,
     pub settings: ClientSettings,
     scheme: &'static str,
     version: http::Version,
@@ -499,6 +503,7 @@ impl OriginClient {
             settings.tls_handshake_timeout,
         );
         let h2 = transport.protocol == config::OriginProtocol::H2;
+        let opened = connector.opened.clone();
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -510,6 +515,7 @@ impl OriginClient {
             .build(connector);
         OriginClient {
             client,
+            opened,
             settings,
             scheme: if transport.tls.is_some() {
                 "https"
@@ -522,6 +528,13 @@ impl OriginClient {
                 http::Version::HTTP_11
             },
         }
+    }
+}
+
+impl OriginClient {
+    /// Connections this client has opened (each kept alive for reuse).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 }
 
@@ -654,7 +667,11 @@ impl OriginClient {
             })?;
         *req.uri_mut() = uri;
         *req.version_mut() = self.version;
-        let req = std::mem::replace(req, Request::new(empty_body()));
+        let mut req = std::mem::replace(req, Request::new(empty_body()));
+        let capture = self
+            .settings
+            .max_lifetime
+            .map(|_| hyper_util::client::legacy::connect::capture_connection(&mut req));
         ep.state.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = Active(&ep.state.in_flight);
         let start = Instant::now();
@@ -666,6 +683,20 @@ impl OriginClient {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(endpoint, e)),
         };
+        if let (Some(capture), Some(max)) = (&capture, self.settings.max_lifetime)
+            && let Some(conn) = capture.connection_metadata().as_ref()
+        {
+            // Too old: finish this response on it, then let it go instead of reusing it
+            // (spreads load after origin changes, bounds per-connection state at the origin).
+            let mut ext = http::Extensions::new();
+            conn.get_extras(&mut ext);
+            if ext
+                .get::<connect::Born>()
+                .is_some_and(|b| b.0.elapsed() > max)
+            {
+                conn.poison();
+            }
+        }
         match &result {
             Ok(_) => ep.state.observe_latency(start.elapsed()),
             // A timeout is a latency sample too: the slowest there is.

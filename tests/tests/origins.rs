@@ -462,3 +462,34 @@ async fn tls_origins_are_verified_and_speak_http1_or_h2() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_until_their_maximum_lifetime() {
+    let setup = Setup::new("lifetime");
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &setup.dir,
+        &setup.config(
+            origin.addr,
+            "\n[origin]\nmax_connection_lifetime = \"400ms\"\n",
+        ),
+    );
+    let target = setup.target(edge.https(), "localhost");
+    for i in 0..5 {
+        let r = get(&target, &format!("/headers?i={i}")).await.expect("GET");
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(
+        origin.connections(),
+        1,
+        "one kept-alive connection for 5 requests"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The old connection serves one more request, then is let go; the next opens a new one,
+    // which is reused again.
+    for i in 0..5 {
+        let r = get(&target, &format!("/headers?j={i}")).await.expect("GET");
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(origin.connections(), 2);
+}
