@@ -67,11 +67,14 @@ where
                 Poll::Ready(frame)
             }
             Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
-                    "origin sent nothing for {:?} (timeouts.origin_body_idle)",
-                    this.idle
-                )
-                .into()))),
+                Poll::Ready(()) => {
+                    let msg = format!(
+                        "origin sent nothing for {:?} (timeouts.origin_body_idle)",
+                        this.idle
+                    );
+                    tracing::warn!("{msg}; aborting the response");
+                    Poll::Ready(Some(Err(msg.into())))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

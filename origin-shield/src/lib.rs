@@ -764,3 +764,74 @@ fn classify(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> Origi
         source: Box::new(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_budget_is_a_share_of_requests_in_flight_with_a_floor() {
+        let pool = Pool::with_endpoints("p", vec![SocketAddr::from(([127, 0, 0, 1], 1))]);
+        let set = |active: u64, retries: u64| {
+            pool.active.store(active, Ordering::Relaxed);
+            pool.active_retries.store(retries, Ordering::Relaxed);
+            pool.retry_allowed()
+        };
+        // 20 % of 100 in flight: 19 retries running leave room for one more, 20 do not.
+        assert!(set(100, 19));
+        assert!(!set(100, 20));
+        // A quiet pool may still retry a little (floor of 3).
+        assert!(set(2, 2));
+        assert!(!set(2, 3));
+    }
+
+    #[test]
+    fn dns_answers_replace_members_and_keep_known_state() {
+        let mut cfg = Pool::with_endpoints("p", vec![SocketAddr::from(([127, 0, 0, 1], 80))])
+            .cfg
+            .clone();
+        cfg.dns = vec![config::DnsEndpoint {
+            host: "app.test".into(),
+            port: 8080,
+            weight: 1,
+        }];
+        let settings = Pool::with_endpoints("x", vec![]).client.settings.clone();
+        let pool = Pool::new(&cfg, None, &settings);
+        assert!(pool.dns_pending());
+        assert_eq!(pool.members().endpoints.len(), 1, "static endpoint only");
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        assert!(pool.set_answer(0, vec![b, a, a]));
+        assert!(!pool.dns_pending());
+        let before = pool.members();
+        let addrs: Vec<SocketAddr> = before.endpoints.iter().map(|e| e.addr).collect();
+        assert_eq!(
+            addrs,
+            vec![
+                SocketAddr::from(([127, 0, 0, 1], 80)),
+                SocketAddr::new(a, 8080),
+                SocketAddr::new(b, 8080)
+            ]
+        );
+        // The same answer in another order changes nothing.
+        assert!(!pool.set_answer(0, vec![b, a]));
+        // A changed answer: `a` keeps its state object, `b` is gone, a request holding the old
+        // set still has all three.
+        before.endpoints[1]
+            .state
+            .in_flight
+            .store(7, Ordering::Relaxed);
+        assert!(pool.set_answer(0, vec![a]));
+        let after = pool.members();
+        assert_eq!(after.endpoints.len(), 2);
+        assert_eq!(
+            after.endpoints[1].state.in_flight.load(Ordering::Relaxed),
+            7
+        );
+        assert_eq!(before.endpoints.len(), 3);
+        // A reload keeps the answer.
+        let reloaded = Pool::new(&cfg, Some(&pool), &settings);
+        assert!(!reloaded.dns_pending());
+        assert_eq!(reloaded.members().endpoints.len(), 2);
+    }
+}

@@ -344,6 +344,34 @@ async fn shield_turns_misses_of_many_edges_into_one_origin_request() {
         assert_eq!(r.status, StatusCode::OK, "edge {i} without its shield");
         assert_eq!(origin.hits(&format!("/c/after-shield-{i}")), 1);
     }
+
+    // The shield comes back on its address: the edges use it again.
+    let back = Edge::start(
+        &s_setup.dir,
+        &s_setup
+            .config(origin.addr, "")
+            .replace("name = \"e2e-edge\"", "name = \"shield-1\"")
+            .replace(
+                "\nhttp = [\"127.0.0.1:0\"]",
+                &format!("\nhttp = [\"{shield_http}\"]"),
+            ),
+    );
+    let path = "/c/back?cc=max-age=60&delay_ms=200";
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let t = targets[i % 2].clone();
+            tokio::spawn(async move { get(&t, path).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("join").expect("GET").status, StatusCode::OK);
+    }
+    assert_eq!(
+        origin.hits("/c/back"),
+        1,
+        "both edges went through the shield again"
+    );
+    assert!(back.log().contains("path=/c/back"), "the shield served it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,4 +520,73 @@ async fn connections_are_reused_until_their_maximum_lifetime() {
         assert_eq!(r.status, StatusCode::OK);
     }
     assert_eq!(origin.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_endpoint_is_ejected_passively_and_never_the_whole_pool() {
+    let setup = Setup::new("outlier");
+    let good = Origin::start().await;
+    let bad = Origin::start().await;
+    bad.set_failing(Some(503));
+    // No active checks: only what requests see. Retries off, so each answer is the endpoint's.
+    let pool = format!(
+        "endpoints = [\"{}\", \"{}\"]\nretries = 0\noutlier = {{ consecutive_failures = 3, base_ejection = \"30s\", max_ejected_share = 0.5 }}",
+        good.addr, bad.addr
+    );
+    let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+    let target = setup.target(edge.https(), "localhost");
+    let mut failures = 0;
+    for i in 0..20 {
+        let r = get(&target, &format!("/c/o{i}?cc=no-store"))
+            .await
+            .expect("GET");
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            failures += 1;
+        }
+    }
+    // Round-robin sends every other request to the bad endpoint until it has failed 3 times.
+    assert_eq!(failures, 3, "ejected after 3 consecutive 503s");
+    assert_eq!(endpoint_up(&edge, "origin", bad.addr).await, 0);
+    assert_eq!(endpoint_up(&edge, "origin", good.addr).await, 1);
+    assert!(edge.wait_log("endpoint ejected", Duration::from_secs(1)));
+
+    // Now the good one fails too: it is not ejected (that would empty the pool past the
+    // share), its 503s reach the client instead of a blanket "no endpoint".
+    good.set_failing(Some(503));
+    for i in 0..6 {
+        let r = get(&target, &format!("/c/p{i}?cc=no-store"))
+            .await
+            .expect("GET");
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&r.body).contains("origin failing"));
+    }
+    assert_eq!(endpoint_up(&edge, "origin", good.addr).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_goes_quiet_mid_body_is_cut_off() {
+    let setup = Setup::new("body-idle");
+    let origin = Origin::start().await;
+    let text = setup.config(origin.addr, "").replace(
+        "shutdown_grace = \"10s\"",
+        "shutdown_grace = \"10s\"\norigin_body_idle = \"300ms\"",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let target = setup.target(edge.https(), "localhost");
+    // Chunks every 100 ms are fine; one every 1.5 s is not.
+    let ok = get(&target, "/drip?chunks=5&ms=100").await.expect("GET");
+    assert!(ok.error.is_none(), "{:?}", ok.error);
+    assert_eq!(ok.len, 5 * 65536);
+    let cut = get(&target, "/drip?chunks=3&ms=1500").await.expect("GET");
+    assert_eq!(cut.status, StatusCode::OK, "the head arrived in time");
+    assert!(
+        cut.error.is_some(),
+        "the body must be aborted, not ended cleanly"
+    );
+    assert!(cut.len < 3 * 65536);
+    assert!(
+        edge.wait_log("origin sent nothing", Duration::from_secs(2)),
+        "{}",
+        edge.log()
+    );
 }
