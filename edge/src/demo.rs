@@ -38,6 +38,7 @@ const INDEX: &str = r#"<!doctype html>
 <li><a href="/large.bin">/large.bin</a> (64 MiB, streamed)</li>
 </ul>
 <img src="/img/pixel.png" alt="" width="1" height="1">
+<script src="/static/vendor.js"></script>
 <script src="/static/app.js"></script>
 </body>
 </html>
@@ -54,6 +55,19 @@ const PNG: &[u8] = &[
     0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
     0x42, 0x60, 0x82,
 ];
+/// A 60 KB script that compresses like a real bundle (the edge serves it as zstd/br/gzip).
+fn vendor_js() -> String {
+    let mut out = String::from("/* demo vendor bundle */\n");
+    for i in 0..600 {
+        out.push_str(&format!(
+            "export function widget{i}(el, opts) {{ const state = {{ id: {i}, open: false, items: [] }}; \
+             el.addEventListener('click', () => {{ state.open = !state.open; el.dataset.open = String(state.open); }}); \
+             return state; }}\n"
+        ));
+    }
+    out
+}
+
 const LARGE_BYTES: u64 = 64 * 1024 * 1024;
 /// Fixed so validators stay stable across demo restarts.
 const LAST_MODIFIED: &str = "Mon, 02 Nov 2026 10:00:00 GMT";
@@ -109,6 +123,12 @@ async fn origin_response(req: Request<Incoming>) -> Response<ProxyBody> {
                 "text/javascript",
                 "public, max-age=31536000, immutable",
                 body::full(JS),
+            ),
+            (&Method::GET | &Method::HEAD, "/static/vendor.js") => (
+                StatusCode::OK,
+                "text/javascript",
+                "public, max-age=31536000, immutable",
+                body::full(vendor_js()),
             ),
             (&Method::GET | &Method::HEAD, "/img/logo.svg") => (
                 StatusCode::OK,
@@ -277,6 +297,7 @@ name = "demo-edge"
 [listen]
 https = ["127.0.0.1:{https_port}"]
 http = ["127.0.0.1:{http_port}"]
+admin = ["127.0.0.1:0"]     # GET /metrics
 http3 = true
 
 [tls]
@@ -316,6 +337,10 @@ pool = "demo-origin"
 pub fn print_banner(files: &DemoFiles, origin: SocketAddr, bound: &crate::server::Bound) {
     let https = bound.https.first().map_or(0, |a| a.port());
     let http = bound.http.first().map_or(0, |a| a.port());
+    let admin = bound
+        .admin
+        .first()
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
     let cert = files.cert.display();
     println!(
         r#"
@@ -329,6 +354,8 @@ edge demo is running
 Try:
   curl -v --cacert {cert} https://localhost:{https}/
   curl -v --http2 --cacert {cert} https://localhost:{https}/static/app.css
+  curl -sv --compressed -o /dev/null --cacert {cert} https://localhost:{https}/static/vendor.js
+  curl -s http://{admin}/metrics
   curl -s --cacert {cert} https://localhost:{https}/large.bin | wc -c
   curl -v http://localhost:{http}/api/items
   ../shared/tools/browser-h3-check https://localhost:{https}/ {cert}
