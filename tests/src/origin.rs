@@ -578,6 +578,13 @@ async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<Orig
     if path == "/health" {
         return text(StatusCode::OK, "ok\n");
     }
+    if path == "/close" {
+        // Answers, then closes the connection (as an origin shedding keep-alive would).
+        let mut r = text(StatusCode::OK, "closing\n");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
 
     if let Some(n) = path.strip_prefix("/bytes/") {
         let len: u64 = n.parse().unwrap_or(0);

@@ -590,3 +590,31 @@ async fn an_origin_that_goes_quiet_mid_body_is_cut_off() {
         edge.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_origin_closed_is_never_handed_out_again() {
+    let setup = Setup::new("closed-conn");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let target = setup.target(edge.https(), "localhost");
+    // Interleaved: a request whose answer closes the connection, then one that keeps it.
+    for i in 0..10 {
+        let r = get(&target, &format!("/close?i={i}"))
+            .await
+            .expect("GET /close");
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "request {i} after a closed connection"
+        );
+        let r = get(&target, &format!("/headers?i={i}")).await.expect("GET");
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "request {i} on a fresh connection"
+        );
+    }
+    // Every /close used up its connection: at least one new connection per closing answer.
+    assert!(origin.connections() >= 10, "{}", origin.connections());
+    assert!(!edge.log().contains("status=502"), "{}", edge.log());
+}
