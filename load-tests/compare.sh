@@ -36,31 +36,7 @@ have varnishd || echo "compare.sh: varnish not installed, skipping it (apt-get i
 have caddy || echo "compare.sh: caddy not installed, skipping it (apt-get install -y caddy)" >&2
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-echo "== building release binaries" >&2
-cargo build --release --locked -q -p edge -p load-tests
-EDGE=$PWD/target/release/edge LOAD=$PWD/target/release/edge-load
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/edge-compare.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "compare.sh: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-# Waits for "listening ADDR" (or the edge's "listening http ADDR") in FILE; prints ADDR.
-wait_addr() {
-  local file=$1 pattern=$2
-  for _ in $(seq 100); do
-    local a; a=$(awk -v p="$pattern" '$0 ~ p {print $NF; exit}' "$file" 2>/dev/null)
-    [ -n "$a" ] && { echo "$a"; return; }
-    sleep 0.1
-  done
-  echo "compare.sh: no address in $file" >&2; cat "$file" >&2; exit 1
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+. load-tests/lib.sh compare
 
 "$LOAD" cert --dir "$work"
 

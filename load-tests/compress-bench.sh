@@ -27,28 +27,7 @@ done
 have() { command -v "$1" >/dev/null; }
 have nginx || echo "compress-bench.sh: nginx not installed, skipping it (apt-get install -y nginx-light)" >&2
 
-echo "== building release binaries" >&2
-cargo build --release --locked -q -p edge -p load-tests
-EDGE=$PWD/target/release/edge LOAD=$PWD/target/release/edge-load
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/edge-compress.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "compress-bench.sh: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-wait_addr() {
-  local file=$1 pattern=$2
-  for _ in $(seq 100); do
-    local a; a=$(awk -v p="$pattern" '$0 ~ p {print $NF; exit}' "$file" 2>/dev/null)
-    [ -n "$a" ] && { echo "$a"; return; }
-    sleep 0.1
-  done
-  echo "compress-bench.sh: no address in $file" >&2; cat "$file" >&2; exit 1
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. load-tests/lib.sh compress-bench
 
 "$LOAD" cert --dir "$work"
 taskset -c 1 "$LOAD" origin --listen 127.0.0.1:0 > "$work/origin.out" & pids+=($!)

@@ -24,27 +24,7 @@ for tool in taskset python3 curl; do
   command -v $tool >/dev/null || { echo "origin-bench.sh: $tool is missing (apt-get install -y util-linux python3 curl)" >&2; exit 2; }
 done
 
-echo "== building release binaries" >&2
-cargo build --release --locked -q -p edge -p load-tests
-EDGE=$PWD/target/release/edge LOAD=$PWD/target/release/edge-load
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/edge-origin-bench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "origin-bench.sh: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-wait_addr() {
-  local file=$1 pattern=$2
-  for _ in $(seq 100); do
-    local a; a=$(awk -v p="$pattern" '$0 ~ p {print $NF; exit}' "$file" 2>/dev/null)
-    [ -n "$a" ] && { echo "$a"; return; }
-    sleep 0.1
-  done
-  echo "origin-bench.sh: no address in $file" >&2; cat "$file" >&2; exit 1
-}
+. load-tests/lib.sh origin-bench
 
 "$LOAD" cert --dir "$work"
 ORIGINS=()

@@ -109,17 +109,7 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
         shared.https_port.store(first.port(), Ordering::Relaxed);
     }
     for addr in &listen.http {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                what: "HTTP",
-                addr: *addr,
-                source,
-            })?;
-        let local = tcp.local_addr().map_err(|source| Error::Io {
-            context: format!("local address of {addr}"),
-            source,
-        })?;
+        let (tcp, local) = bind_tcp(*addr, "HTTP").await?;
         bound.http.push(local);
         tokio::spawn(
             TcpServer {
@@ -135,17 +125,7 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
     }
 
     for addr in &listen.admin {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                what: "admin",
-                addr: *addr,
-                source,
-            })?;
-        let local = tcp.local_addr().map_err(|source| Error::Io {
-            context: format!("local address of {addr}"),
-            source,
-        })?;
+        let (tcp, local) = bind_tcp(*addr, "admin").await?;
         bound.admin.push(local);
         tokio::spawn(crate::admin::run(tcp, shared.clone(), stop_rx.clone()));
     }
@@ -303,6 +283,21 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &str) {
 }
 
 /// Prints the bound addresses on stdout in a stable form that scripts and tests read.
+/// A TCP listener on `addr` and the address it really got (the config may say port 0).
+async fn bind_tcp(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(TcpListener, SocketAddr), Error> {
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { what, addr, source })?;
+    let local = tcp.local_addr().map_err(|source| Error::Io {
+        context: format!("local address of {addr}"),
+        source,
+    })?;
+    Ok((tcp, local))
+}
+
 pub fn print_bound(b: &Bound) {
     let mut out = std::io::stdout().lock();
     for a in &b.https {
