@@ -248,6 +248,21 @@ pub struct Transcode {
     trailers: Option<HeaderMap>,
     bytes_in: u64,
     bytes_out: u64,
+    /// Stored-level steps take milliseconds of CPU: run them with `block_in_place`, so that
+    /// the worker's other connections move to another thread meanwhile.
+    offload: bool,
+}
+
+/// Runs `f` with `block_in_place` when asked and possible (a multi-thread runtime).
+fn heavy<R>(offload: bool, f: impl FnOnce() -> R) -> R {
+    let multi = offload
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 impl Transcode {
@@ -266,7 +281,9 @@ impl Transcode {
             Coding::Zstd => Box::new(ZstdEncoder::with_quality(out, level)),
         };
         METRICS.encode_started(coding, made);
-        Transcode::new(inner, sink, ENCODE_STEP, coding, true, flush_each)
+        let mut t = Transcode::new(inner, sink, ENCODE_STEP, coding, true, flush_each);
+        t.offload = made == Made::Stored;
+        t
     }
 
     pub fn decoder(inner: ProxyBody, coding: Coding) -> Transcode {
@@ -301,6 +318,7 @@ impl Transcode {
             trailers: None,
             bytes_in: 0,
             bytes_out: 0,
+            offload: false,
         }
     }
 
@@ -377,7 +395,8 @@ impl Body for Transcode {
                 let n = this.step.min(this.input.len());
                 let chunk = this.input.split_to(n);
                 this.bytes_in += n as u64;
-                if let Err(e) = this.write(&chunk, cx) {
+                let offload = this.offload;
+                if let Err(e) = heavy(offload, || this.write(&chunk, cx)) {
                     return this.fail(e);
                 }
                 this.dirty = true;
@@ -398,7 +417,8 @@ impl Body for Transcode {
                 return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
             if this.inner_done {
-                if let Err(e) = this.shutdown(cx) {
+                let offload = this.offload;
+                if let Err(e) = heavy(offload, || this.shutdown(cx)) {
                     return this.fail(e);
                 }
                 this.finished = true;

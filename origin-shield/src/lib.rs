@@ -574,9 +574,10 @@ impl Pool {
         }
         let per_try = pool.cfg.per_try_timeout.unwrap_or(header_timeout);
         let (parts, body) = req.into_parts();
+        let mut parts = Some(parts);
         // A streamed body cannot be sent twice; only bodiless requests are retried.
         let replayable = body.is_end_stream();
-        let idempotent = parts.method.is_idempotent();
+        let idempotent = parts.as_ref().is_some_and(|p| p.method.is_idempotent());
         let mut body = Some(body);
         let mut tried: Vec<usize> = Vec::new();
         let mut _retry: Option<Active<'_>> = None;
@@ -591,7 +592,19 @@ impl Pool {
                 Some(b) => b,
                 None => empty_body(),
             };
-            let mut req = Request::from_parts(parts.clone(), req_body);
+            // Copy the head only if another try may need it.
+            let last_possible = !replayable || tried.len() as u32 >= pool.cfg.retries;
+            let head = if last_possible {
+                parts.take()
+            } else {
+                parts.clone()
+            };
+            let Some(head) = head else {
+                return Err(OriginError::NoHealthy {
+                    pool: pool.name.clone(),
+                });
+            };
+            let mut req = Request::from_parts(head, req_body);
             if let Some(host) = &pool.cfg.host
                 && let Ok(v) = http::HeaderValue::from_str(host)
             {
