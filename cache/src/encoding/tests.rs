@@ -205,3 +205,41 @@ fn etags() {
     assert_eq!(weaken_etag("\"abc\""), "W/\"abc\"");
     assert_eq!(weaken_etag("W/\"abc\""), "W/\"abc\"");
 }
+
+/// Random `Accept-Encoding` values built from the grammar's pieces and from junk: parsing never
+/// panics, the choice is always one of the server's codings or identity, a coding the client
+/// gave q=0 is never chosen, and the choice never weighs less than another offered coding.
+#[test]
+fn random_fields_never_break_negotiation() {
+    let pieces = [
+        "gzip", "br", "zstd", "identity", "*", "x-gzip", "deflate", "GZIP", ";q=0", ";q=1",
+        ";q=0.5", ";q=0.001", ";q=1.000", ";q=", ";q=2", ";Q=0.3", ";level=1", ",", ", ", " ", ";",
+        "=", "\t", "q", "0.", "é",
+    ];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20_000 {
+        let n = (next() % 12) as usize;
+        let value: String = (0..n)
+            .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+            .collect();
+        let ae = AcceptEncoding::parse(&value);
+        for pref in [&PREF[..], &[Coding::Gzip][..], &[][..]] {
+            if let Some(c) = ae.negotiate(pref) {
+                assert!(pref.contains(&c), "{value:?} chose {c} outside {pref:?}");
+                assert!(ae.accepts(c), "{value:?} chose {c} which has q=0");
+                for other in pref {
+                    assert!(
+                        ae.weight(*other) <= ae.weight(c),
+                        "{value:?}: chose {c} over heavier {other}"
+                    );
+                }
+            }
+        }
+    }
+}
