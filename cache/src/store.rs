@@ -610,6 +610,41 @@ impl Store {
         }
     }
 
+    /// Removes encoded variants of `variant` made from another body than `generation`.
+    /// Variants of this very body (made while it was being stored) stay.
+    async fn remove_stale_encodings(&self, variant: &str, generation: u64) {
+        for coding in Coding::ALL {
+            let key = encoded_key(variant, coding);
+            let stale = match self.inner.mem.get(&key).await {
+                Some(obj) => obj.meta.generation != generation,
+                None => false,
+            };
+            if stale {
+                self.inner.mem.invalidate(&key).await;
+            }
+            let on_disk = self
+                .inner
+                .disk_index
+                .lock()
+                .is_ok_and(|i| i.entries.contains_key(&key));
+            if !on_disk {
+                continue;
+            }
+            let Some(disk) = &self.inner.cfg.disk else {
+                continue;
+            };
+            let disk_stale = match cacache::metadata(&disk.dir, &key).await {
+                Ok(Some(m)) => {
+                    decode_meta(&key, m.metadata).map_or(true, |m| m.generation != generation)
+                }
+                _ => false,
+            };
+            if disk_stale {
+                self.remove_variant(&key).await;
+            }
+        }
+    }
+
     fn forget(&self, key: &str) {
         if let Ok(mut idx) = self.inner.disk_index.lock()
             && let Some((size, _)) = idx.entries.remove(key)
@@ -875,6 +910,10 @@ impl Fill {
         if let Some(primary) = &self.primary {
             self.store
                 .commit_record(primary, &self.vary_names, &self.variant)
+                .await;
+            // The encoded variants of the body this one replaced are dead weight now.
+            self.store
+                .remove_stale_encodings(&self.variant, self.meta.generation)
                 .await;
         }
         Ok(())
