@@ -302,8 +302,14 @@ pub fn compressible_type(content_type: Option<&str>, list: &[String]) -> bool {
     let Some(ct) = content_type else {
         return false;
     };
-    let essence = media_essence(ct);
-    !never_compressible(&essence) && list.iter().any(|p| pattern_matches(p, &essence))
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let check = |e: &str| !never_compressible(e) && list.iter().any(|p| pattern_matches(p, e));
+    // Media types are lower case in practice: only allocate for the odd one that is not.
+    if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        check(&essence.to_ascii_lowercase())
+    } else {
+        check(essence)
+    }
 }
 
 /// Whether a response carries a content coding other than `identity`.

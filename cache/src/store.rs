@@ -653,7 +653,9 @@ impl Store {
         }
     }
 
-    async fn commit_record(&self, primary: &str, names: &[HeaderName], variant: &str) {
+    /// Lists `variant` in the URL's Vary record; true when it was there already (a new body
+    /// replaced an old one).
+    async fn commit_record(&self, primary: &str, names: &[HeaderName], variant: &str) -> bool {
         let names: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
         let mut rec = self
             .record(primary)
@@ -670,7 +672,8 @@ impl Store {
             }
             rec.names = names;
         }
-        if !rec.variants.iter().any(|v| v == variant) {
+        let replaced = rec.variants.iter().any(|v| v == variant);
+        if !replaced {
             rec.variants.push(variant.to_string());
         }
         let rec = Arc::new(rec);
@@ -694,6 +697,7 @@ impl Store {
                 Err(e) => tracing::warn!(error = %e, "could not write vary record"),
             }
         }
+        replaced
     }
 
     fn account(&self, key: &str, size: u64) -> Vec<String> {
@@ -908,13 +912,17 @@ impl Fill {
         let victims = self.store.account(&self.variant, size);
         self.store.evict(victims).await;
         if let Some(primary) = &self.primary {
-            self.store
+            let replaced = self
+                .store
                 .commit_record(primary, &self.vary_names, &self.variant)
                 .await;
-            // The encoded variants of the body this one replaced are dead weight now.
-            self.store
-                .remove_stale_encodings(&self.variant, self.meta.generation)
-                .await;
+            // The encoded variants of the body this one replaced are dead weight now. (A new
+            // variant has none: skipping the check keeps misses cheap.)
+            if replaced {
+                self.store
+                    .remove_stale_encodings(&self.variant, self.meta.generation)
+                    .await;
+            }
         }
         Ok(())
     }

@@ -147,7 +147,7 @@ impl Default for Origin {
         Origin {
             max_idle_per_endpoint: 256,
             idle_timeout: Duration::from_secs(60),
-            max_connection_lifetime: Duration::from_secs(600),
+            max_connection_lifetime: Duration::ZERO,
             dns_servers: Vec::new(),
             dns_min_ttl: Duration::from_secs(1),
             dns_max_ttl: Duration::from_secs(300),

@@ -29,18 +29,20 @@ pub fn origin_incoming(b: hyper::body::Incoming, idle: std::time::Duration) -> P
     IdleTimeout {
         inner: b.map_err(|e| Box::new(e) as BoxError),
         idle,
-        sleep: Box::pin(tokio::time::sleep(idle)),
+        sleep: None,
         waiting: false,
     }
     .boxed_unsync()
 }
 
 /// Counts only time spent waiting on the inner body: a client that reads slowly (so that we do
-/// not poll) does not make a healthy origin look idle.
+/// not poll) does not make a healthy origin look idle. The timer is only created and armed
+/// when the origin actually makes us wait: a body that is ready at once costs no timer.
 struct IdleTimeout<B> {
     inner: B,
     idle: std::time::Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer is armed for the current wait.
     waiting: bool,
 }
 
@@ -56,27 +58,37 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if !this.waiting {
-            this.waiting = true;
-            let deadline = tokio::time::Instant::now() + this.idle;
-            this.sleep.as_mut().reset(deadline);
-        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
                 Poll::Ready(frame)
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let msg = format!(
-                        "origin sent nothing for {:?} (timeouts.origin_body_idle)",
-                        this.idle
-                    );
-                    tracing::warn!("{msg}; aborting the response");
-                    Poll::Ready(Some(Err(msg.into())))
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                let sleep = match &mut this.sleep {
+                    Some(s) => {
+                        if !this.waiting {
+                            s.as_mut().reset(deadline);
+                        }
+                        s
+                    }
+                    None => this
+                        .sleep
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                this.waiting = true;
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        let msg = format!(
+                            "origin sent nothing for {:?} (timeouts.origin_body_idle)",
+                            this.idle
+                        );
+                        tracing::warn!("{msg}; aborting the response");
+                        Poll::Ready(Some(Err(msg.into())))
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

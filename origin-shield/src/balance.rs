@@ -234,64 +234,80 @@ impl Balancer {
         }
     }
 
-    /// Picks among endpoints `0..n` for which `usable` holds. `states` give in-flight counts
-    /// and latency.
+    /// Picks among `states` those for which `usable` holds (convenience over [`Self::choose`]).
     pub fn pick(
         &self,
         states: &[&EndpointState],
         usable: &dyn Fn(usize) -> bool,
         affinity: Affinity<'_>,
     ) -> Option<usize> {
-        let n = states.len();
-        let candidates: Vec<usize> = (0..n).filter(|&i| usable(i)).collect();
-        if candidates.is_empty() {
+        self.choose(states.len(), &|i| states[i], usable, affinity)
+    }
+
+    /// Picks one of endpoints `0..n` for which `usable` holds; `state(i)` gives in-flight
+    /// counts and latency. Allocates nothing: it runs on every origin request.
+    pub fn choose<'s>(
+        &self,
+        n: usize,
+        state: &dyn Fn(usize) -> &'s EndpointState,
+        usable: &dyn Fn(usize) -> bool,
+        affinity: Affinity<'_>,
+    ) -> Option<usize> {
+        let count = (0..n).filter(|&i| usable(i)).count();
+        if count == 0 {
             return None;
         }
+        // The k-th usable endpoint (k < count).
+        let nth = |k: usize| (0..n).filter(|&i| usable(i)).nth(k);
         let weight = |i: usize| u64::from(self.weights.get(i).copied().unwrap_or(1).max(1));
         match self.algorithm {
             Algorithm::RoundRobin => {
                 let k = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
-                Some(candidates[k % candidates.len()])
+                nth(k % count)
             }
-            Algorithm::Random => {
-                Some(candidates[(random_u64() % candidates.len() as u64) as usize])
-            }
+            Algorithm::Random => nth((random_u64() % count as u64) as usize),
             Algorithm::WeightedRoundRobin => {
                 let Ok(mut cw) = self.swrr.lock() else {
-                    return Some(candidates[0]);
+                    return nth(0);
                 };
-                let total: i64 = candidates.iter().map(|&i| weight(i) as i64).sum();
-                let mut best = candidates[0];
-                for &i in &candidates {
-                    cw[i] += weight(i) as i64;
-                    if cw[i] > cw[best] {
-                        best = i;
+                let mut total: i64 = 0;
+                let mut best: Option<usize> = None;
+                for i in (0..n).filter(|&i| usable(i)) {
+                    let w = weight(i) as i64;
+                    total += w;
+                    cw[i] += w;
+                    if best.is_none_or(|b| cw[i] > cw[b]) {
+                        best = Some(i);
                     }
                 }
+                let best = best?;
                 cw[best] -= total;
                 Some(best)
             }
             Algorithm::LeastInFlight => {
                 // Fewest in flight per unit of weight; ties rotate so that idle pools spread.
                 let k = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
-                let len = candidates.len();
-                (0..len)
-                    .map(|j| candidates[(k + j) % len])
-                    .min_by_key(|&i| states[i].in_flight.load(Ordering::Relaxed) * 1000 / weight(i))
+                (0..n)
+                    .map(|j| (k + j) % n)
+                    .filter(|&i| usable(i))
+                    .min_by_key(|&i| state(i).in_flight.load(Ordering::Relaxed) * 1000 / weight(i))
             }
             Algorithm::P2cEwma => {
-                let a = candidates[(random_u64() % candidates.len() as u64) as usize];
-                if candidates.len() == 1 {
+                let a = nth((random_u64() % count as u64) as usize)?;
+                if count == 1 {
                     return Some(a);
                 }
-                let mut b = a;
-                while b == a {
-                    b = candidates[(random_u64() % candidates.len() as u64) as usize];
+                // A second, different one: draw among the others.
+                let mut k = (random_u64() % (count as u64 - 1)) as usize;
+                let a_rank = (0..a).filter(|&i| usable(i)).count();
+                if k >= a_rank {
+                    k += 1;
                 }
+                let b = nth(k)?;
                 // Latency × load: an endpoint with no samples yet counts as fast, so that it
                 // gets tried.
                 let score = |i: usize| {
-                    let s = states[i];
+                    let s = state(i);
                     let lat = s.ewma().as_micros().max(1) as u64;
                     lat * (s.in_flight.load(Ordering::Relaxed) + 1) * 1000 / weight(i)
                 };
@@ -308,7 +324,10 @@ impl Balancer {
                             client_ip: Some(ip),
                             ..
                         },
-                    ) => stable_hash(ip.to_string().as_bytes()),
+                    ) => match ip {
+                        IpAddr::V4(v4) => stable_hash(&v4.octets()),
+                        IpAddr::V6(v6) => stable_hash(&v6.octets()),
+                    },
                     // Nothing to hash on (e.g. a pass-through request): spread.
                     _ => random_u64(),
                 };

@@ -174,6 +174,8 @@ pub struct Pool {
     answers: Mutex<Vec<Option<Vec<IpAddr>>>>,
     /// This pool's connections (HTTP/1.1 or HTTP/2, plain or TLS), shared by every worker.
     pub client: OriginClient,
+    /// `cfg.host` as a header value, built once.
+    host_header: Option<http::HeaderValue>,
     /// Requests in flight (circuit breaker, retry budget).
     active: AtomicU64,
     active_retries: AtomicU64,
@@ -228,6 +230,10 @@ impl Pool {
         Pool {
             name: cfg.name.clone(),
             client,
+            host_header: cfg
+                .host
+                .as_deref()
+                .and_then(|h| http::HeaderValue::from_str(h).ok()),
             cfg: cfg.clone(),
             members: ArcSwap::from_pointee(members),
             answers: Mutex::new(answers),
@@ -320,10 +326,13 @@ impl Pool {
         exclude: &[usize],
     ) -> Option<usize> {
         let now = now_ms();
-        let states: Vec<&EndpointState> = members.endpoints.iter().map(|e| &*e.state).collect();
-        let usable =
-            |i: usize| !exclude.contains(&i) && states[i].healthy() && !states[i].ejected(now);
-        members.balancer.pick(&states, &usable, affinity)
+        let eps = &members.endpoints;
+        let usable = |i: usize| {
+            !exclude.contains(&i) && eps[i].state.healthy() && !eps[i].state.ejected(now)
+        };
+        members
+            .balancer
+            .choose(eps.len(), &|i| &eps[i].state, &usable, affinity)
     }
 
     /// Endpoints in rotation now.
@@ -358,6 +367,14 @@ impl Pool {
         }
         let d = ep.state.eject(now, o.base_ejection, o.max_ejection);
         tracing::warn!(pool = %self.name, endpoint = %ep.addr, failures = n, for_ms = d.as_millis() as u64, "endpoint ejected after consecutive failures");
+    }
+
+    /// Counts this request among the retrying ones (once, however many tries it makes).
+    fn hold_retry<'a>(&'a self, slot: &mut Option<Active<'a>>) {
+        if slot.is_none() {
+            self.active_retries.fetch_add(1, Ordering::Relaxed);
+            *slot = Some(Active(&self.active_retries));
+        }
     }
 
     /// Whether another retry fits in the budget: at most `retry_budget` of the requests in
@@ -580,7 +597,8 @@ impl Pool {
         let idempotent = parts.as_ref().is_some_and(|p| p.method.is_idempotent());
         let mut body = Some(body);
         let mut tried: Vec<usize> = Vec::new();
-        let mut _retry: Option<Active<'_>> = None;
+        // Held while this request is retrying: the budget counts requests, not tries.
+        let mut retrying: Option<Active<'_>> = None;
         loop {
             let Some(i) = pool.pick(&members, affinity, &tried) else {
                 return Err(OriginError::NoHealthy {
@@ -605,10 +623,8 @@ impl Pool {
                 });
             };
             let mut req = Request::from_parts(head, req_body);
-            if let Some(host) = &pool.cfg.host
-                && let Ok(v) = http::HeaderValue::from_str(host)
-            {
-                req.headers_mut().insert(http::header::HOST, v);
+            if let Some(host) = &pool.host_header {
+                req.headers_mut().insert(http::header::HOST, host.clone());
             }
             let result = self.client.send_to(ep, &mut req, per_try).await;
             let last_try = tried.len() as u32 >= pool.cfg.retries;
@@ -623,10 +639,7 @@ impl Pool {
                         if may_retry(false) && tried.len() + 1 < members.endpoints.len() {
                             tracing::info!(pool = %pool.name, endpoint = %ep.addr, status = resp.status().as_u16(), "retrying on another endpoint");
                             tried.push(i);
-                            if _retry.is_none() {
-                                pool.active_retries.fetch_add(1, Ordering::Relaxed);
-                                _retry = Some(Active(&pool.active_retries));
-                            }
+                            pool.hold_retry(&mut retrying);
                             continue;
                         }
                     } else {
@@ -648,10 +661,7 @@ impl Pool {
                         return Err(e);
                     }
                     tracing::info!(pool = %pool.name, endpoint = %ep.addr, error = %e, "retrying on another endpoint");
-                    if _retry.is_none() {
-                        pool.active_retries.fetch_add(1, Ordering::Relaxed);
-                        _retry = Some(Active(&pool.active_retries));
-                    }
+                    pool.hold_retry(&mut retrying);
                 }
             }
         }
