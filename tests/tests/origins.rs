@@ -618,3 +618,43 @@ async fn a_connection_the_origin_closed_is_never_handed_out_again() {
     assert!(origin.connections() >= 10, "{}", origin.connections());
     assert!(!edge.log().contains("status=502"), "{}", edge.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_stalls_the_tls_handshake_is_given_up_on() {
+    let setup = Setup::new("tls-stall");
+    // Accepts TCP connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            conns.push(s);
+        }
+    });
+    let pool = format!(
+        "endpoints = [\"{addr}\"]\ntls = true\ntls_server_name = \"origin.test\"\nretries = 0"
+    );
+    let text = config_with_pool(&setup, &pool, "").replace(
+        "shutdown_grace = \"10s\"",
+        "shutdown_grace = \"10s\"\norigin_tls_handshake = \"300ms\"",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let target = setup.target(edge.https(), "localhost");
+    let start = Instant::now();
+    let r = get(&target, "/headers").await.expect("GET");
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    // Given up after the handshake timeout, long before the 2 s response-head timeout.
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        edge.wait_log("took longer than 300ms", Duration::from_secs(2)),
+        "{}",
+        edge.log()
+    );
+    held.abort();
+}
