@@ -60,46 +60,8 @@ EDGE_ADMIN=$(wait_addr "$work/edge.out" "^listening admin ")
 
 NGX_HTTP="" NGX_HTTPS=""
 if have nginx; then
-  NGX_HTTP=$(free_port) NGX_HTTPS=$(free_port)
-  mkdir -p "$work/nginx/cache" "$work/nginx/tmp"
-  cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-user $(id -un);
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 65536; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/tmp/body;
-  proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fastcgi;
-  uwsgi_temp_path $work/nginx/tmp/uwsgi;
-  scgi_temp_path $work/nginx/tmp/scgi;
-  keepalive_requests 1000000;
-  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=c:64m max_size=2g inactive=1h use_temp_path=off;
-  upstream origin { server $ORIGIN; keepalive 64; }
-  gzip on;
-  gzip_comp_level 6;
-  gzip_vary on;
-  server {
-    listen 127.0.0.1:$NGX_HTTP;
-    listen 127.0.0.1:$NGX_HTTPS ssl http2;
-    ssl_certificate $work/cert.pem;
-    ssl_certificate_key $work/key.pem;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Accept-Encoding "";
-      proxy_cache c;
-      proxy_cache_lock on;
-    }
-  }
-}
-EOF
-  taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
-  sleep 0.5
+  # gzip on every hit (level 6); the origin is asked for identity, as the edge does.
+  start_nginx "$ORIGIN" "gzip on; gzip_comp_level 6; gzip_vary on;" 'proxy_set_header Accept-Encoding "";'
 fi
 
 load() { # proto addr path coding -> JSON line

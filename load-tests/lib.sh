@@ -31,3 +31,48 @@ wait_addr() {
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Starts nginx with proxy_cache in front of ORIGIN on CPU 0, one worker, plain HTTP on
+# $NGX_HTTP and TLS + HTTP/2 on $NGX_HTTPS (both set here). EXTRA_HTTP and EXTRA_LOCATION are
+# added to the http and location blocks (e.g. gzip settings).
+start_nginx() { # ORIGIN [EXTRA_HTTP] [EXTRA_LOCATION]
+  local origin=$1 extra_http=${2:-} extra_location=${3:-}
+  NGX_HTTP=$(free_port) NGX_HTTPS=$(free_port)
+  mkdir -p "$work/nginx/cache" "$work/nginx/tmp"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+user $(id -un);
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 65536; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp/body;
+  proxy_temp_path $work/nginx/tmp/proxy;
+  fastcgi_temp_path $work/nginx/tmp/fastcgi;
+  uwsgi_temp_path $work/nginx/tmp/uwsgi;
+  scgi_temp_path $work/nginx/tmp/scgi;
+  keepalive_requests 1000000;
+  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=c:64m max_size=2g inactive=1h use_temp_path=off;
+  upstream origin { server $origin; keepalive 64; }
+  $extra_http
+  server {
+    listen 127.0.0.1:$NGX_HTTP;
+    listen 127.0.0.1:$NGX_HTTPS ssl http2;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      proxy_cache_lock on;
+      $extra_location
+    }
+  }
+}
+NGINX
+  taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
+  sleep 0.5
+}

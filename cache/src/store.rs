@@ -570,7 +570,7 @@ impl Store {
         };
         for v in &rec.variants {
             self.remove_variant(v).await;
-            self.remove_encodings(v).await;
+            self.remove_encodings(v, None).await;
         }
         self.inner.records.invalidate(primary).await;
         if let Some(disk) = &self.inner.cfg.disk {
@@ -591,35 +591,17 @@ impl Store {
         }
     }
 
-    /// Removes the encoded variants of one identity variant. Disk entries are only touched if
-    /// the index knows them: removing an absent key would still append to the disk index.
-    async fn remove_encodings(&self, variant: &str) {
+    /// Removes the encoded variants of one identity variant; with `keep = Some(g)`, only those
+    /// made from another body than generation `g` (variants of a new body, made while it was
+    /// stored, stay). Disk entries are only looked at if the index knows them: removing an
+    /// absent key would still append to the disk index.
+    async fn remove_encodings(&self, variant: &str, keep: Option<u64>) {
+        let stale = |generation: u64| keep != Some(generation);
         for coding in Coding::ALL {
             let key = encoded_key(variant, coding);
-            self.inner.mem.invalidate(&key).await;
-            self.inner.disk_meta.invalidate(&key).await;
-            let on_disk = self
-                .inner
-                .disk_index
-                .lock()
-                .is_ok_and(|i| i.entries.contains_key(&key));
-            if on_disk && let Some(disk) = &self.inner.cfg.disk {
-                let _ = cacache::remove(&disk.dir, &key).await;
-                self.forget(&key);
-            }
-        }
-    }
-
-    /// Removes encoded variants of `variant` made from another body than `generation`.
-    /// Variants of this very body (made while it was being stored) stay.
-    async fn remove_stale_encodings(&self, variant: &str, generation: u64) {
-        for coding in Coding::ALL {
-            let key = encoded_key(variant, coding);
-            let stale = match self.inner.mem.get(&key).await {
-                Some(obj) => obj.meta.generation != generation,
-                None => false,
-            };
-            if stale {
+            if let Some(obj) = self.inner.mem.get(&key).await
+                && stale(obj.meta.generation)
+            {
                 self.inner.mem.invalidate(&key).await;
             }
             let on_disk = self
@@ -627,19 +609,17 @@ impl Store {
                 .disk_index
                 .lock()
                 .is_ok_and(|i| i.entries.contains_key(&key));
-            if !on_disk {
-                continue;
-            }
-            let Some(disk) = &self.inner.cfg.disk else {
+            let Some(disk) = self.inner.cfg.disk.as_ref().filter(|_| on_disk) else {
                 continue;
             };
-            let disk_stale = match cacache::metadata(&disk.dir, &key).await {
-                Ok(Some(m)) => {
-                    decode_meta(&key, m.metadata).map_or(true, |m| m.generation != generation)
-                }
-                _ => false,
-            };
-            if disk_stale {
+            let remove = keep.is_none()
+                || match cacache::metadata(&disk.dir, &key).await {
+                    Ok(Some(m)) => {
+                        decode_meta(&key, m.metadata).map_or(true, |m| stale(m.generation))
+                    }
+                    _ => false,
+                };
+            if remove {
                 self.remove_variant(&key).await;
             }
         }
@@ -667,7 +647,7 @@ impl Store {
             for old in std::mem::take(&mut rec.variants) {
                 if old != variant {
                     self.remove_variant(&old).await;
-                    self.remove_encodings(&old).await;
+                    self.remove_encodings(&old, None).await;
                 }
             }
             rec.names = names;
@@ -920,7 +900,7 @@ impl Fill {
             // variant has none: skipping the check keeps misses cheap.)
             if replaced {
                 self.store
-                    .remove_stale_encodings(&self.variant, self.meta.generation)
+                    .remove_encodings(&self.variant, Some(self.meta.generation))
                     .await;
             }
         }

@@ -72,25 +72,12 @@ async fn answer(shared: &Shared, method: &Method, path: &str) -> Response<ProxyB
     resp
 }
 
-/// Per-endpoint gauges of the current snapshot's pools.
+/// Per-pool and per-endpoint metrics of the current snapshot's pools.
 fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering;
     let mut pools: Vec<_> = pools.iter().collect();
     pools.sort_by(|a, b| a.name.cmp(&b.name));
-    out.push_str("# HELP edge_origin_endpoint_up 1 when the endpoint is in rotation (healthy and not ejected).\n# TYPE edge_origin_endpoint_up gauge\n");
-    for p in &pools {
-        let up = p.in_rotation();
-        for e in &p.members().endpoints {
-            let _ = writeln!(
-                out,
-                "edge_origin_endpoint_up{{pool=\"{}\",endpoint=\"{}\"}} {}",
-                p.name,
-                e.addr,
-                u8::from(up.contains(&e.addr))
-            );
-        }
-    }
     out.push_str("# HELP edge_origin_connections_opened_total Connections opened to the pool's endpoints (the rest of its requests reused one).\n# TYPE edge_origin_connections_opened_total counter\n");
     for p in &pools {
         let _ = writeln!(
@@ -100,28 +87,40 @@ fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
             p.client.connections_opened()
         );
     }
-    out.push_str("# HELP edge_origin_endpoint_in_flight Requests in flight to the endpoint.\n# TYPE edge_origin_endpoint_in_flight gauge\n");
-    for p in &pools {
-        for e in &p.members().endpoints {
-            let _ = writeln!(
-                out,
-                "edge_origin_endpoint_in_flight{{pool=\"{}\",endpoint=\"{}\"}} {}",
-                p.name,
-                e.addr,
-                e.state.in_flight.load(Ordering::Relaxed)
-            );
-        }
-    }
-    out.push_str("# HELP edge_origin_endpoint_latency_ewma_seconds Moving average of response-head latency.\n# TYPE edge_origin_endpoint_latency_ewma_seconds gauge\n");
-    for p in &pools {
-        for e in &p.members().endpoints {
-            let _ = writeln!(
-                out,
-                "edge_origin_endpoint_latency_ewma_seconds{{pool=\"{}\",endpoint=\"{}\"}} {:.6}",
-                p.name,
-                e.addr,
-                e.state.ewma().as_secs_f64()
-            );
+    type Gauge = fn(&origin_shield::Endpoint, &[std::net::SocketAddr]) -> String;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "edge_origin_endpoint_up",
+            "1 when the endpoint is in rotation (healthy and not ejected).",
+            |e, up| u8::from(up.contains(&e.addr)).to_string(),
+        ),
+        (
+            "edge_origin_endpoint_in_flight",
+            "Requests in flight to the endpoint.",
+            |e, _| e.state.in_flight.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "edge_origin_endpoint_latency_ewma_seconds",
+            "Moving average of response-head latency.",
+            |e, _| format!("{:.6}", e.state.ewma().as_secs_f64()),
+        ),
+    ];
+    let members: Vec<_> = pools
+        .iter()
+        .map(|p| (p, p.members(), p.in_rotation()))
+        .collect();
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (p, m, up) in &members {
+            for e in &m.endpoints {
+                let _ = writeln!(
+                    out,
+                    "{name}{{pool=\"{}\",endpoint=\"{}\"}} {}",
+                    p.name,
+                    e.addr,
+                    value(e, up)
+                );
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use cache::cache_control::CacheControl;
 use cache::collapse::{Collapser, HitForPass, Leader, Outcome, Role};
-use cache::encoding::{AcceptEncoding, Coding};
+use cache::encoding::{self, AcceptEncoding, Coding};
 use cache::inflight::Inflight;
 use cache::key::{cookie_value, primary_key};
 use cache::rules::{self, Action, NotStorable, Policy, RangeAnswer, StoredMeta};
@@ -543,7 +543,7 @@ async fn store_response(
         fwd_status: Some(status.as_u16()),
         ..Default::default()
     };
-    let mut encode = None;
+    let mut encode = Representation::Undecided;
     let body: ProxyBody = match verdict {
         Ok(()) => {
             let names = rules::vary_names(&parts.headers).unwrap_or_default();
@@ -567,13 +567,22 @@ async fn store_response(
             // The coding this client gets is made at the stored level while the identity is
             // stored, and kept as a variant: the first hit in that coding finds it ready.
             let cfg = &job.site.compression;
-            let coding = (status == StatusCode::OK
-                && job.method == Method::GET
-                && !job.headers.contains_key(header::RANGE)
-                && compress::eligible(cfg, &parts.headers, declared))
-            .then(|| job.accept.negotiate(&cfg.prefer))
-            .flatten();
-            encode = coding.map(|c| (c, fill.variant().to_string(), fill.generation()));
+            if status == StatusCode::OK && !encoding::has_content_encoding(&parts.headers) {
+                let eligible = compress::eligible(cfg, &parts.headers, declared);
+                let coding = (eligible
+                    && job.method == Method::GET
+                    && !job.headers.contains_key(header::RANGE))
+                .then(|| job.accept.negotiate(&cfg.prefer))
+                .flatten();
+                encode = match coding {
+                    Some(c) => Representation::Encode {
+                        coding: c,
+                        identity_variant: fill.variant().to_string(),
+                        generation: fill.generation(),
+                    },
+                    None => Representation::Identity { varies: eligible },
+                };
+            }
             let small = declared.is_some_and(|n| n <= cache.store.config().max_object_memory_bytes);
             match leader {
                 Some(leader) if small => {
@@ -624,21 +633,47 @@ async fn store_response(
     (encoded_on_store(job, resp, encode), cache_status)
 }
 
-/// The response to a miss in the coding the client negotiated (if any), made at the stored
-/// level and stored beside the identity being stored.
+/// What a stored 200 response is sent as, decided once while it is stored.
+enum Representation {
+    /// Not decided here (not a plain 200, or not stored): the compress phase decides.
+    Undecided,
+    /// As it came; `varies`: other clients may get it encoded (`Vary: Accept-Encoding`).
+    Identity { varies: bool },
+    /// In `coding`, made at the stored level and stored beside the identity.
+    Encode {
+        coding: Coding,
+        identity_variant: String,
+        generation: u64,
+    },
+}
+
+/// The response to a miss as the client negotiated it. Marked `Negotiated`, so that the
+/// compress phase does not evaluate the same response again.
 fn encoded_on_store(
     job: &Job,
     resp: Response<ProxyBody>,
-    encode: Option<(Coding, String, u64)>,
+    encode: Representation,
 ) -> Response<ProxyBody> {
-    let Some((coding, identity_variant, generation)) = encode else {
-        return resp;
+    let (mut parts, body) = resp.into_parts();
+    let body = match encode {
+        Representation::Undecided => return Response::from_parts(parts, body),
+        Representation::Identity { varies } => {
+            if varies {
+                compress::add_vary(&mut parts.headers);
+            }
+            body
+        }
+        Representation::Encode {
+            coding,
+            identity_variant,
+            generation,
+        } => {
+            compress::mark_transformed(&mut parts.headers, Some(coding));
+            compress::add_vary(&mut parts.headers);
+            encode_for_store(job, body, &identity_variant, generation, coding)
+        }
     };
-    let (mut parts, identity) = resp.into_parts();
-    compress::mark_transformed(&mut parts.headers, Some(coding));
-    compress::add_vary(&mut parts.headers);
     parts.extensions.insert(Negotiated);
-    let body = encode_for_store(job, identity, &identity_variant, generation, coding);
     Response::from_parts(parts, body)
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache::encoding::Coding;
+use cache::status::{CacheStatus, Fwd};
 
 /// Why a body was encoded: per request at the fast level, or once for the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,20 @@ fn ci(c: Coding) -> usize {
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PROTOCOLS: [&str; 3] = ["1.1", "2", "3"];
 /// The outcomes counted per request, from the `Cache-Status` of the response.
-pub const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "stale", "pass", "none"];
+const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "stale", "pass", "none"];
+
+/// The bucket (index into `CACHE_RESULTS`) of a response's cache outcome.
+fn cache_result(status: Option<&CacheStatus>) -> usize {
+    let Some(status) = status else { return 4 };
+    match (status.hit, status.fwd) {
+        (true, Some(Fwd::Stale)) => 2,
+        (true, _) => 0,
+        (false, Some(Fwd::Bypass)) => 3,
+        (false, Some(_)) if status.detail.is_some() && !status.stored => 3,
+        (false, Some(_)) => 1,
+        (false, None) => 4,
+    }
+}
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU64 = AtomicU64::new(0);
@@ -78,12 +92,17 @@ impl Metrics {
         add(&self.decodes[ci(coding)], 1);
     }
 
-    /// One response sent: `protocol` is the Via protocol ("1.1", "2", "3").
-    pub fn response(&self, protocol: &str, status: u16, cache: Option<usize>) {
-        let p = PROTOCOLS.iter().position(|x| *x == protocol).unwrap_or(0);
+    /// One response sent, with the `Cache-Status` it carried (if any).
+    pub fn response(&self, version: http::Version, status: u16, cache: Option<&CacheStatus>) {
+        // Indexes into PROTOCOLS and STATUS_CLASSES.
+        let p = match version {
+            http::Version::HTTP_2 => 1,
+            http::Version::HTTP_3 => 2,
+            _ => 0,
+        };
         let s = usize::from(status / 100).clamp(1, 5) - 1;
         add(&self.responses[p][s], 1);
-        add(&self.cache[cache.unwrap_or(CACHE_RESULTS.len() - 1)], 1);
+        add(&self.cache[cache_result(cache)], 1);
     }
 
     /// The Prometheus text exposition of every counter, plus the store's gauges.

@@ -21,7 +21,7 @@ use origin_shield::{Affinity, OriginError, Pools};
 use crate::body::{self, ProxyBody};
 use crate::error::Error;
 use crate::headers;
-use crate::metrics::{CACHE_RESULTS, METRICS};
+use crate::metrics::METRICS;
 
 /// Everything a request needs from one config snapshot, swapped as a whole on reload.
 pub struct Runtime {
@@ -174,9 +174,9 @@ pub async fn handle(
     };
     finish_response(&rt, &conn, &ctx, &mut resp);
     METRICS.response(
-        headers::via_protocol(ctx.version),
+        ctx.version,
         resp.status().as_u16(),
-        ctx.cache_status.as_ref().map(cache_result),
+        ctx.cache_status.as_ref(),
     );
     tracing::info!(
         target: "access",
@@ -341,20 +341,6 @@ async fn proxy(
         return Ok(Response::from_parts(parts, body::empty()));
     }
     Ok(origin_response(resp, rt))
-}
-
-/// The metrics bucket of a response's cache outcome (an index into `CACHE_RESULTS`).
-fn cache_result(status: &cache::status::CacheStatus) -> usize {
-    use cache::status::Fwd;
-    let name = match (status.hit, status.fwd) {
-        (true, Some(Fwd::Stale)) => "stale",
-        (true, _) => "hit",
-        (false, Some(Fwd::Bypass)) => "pass",
-        (false, Some(_)) if status.detail.is_some() && !status.stored => "pass",
-        (false, Some(_)) => "miss",
-        (false, None) => "none",
-    };
-    CACHE_RESULTS.iter().position(|r| *r == name).unwrap_or(0)
 }
 
 /// Sends a prepared request to one endpoint of `pool`.

@@ -117,11 +117,6 @@ impl EndpointState {
         self.consecutive_failures.store(0, Ordering::Relaxed);
         d
     }
-
-    #[cfg(test)]
-    pub fn set_healthy(&self, h: bool) {
-        self.healthy.store(h, Ordering::Relaxed);
-    }
 }
 
 /// A small, fast, thread-local PRNG (xorshift64*): balancing needs spread, not secrecy.
@@ -234,7 +229,9 @@ impl Balancer {
         }
     }
 
-    /// Picks among `states` those for which `usable` holds (convenience over [`Self::choose`]).
+    /// Picks among `states` those for which `usable` holds (tests' convenience over
+    /// [`Self::choose`]).
+    #[cfg(test)]
     pub fn pick(
         &self,
         states: &[&EndpointState],

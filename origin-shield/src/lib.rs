@@ -280,7 +280,8 @@ impl Pool {
         true
     }
 
-    /// A pool of plain endpoints with default settings (tests, benchmarks).
+    /// A pool of plain endpoints with default settings.
+    #[cfg(test)]
     pub fn with_endpoints(name: &str, endpoints: Vec<SocketAddr>) -> Pool {
         let weights = vec![1; endpoints.len()];
         Pool::new(
