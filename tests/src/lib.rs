@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod origin;
+pub mod raw;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
