@@ -72,6 +72,9 @@ pub enum NotStorable {
     VaryStar,
     SetCookie,
     NoFreshness,
+    /// `Content-Length` with `Transfer-Encoding`, or disagreeing lengths: the body read may not
+    /// be the one the origin meant.
+    Framing,
 }
 
 impl NotStorable {
@@ -86,6 +89,7 @@ impl NotStorable {
             NotStorable::VaryStar => "vary-star",
             NotStorable::SetCookie => "set-cookie",
             NotStorable::NoFreshness => "no-freshness",
+            NotStorable::Framing => "framing",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! file, line and column it comes from, so that `edge check` and a refused reload say exactly what
 //! is wrong.
 
+mod net;
 mod schema;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,29 @@ use toml::Spanned;
 pub use cache::encoding::{self, Coding};
 pub use cache::key::KeyRules;
 pub use cache::rules::Policy;
+pub use net::Cidr;
 pub use schema::{PlainHttp, parse_duration, parse_size};
+
+/// Request headers some origin frameworks obey (to rewrite the URL, the method, the scheme or
+/// the host) although no cache keys on them: one client could make the origin answer
+/// differently and have that answer cached for everyone. Removed from every origin request
+/// unless a site keeps one (`keep_request_headers`), which then joins the cache key.
+pub const DEFAULT_STRIP_REQUEST_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-url-scheme",
+    "x-host",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// `NAME:PORT` with a DNS host name (letters, digits, `-`, `.`; not an IP literal).
 fn dns_endpoint(s: &str) -> Option<(String, u16)> {
@@ -302,6 +325,8 @@ pub struct SiteCache {
     /// Skip the cache for requests with `Authorization` (the RFC already refuses to store most
     /// of their responses; this also skips lookups).
     pub bypass_authorization: bool,
+    /// Send the query parameters left out of the key to the origin anyway.
+    pub forward_ignored_params: bool,
 }
 
 impl SiteCache {
@@ -341,6 +366,12 @@ pub struct Site {
     pub shield_fallback: bool,
     /// Longest prefix first, so the first match wins.
     pub routes: Vec<Route>,
+    /// Removed from every request to the origin (`keep_request_headers` already taken out).
+    pub strip_request_headers: Vec<http::HeaderName>,
+    /// Minimum average request-body rate in bytes per second once `request_body_grace` has
+    /// passed (only time spent waiting on the client counts); 0: no minimum.
+    pub request_body_min_rate: u64,
+    pub request_body_grace: Duration,
 }
 
 impl Site {
@@ -359,6 +390,12 @@ pub struct Snapshot {
     pub source: PathBuf,
     pub loaded_at: SystemTime,
     pub node_name: String,
+    /// Our own edges, shields and load balancers: only their forwarding headers (`Forwarded`,
+    /// `X-Forwarded-*`, `X-Real-IP`, `X-Request-Id`, `Via`) are believed.
+    pub trusted_peers: Vec<Cidr>,
+    /// Addresses of the endpoints of every pool a site uses as its shield: edges we forward
+    /// to are edges we believe (this is what stops a node that lists itself from looping).
+    pub shield_peers: Vec<std::net::IpAddr>,
     pub listen: Listen,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -376,6 +413,12 @@ pub struct Snapshot {
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 
 impl Snapshot {
+    /// Whether `ip` is one of our own peers (`node.trusted_peers`).
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_peers.iter().any(|c| c.contains(ip)) || self.shield_peers.contains(&ip)
+    }
+
     /// The site serving `host` (a Host header or SNI name; a port and a trailing dot are ignored,
     /// case does not matter).
     pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
@@ -781,12 +824,32 @@ impl Compiler<'_> {
         }
     }
 
-    fn site_cache(&mut self, c: &schema::SiteCache, node: &schema::CacheNode) -> SiteCache {
-        let mut headers = Vec::new();
-        for h in &c.key_headers {
+    fn header_names(&mut self, list: &[Spanned<String>]) -> Vec<http::HeaderName> {
+        let mut names = Vec::new();
+        for h in list {
             match http::HeaderName::from_bytes(h.get_ref().as_bytes()) {
-                Ok(n) => headers.push(n),
+                Ok(n) => {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
                 Err(_) => self.error(h.span(), format!("invalid header name {:?}", h.get_ref())),
+            }
+        }
+        names
+    }
+
+    /// `kept`: steering headers the site forwards on purpose; they join the key.
+    fn site_cache(
+        &mut self,
+        c: &schema::SiteCache,
+        node: &schema::CacheNode,
+        kept: &[http::HeaderName],
+    ) -> SiteCache {
+        let mut headers = self.header_names(&c.key_headers);
+        for k in kept {
+            if !headers.contains(k) {
+                headers.push(k.clone());
             }
         }
         let mut force_ttl: Vec<(String, Duration)> = c
@@ -814,6 +877,7 @@ impl Compiler<'_> {
             force_ttl,
             bypass_cookies: c.bypass_cookies.clone(),
             bypass_authorization: c.bypass_authorization,
+            forward_ignored_params: c.forward_ignored_params,
         }
     }
 
@@ -828,6 +892,14 @@ impl Compiler<'_> {
                 file.node.name.span(),
                 "node.name must be a non-empty token of letters, digits, '-', '_' or '.' (it goes into Via)",
             );
+        }
+
+        let mut trusted_peers = Vec::new();
+        for t in &file.node.trusted_peers {
+            match t.get_ref().trim().parse::<Cidr>() {
+                Ok(c) => trusted_peers.push(c),
+                Err(e) => self.error(t.span(), format!("node.trusted_peers: {e}")),
+            }
         }
 
         let https = self.addrs(&file.listen.https, "https listen");
@@ -950,7 +1022,18 @@ impl Compiler<'_> {
                 });
             }
             routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
-            let site_cache = self.site_cache(&s.cache, &file.cache);
+            let kept = self.header_names(&s.keep_request_headers);
+            let strip_request_headers: Vec<http::HeaderName> = match &s.strip_request_headers {
+                Some(list) => self.header_names(list),
+                None => DEFAULT_STRIP_REQUEST_HEADERS
+                    .iter()
+                    .map(|n| http::HeaderName::from_static(n))
+                    .collect(),
+            }
+            .into_iter()
+            .filter(|n| !kept.contains(n))
+            .collect();
+            let site_cache = self.site_cache(&s.cache, &file.cache, &kept);
             let compression = self.compression(&s.compression);
             if let Some(shield) = &s.shield
                 && let Some(pool) = pools.get(shield.get_ref())
@@ -990,6 +1073,9 @@ impl Compiler<'_> {
                 shield: s.shield.as_ref().map(|p| p.get_ref().clone()),
                 shield_fallback: s.shield_fallback,
                 routes,
+                strip_request_headers,
+                request_body_min_rate: s.request_body_min_rate.unwrap_or(1024),
+                request_body_grace: s.request_body_grace.unwrap_or(Duration::from_secs(10)),
             }));
         }
 
@@ -1028,11 +1114,21 @@ impl Compiler<'_> {
         if !self.errors.is_empty() {
             return None;
         }
+        let mut shield_peers: Vec<std::net::IpAddr> = sites
+            .iter()
+            .filter_map(|s| s.shield.as_ref())
+            .filter_map(|name| pools.get(name))
+            .flat_map(|p| p.endpoints.iter().map(|e| e.ip().to_canonical()))
+            .collect();
+        shield_peers.sort();
+        shield_peers.dedup();
         Some(Snapshot {
             version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
             source: self.path.to_path_buf(),
             loaded_at: SystemTime::now(),
             node_name,
+            trusted_peers,
+            shield_peers,
             listen: Listen {
                 https,
                 http,

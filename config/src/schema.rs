@@ -35,12 +35,16 @@ pub struct File {
 pub struct Node {
     #[serde(default = "default_node_name")]
     pub name: Spanned<String>,
+    /// CIDR ranges of our own edges, shields and load balancers.
+    #[serde(default)]
+    pub trusted_peers: Vec<Spanned<String>>,
 }
 
 impl Default for Node {
     fn default() -> Self {
         Node {
             name: default_node_name(),
+            trusted_peers: Vec::new(),
         }
     }
 }
@@ -324,6 +328,16 @@ pub struct Site {
     #[serde(default = "yes")]
     pub shield_fallback: bool,
     pub routes: Vec<Spanned<Route>>,
+    /// Request headers that steer origins but are not in the cache key; `None`: the default list.
+    pub strip_request_headers: Option<Vec<Spanned<String>>>,
+    /// Steering headers this site forwards on purpose; each joins the cache key.
+    #[serde(default)]
+    pub keep_request_headers: Vec<Spanned<String>>,
+    /// Minimum average request-body rate (bytes per second) after the grace period; 0: off.
+    #[serde(default, deserialize_with = "opt_size")]
+    pub request_body_min_rate: Option<u64>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub request_body_grace: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -439,6 +453,8 @@ pub struct SiteCache {
     pub bypass_cookies: Vec<String>,
     pub bypass_authorization: bool,
     pub force_ttl: Vec<ForceTtl>,
+    /// Send `ignore_params` to the origin anyway (off: what is not in the key is not sent).
+    pub forward_ignored_params: bool,
 }
 
 impl Default for SiteCache {
@@ -455,6 +471,7 @@ impl Default for SiteCache {
             bypass_cookies: Vec::new(),
             bypass_authorization: false,
             force_ttl: Vec::new(),
+            forward_ignored_params: false,
         }
     }
 }
@@ -514,6 +531,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(Some)
 }
 
 /// Accepts a byte count or `"512KiB"`, `"256MiB"`, `"10GiB"` (also KB/MB/GB, powers of 1000).

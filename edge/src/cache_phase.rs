@@ -181,13 +181,10 @@ pub(crate) async fn handle(
     mut parts: Parts,
     body: ProxyBody,
 ) -> Result<Response<ProxyBody>, Error> {
-    let scheme = if conn.tls { "https" } else { "http" };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(|h| config::normalize_host(h).into_owned())
-        .unwrap_or_default();
+    // The key holds exactly what the origin is asked for: scheme, Host (with a non-default
+    // listener port), normalised path.
+    let scheme = ctx.scheme;
+    let host = ctx.host.clone();
     let key = primary_key(
         scheme,
         &host,
@@ -244,9 +241,13 @@ pub(crate) async fn handle(
     if !parts.method.is_safe() {
         let resp = pass(&job, parts, body).await?;
         let pq = job.uri.path_and_query().map_or("/", |p| p.as_str());
-        for target in
-            rules::invalidation_paths(&job.method, resp.status(), &host, pq, resp.headers())
-        {
+        for target in rules::invalidation_paths(
+            &job.method,
+            resp.status(),
+            &config::normalize_host(&host),
+            pq,
+            resp.headers(),
+        ) {
             let (path, query) = match target.split_once('?') {
                 Some((p, q)) => (p, Some(q)),
                 None => (target.as_str(), None),
@@ -260,6 +261,18 @@ pub(crate) async fn handle(
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
         ctx.cache_status = Some(bypass("method"));
+        return pass(&job, parts, body).await;
+    }
+    if ctx.looped {
+        // Our own miss, sent to ourselves as the shield chosen for this key: the outer request
+        // leads the fill and stores the answer. Collapsing behind it would wait for itself.
+        ctx.cache_status = Some(bypass("loop"));
+        return pass(&job, parts, body).await;
+    }
+    if ctx.has_body {
+        // RFC 9110 gives a GET body no meaning, but an origin may act on it: its answer is
+        // not the answer to the URL alone.
+        ctx.cache_status = Some(bypass("body"));
         return pass(&job, parts, body).await;
     }
     if site
@@ -530,14 +543,20 @@ async fn store_response(
     let cache = &job.shared.cache;
     let status = resp.status();
     let (mut parts, incoming) = resp.into_parts();
+    let broken_framing = headers::broken_framing(&parts.headers);
+    headers::drop_length_beside_transfer_encoding(&mut parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
-    let verdict = rules::storable(
-        &Method::GET,
-        &job.headers,
-        status,
-        &parts.headers,
-        &job.policy,
-    );
+    let verdict = if broken_framing {
+        Err(NotStorable::Framing)
+    } else {
+        rules::storable(
+            &Method::GET,
+            &job.headers,
+            status,
+            &parts.headers,
+            &job.policy,
+        )
+    };
     let mut cache_status = CacheStatus {
         fwd: Some(fwd),
         fwd_status: Some(status.as_u16()),

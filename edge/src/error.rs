@@ -22,6 +22,8 @@ pub enum Error {
     BodyTooLarge { limit: u64 },
     #[error("only-if-cached request for an object not in cache")]
     OnlyIfCached,
+    #[error("request body too slow or missing")]
+    RequestTimeout,
 
     // Caused by the origin (or by the client's body while it was being sent there).
     #[error(transparent)]
@@ -61,7 +63,8 @@ impl Error {
             | Error::UnknownHost(_)
             | Error::NoRoute
             | Error::BodyTooLarge { .. }
-            | Error::OnlyIfCached => Side::Client,
+            | Error::OnlyIfCached
+            | Error::RequestTimeout => Side::Client,
             Error::Origin(o) => o.side(),
             _ => Side::Internal,
         }

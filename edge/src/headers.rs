@@ -76,18 +76,96 @@ pub fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     }
 }
 
-/// The headers an origin sees for a client request.
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    client_ip: IpAddr,
-    proto: &'static str,
-    host: &HeaderValue,
-    via: &str,
-) {
-    append_list(headers, &X_FORWARDED_FOR, &client_ip.to_string());
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    headers.insert(&X_FORWARDED_HOST, host.clone());
-    append_list(headers, &header::VIA, via);
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Who sent a request and what the origin is told about it.
+pub struct Upstream<'a> {
+    pub client_ip: IpAddr,
+    /// The peer is one of ours (`node.trusted_peers`): its forwarding headers are kept.
+    pub trusted: bool,
+    pub scheme: &'static str,
+    /// The `Host` the origin receives (normalised name, listener port when not the default).
+    pub host: &'a HeaderValue,
+    /// This hop's `Via` entry (`2 node`).
+    pub via: &'a str,
+    pub request_id: &'a str,
+    /// The site's steering headers to remove.
+    pub strip: &'a [HeaderName],
+}
+
+/// Rewrites a client's request head for the origin. Framing is ours: the client's
+/// `Content-Length` goes (the origin client frames the body we actually send). Steering
+/// headers the cache does not key on go. From peers we do not trust, the forwarding headers
+/// (`Forwarded`, `X-Forwarded-Proto`/`-Host`, `X-Real-IP`, `X-Request-Id`, `Via`) are dropped
+/// and replaced by ours, and `X-Forwarded-For` is appended to: its leftmost entries are only
+/// the client's claim.
+pub fn rewrite_upstream(headers: &mut HeaderMap, u: &Upstream<'_>) {
+    headers.remove(header::CONTENT_LENGTH);
+    for name in u.strip {
+        headers.remove(name);
+    }
+    if !u.trusted {
+        for name in [
+            &FORWARDED,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_REAL_IP,
+            &X_REQUEST_ID,
+            &header::VIA,
+        ] {
+            headers.remove(name);
+        }
+    }
+    let client = u.client_ip.to_canonical();
+    append_list(headers, &X_FORWARDED_FOR, &client.to_string());
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(u.scheme));
+    headers.insert(&X_FORWARDED_HOST, u.host.clone());
+    let node = match client {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let host = u.host.to_str().unwrap_or("");
+    append_list(
+        headers,
+        &FORWARDED,
+        &format!("for={node};host=\"{host}\";proto={}", u.scheme),
+    );
+    if !headers.contains_key(&X_REAL_IP)
+        && let Ok(v) = HeaderValue::from_str(&client.to_string())
+    {
+        headers.insert(&X_REAL_IP, v);
+    }
+    append_list(headers, &header::VIA, u.via);
+    headers.insert(header::HOST, u.host.clone());
+    if !headers.contains_key(&X_REQUEST_ID)
+        && let Ok(v) = HeaderValue::from_str(u.request_id)
+    {
+        headers.insert(&X_REQUEST_ID, v);
+    }
+}
+
+/// A response whose length is ambiguous: `Content-Length` together with `Transfer-Encoding`,
+/// or `Content-Length` values that disagree (RFC 9112 §6.3). Never stored: the body we read
+/// may not be the body the origin meant.
+pub fn broken_framing(headers: &HeaderMap) -> bool {
+    let mut lengths = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|v| v.trim_ascii());
+    let Some(first) = lengths.next() else {
+        return false;
+    };
+    headers.contains_key(header::TRANSFER_ENCODING) || lengths.any(|v| v != first)
+}
+
+/// Before hop-by-hop headers go: a `Content-Length` sent along with `Transfer-Encoding` is
+/// not the length of the body we pass on, so it goes too.
+pub fn drop_length_beside_transfer_encoding(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
 }
 
 /// Whether a `Via` entry names `node` as a received-by (`1.1 node`, `2 node, 1.1 other`): the
@@ -153,25 +231,96 @@ mod tests {
         assert!(h.contains_key(header::ACCEPT));
     }
 
-    #[test]
-    fn forwarded_headers_append_to_earlier_hops() {
+    fn rewritten(trusted: bool, h: &mut HeaderMap) {
+        let host = HeaderValue::from_static("a.example:8443");
+        rewrite_upstream(
+            h,
+            &Upstream {
+                client_ip: "127.0.0.1".parse().expect("ip"),
+                trusted,
+                scheme: "https",
+                host: &host,
+                via: "2 pop-1",
+                request_id: "ours",
+                strip: &[HeaderName::from_static("x-original-url")],
+            },
+        );
+    }
+
+    fn spoofed() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
         h.insert(header::VIA, HeaderValue::from_static("1.1 other"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("spoofed"));
-        let host = HeaderValue::from_static("a.example");
-        add_forwarded(
-            &mut h,
-            "127.0.0.1".parse().expect("ip"),
-            "https",
-            &host,
-            "2 pop-1",
-        );
+        h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil"));
+        h.insert(&X_REAL_IP, HeaderValue::from_static("1.2.3.4"));
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("theirs"));
+        h.insert(&FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
+        h.insert("x-original-url", HeaderValue::from_static("/admin"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(header::HOST, HeaderValue::from_static("EVIL:6666"));
+        h
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut h = spoofed();
+        rewritten(false, &mut h);
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.7, 198.51.100.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
-        assert_eq!(h[&X_FORWARDED_HOST], "a.example");
+        assert_eq!(h[&X_FORWARDED_HOST], "a.example:8443");
+        assert_eq!(h[&X_REAL_IP], "127.0.0.1");
+        assert_eq!(h[&X_REQUEST_ID], "ours");
+        assert_eq!(
+            h[&FORWARDED],
+            "for=127.0.0.1;host=\"a.example:8443\";proto=https"
+        );
+        assert_eq!(h[header::VIA], "2 pop-1");
+        assert_eq!(h[header::HOST], "a.example:8443");
+        assert!(!h.contains_key("x-original-url"));
+        assert!(!h.contains_key(header::CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn trusted_forwarding_headers_are_kept() {
+        let mut h = spoofed();
+        rewritten(true, &mut h);
+        assert_eq!(h[&X_REAL_IP], "1.2.3.4");
+        assert_eq!(h[&X_REQUEST_ID], "theirs");
+        assert_eq!(
+            h[&FORWARDED],
+            "for=1.2.3.4, for=127.0.0.1;host=\"a.example:8443\";proto=https"
+        );
         assert_eq!(h[header::VIA], "1.1 other, 2 pop-1");
+        assert!(
+            !h.contains_key("x-original-url"),
+            "steering headers go from anyone"
+        );
+    }
+
+    #[test]
+    fn framing_table() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[], false),
+            (&[("content-length", "5")], false),
+            (&[("content-length", "5"), ("content-length", "5")], false),
+            (&[("content-length", "5, 5")], false),
+            (&[("content-length", "5"), ("content-length", "6")], true),
+            (&[("content-length", "5, 6")], true),
+            (
+                &[("content-length", "5"), ("transfer-encoding", "chunked")],
+                true,
+            ),
+            (&[("transfer-encoding", "chunked")], false),
+        ];
+        for (fields, want) in cases {
+            let mut h = HeaderMap::new();
+            for (n, v) in *fields {
+                h.append(*n, HeaderValue::from_static(v));
+            }
+            assert_eq!(broken_framing(&h), *want, "{fields:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod compress;
 pub mod demo;
 pub mod error;
 pub mod headers;
+pub mod hygiene;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pipeline;

@@ -21,6 +21,7 @@ use origin_shield::{Affinity, OriginError, Pools};
 use crate::body::{self, ProxyBody};
 use crate::error::Error;
 use crate::headers;
+use crate::hygiene;
 use crate::metrics::METRICS;
 
 /// Everything a request needs from one config snapshot, swapped as a whole on reload.
@@ -130,6 +131,12 @@ pub(crate) struct RequestCtx {
     /// The request already passed through this node (its name is in `Via`): never send it to
     /// a shield again.
     pub looped: bool,
+    /// The visitor's scheme (ours, or a trusted peer's `X-Forwarded-Proto`).
+    pub scheme: &'static str,
+    /// The `Host` the origin receives and the cache key holds.
+    pub host: String,
+    /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
+    pub has_body: bool,
 }
 
 pub async fn handle(
@@ -149,6 +156,9 @@ pub async fn handle(
         cache_status: None,
         compress: Default::default(),
         looped: false,
+        scheme: "http",
+        host: String::new(),
+        has_body: false,
     };
     let mut resp = match proxy(&shared, &rt, &conn, &mut ctx, req).await {
         // Phase: compress.
@@ -220,52 +230,105 @@ async fn proxy(
         });
     }
 
-    // Phase: route. `:authority` (HTTP/2, HTTP/3, absolute-form) wins over Host (RFC 9110 §7.2).
-    let host = match req.uri().authority() {
-        Some(a) => {
-            HeaderValue::from_str(a.as_str()).map_err(|_| Error::BadRequest("invalid authority"))?
+    // Phase: hygiene. One normalised host and path, used by everything after this.
+    let trusted = snap.is_trusted(conn.peer.ip());
+    let authority = hygiene::request_authority(req.version(), req.uri(), req.headers())
+        .map_err(Error::BadRequest)?;
+    let (host, _claimed_port) = hygiene::parse_host(authority).map_err(Error::BadRequest)?;
+    let mut host = host.into_owned();
+    let mut scheme = if conn.tls { "https" } else { "http" };
+    let mut origin_host = None;
+    if trusted {
+        // Our own edge forwarding a visitor: key and forward with the visitor's scheme and
+        // host, not the ones of the hop between us.
+        if let Some(p) = req.headers().get(&headers::X_FORWARDED_PROTO) {
+            match p.as_bytes() {
+                b"https" => scheme = "https",
+                b"http" => scheme = "http",
+                _ => {}
+            }
         }
-        None => req
-            .headers()
-            .get(header::HOST)
-            .cloned()
-            .ok_or(Error::BadRequest("missing Host header"))?,
-    };
-    let host_str = host
-        .to_str()
-        .map_err(|_| Error::BadRequest("Host is not visible ASCII"))?;
+        if let Some(h) = req.headers().get(&headers::X_FORWARDED_HOST)
+            && let Ok(h) = h.to_str()
+            && let Ok((name, port)) = hygiene::parse_host(h)
+        {
+            host = name.into_owned();
+            origin_host = Some(match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            });
+        }
+        if let Some(id) = req.headers().get(&headers::X_REQUEST_ID)
+            && let Ok(id) = id.to_str()
+            && !id.is_empty()
+            && id.len() <= 64
+        {
+            ctx.id = id.to_string();
+        }
+    }
+    let origin_host =
+        origin_host.unwrap_or_else(|| hygiene::origin_host(&host, conn.local.port(), scheme));
+    let path = hygiene::normalize_path(req.uri().path()).map_err(Error::BadRequest)?;
+    if path != req.uri().path() {
+        ctx.path = path.to_string();
+    }
+
+    // Phase: route.
     let site = snap
-        .site_for_host(host_str)
-        .ok_or_else(|| Error::UnknownHost(host_str.to_string()))?
+        .site_for_host(&host)
+        .ok_or_else(|| Error::UnknownHost(host.clone()))?
         .clone();
     ctx.site = Some(site.clone());
 
     // Phase: policy.
     if !conn.tls && site.plain_http == PlainHttp::Redirect {
         return Ok(redirect_to_https(
-            host_str,
+            &host,
             shared.https_port.load(Ordering::Relaxed),
             req.uri(),
         ));
     }
-    let route = site.route(req.uri().path()).ok_or(Error::NoRoute)?;
+    let route = site.route(&ctx.path).ok_or(Error::NoRoute)?;
     ctx.pool = Some(route.pool.clone());
     let pool = rt
         .pools
         .get(&route.pool)
         .ok_or_else(|| Error::NoPool(route.pool.clone()))?;
     let max_body = site.max_request_body_bytes;
-    if let Some(len) = content_length(req.headers())
+    if let Some(len) = hygiene::content_length(req.headers()).map_err(Error::BadRequest)?
         && len > max_body
     {
         return Err(Error::BodyTooLarge { limit: max_body });
     }
 
     ctx.compress = crate::compress::RequestFacts::new(req.method(), req.headers());
-    ctx.looped = headers::via_names(req.headers(), &snap.node_name);
+    // The loop marker is only believed from our own peers: anyone can write our name in Via.
+    ctx.looped = trusted && headers::via_names(req.headers(), &snap.node_name);
 
-    // Phase: origin request.
+    // Phase: origin request. The target is the normalised path; for what may be stored, the
+    // query loses the parameters the key leaves out.
+    let cacheable_method = matches!(*req.method(), Method::GET | Method::HEAD);
+    let query = match req.uri().query() {
+        Some(q) if site.cache.enabled && cacheable_method && !site.cache.forward_ignored_params => {
+            if site.cache.key.ignore_query {
+                None
+            } else {
+                hygiene::strip_params(q, &site.cache.key.ignore_params)
+            }
+        }
+        Some(q) => Some(std::borrow::Cow::Borrowed(q)),
+        None => None,
+    };
+    // Rebuilt only when normalising changed something: most targets are already clean.
+    let target = if path != req.uri().path() || query.as_deref() != req.uri().query() {
+        Some(hygiene::origin_form(&ctx.path, query.as_deref()).map_err(Error::BadRequest)?)
+    } else {
+        None
+    };
     let (mut parts, body) = req.into_parts();
+    if let Some(target) = target {
+        parts.uri = target;
+    }
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade_proto = parts.headers.get(header::UPGRADE).cloned();
     let wants_upgrade = headers::strip_hop_by_hop(&mut parts.headers);
@@ -287,24 +350,46 @@ async fn proxy(
         headers::via_protocol(parts.version),
         snap.node_name
     );
-    headers::add_forwarded(
+    let host_value =
+        HeaderValue::from_str(&origin_host).map_err(|_| Error::BadRequest("invalid Host"))?;
+    headers::rewrite_upstream(
         &mut parts.headers,
-        conn.peer.ip(),
-        if conn.tls { "https" } else { "http" },
-        &host,
-        &via,
+        &headers::Upstream {
+            client_ip: conn.peer.ip(),
+            trusted,
+            scheme,
+            host: &host_value,
+            via: &via,
+            request_id: &ctx.id,
+            strip: &site.strip_request_headers,
+        },
     );
-    parts.headers.insert(header::HOST, host);
-    if !parts.headers.contains_key(&headers::X_REQUEST_ID)
-        && let Ok(v) = HeaderValue::from_str(&ctx.id)
-    {
-        parts.headers.insert(&headers::X_REQUEST_ID, v);
+    ctx.scheme = scheme;
+    ctx.host = origin_host;
+
+    // The body: cut off when too large or too slow, and settled for methods without body
+    // semantics, whose body (if any) makes the request a pass.
+    let mut body = body;
+    if !body.is_end_stream() {
+        if site.request_body_min_rate > 0 {
+            body = body::MinRate::new(body, site.request_body_min_rate, site.request_body_grace)
+                .boxed_unsync();
+        }
+        body = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
     }
-    let body = if body.is_end_stream() {
-        body
-    } else {
-        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync()
-    };
+    if matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+    ) {
+        let (settled, has_body) = body::settle(body, snap.timeouts.request_header)
+            .await
+            .map_err(|e| match e {
+                body::Unsettled::Timeout => Error::RequestTimeout,
+                body::Unsettled::Failed(e) => client_body_error(e, max_body),
+            })?;
+        body = settled;
+        ctx.has_body = has_body;
+    }
 
     // Phase: cache (WebSocket upgrades never touch it).
     if !upgrade && site.cache.enabled {
@@ -353,10 +438,26 @@ pub(crate) async fn send_to_origin(
 ) -> Result<Response<hyper::body::Incoming>, Error> {
     pool.send(req, rt.snapshot.timeouts.origin_response_header, affinity)
         .await
-        .map_err(|e| match e.find_source::<LengthLimitError>() {
-            Some(_) => Error::BodyTooLarge { limit: max_body },
-            None => Error::Origin(e),
+        .map_err(|e| {
+            if e.find_source::<LengthLimitError>().is_some() {
+                Error::BodyTooLarge { limit: max_body }
+            } else if e.find_source::<body::SlowBody>().is_some() {
+                Error::RequestTimeout
+            } else {
+                Error::Origin(e)
+            }
         })
+}
+
+/// A client body that failed before anything went to the origin.
+fn client_body_error(e: body::BoxError, max_body: u64) -> Error {
+    if e.downcast_ref::<LengthLimitError>().is_some() {
+        Error::BodyTooLarge { limit: max_body }
+    } else if e.downcast_ref::<body::SlowBody>().is_some() {
+        Error::RequestTimeout
+    } else {
+        Error::BadRequest("the request body could not be read")
+    }
 }
 
 /// An origin response on its way to the client: hop-by-hop headers gone, `via` added.
@@ -365,6 +466,7 @@ pub(crate) fn origin_response(
     rt: &Runtime,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
+    headers::drop_length_beside_transfer_encoding(&mut parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_list(&mut parts.headers, &header::VIA, &rt.via);
     Response::from_parts(
@@ -388,15 +490,6 @@ async fn tunnel(client: OnUpgrade, origin: OnUpgrade, id: String) {
         Ok((up, down)) => tracing::debug!(request_id = %id, up, down, "tunnel closed"),
         Err(e) => tracing::debug!(request_id = %id, error = %e, "tunnel aborted"),
     }
-}
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<ProxyBody> {
@@ -478,6 +571,7 @@ impl Error {
             Error::UnknownHost(_) if tls => StatusCode::MISDIRECTED_REQUEST,
             Error::UnknownHost(_) | Error::NoRoute => StatusCode::NOT_FOUND,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::OnlyIfCached => StatusCode::GATEWAY_TIMEOUT,
             Error::NoPool(_) => StatusCode::BAD_GATEWAY,
             Error::Origin(o) => match o {
@@ -501,6 +595,7 @@ impl Error {
             Error::UnknownHost(_) => "this server does not serve that host",
             Error::NoRoute => "no route for this path",
             Error::BodyTooLarge { .. } => "the request body is too large",
+            Error::RequestTimeout => "the request body arrived too slowly",
             Error::OnlyIfCached => "not in cache (only-if-cached)",
             Error::NoPool(_) => "the site's origin pool is not configured",
             Error::Origin(o) => match o {

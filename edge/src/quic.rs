@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use h3::error::Code;
@@ -10,7 +11,8 @@ use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 
-use crate::body::{self, H3RequestBody, ProxyBody};
+use crate::body::{self, Activity, H3RequestBody, ProxyBody};
+use crate::hygiene;
 use crate::lifecycle::{Tracker, shutting_down};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
 
@@ -60,10 +62,14 @@ async fn serve_connection(
         transport: Transport::Quic,
         alt_svc: None,
     });
+    let quic = conn.clone();
     let mut h3 = h3::server::builder()
         .max_field_section_size(u64::from(snap.limits.max_request_header_bytes) * 2)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
         .await?;
+    // QUIC's own idle timeout is reset by pings; this one counts requests.
+    let activity = Arc::new(Activity::default());
+    let client_idle = snap.timeouts.client_idle;
     let mut draining = false;
     loop {
         let accepted = if draining {
@@ -77,13 +83,21 @@ async fn serve_connection(
                     h3.shutdown(1).await?;
                     continue;
                 }
+                _ = activity.idle(client_idle) => {
+                    tracing::debug!(client = %info.peer, "HTTP/3 connection idle; closing");
+                    h3.shutdown(0).await?;
+                    quic.close(quinn::VarInt::from_u32(0x100), b"idle");
+                    return Ok(());
+                }
             }
         };
         match accepted {
             Ok(Some(resolver)) => {
                 let shared = shared.clone();
                 let info = info.clone();
+                let guard = activity.begin();
                 tokio::spawn(async move {
+                    let _guard = guard;
                     match resolver.resolve_request().await {
                         Ok((req, stream)) => serve_request(req, stream, info, shared).await,
                         Err(e) => tracing::debug!(error = %e, "bad HTTP/3 request"),
@@ -107,25 +121,43 @@ async fn serve_request(
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
 ) {
-    let (mut send, recv) = stream.split();
-    let content_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // Without a length, a bodiless method gets an empty body so the origin request is not sent
-    // chunked; other methods stream whatever arrives until the client ends the stream.
-    let bodiless = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::DELETE
-    );
-    let body: ProxyBody = if content_length.is_none() && bodiless {
-        body::empty()
-    } else {
-        H3RequestBody::new(recv, content_length).boxed_unsync()
+    let malformed = match hygiene::content_length(req.headers()) {
+        Err(e) => Some(e),
+        Ok(_) => hygiene::connection_specific(req.headers()),
     };
+    if let Some(reason) = malformed {
+        // RFC 9114 §4.1.2: a malformed request is answered with a stream error; nothing of it
+        // goes anywhere.
+        tracing::info!(client = %info.peer, reason, "malformed HTTP/3 request");
+        let mut stream = stream;
+        stream.stop_sending(Code::H3_MESSAGE_ERROR);
+        stream.stop_stream(Code::H3_MESSAGE_ERROR);
+        return;
+    }
+    let content_length = hygiene::content_length(req.headers()).ok().flatten();
+    let (mut send, recv) = stream.split();
+    let mismatch = Arc::new(AtomicBool::new(false));
+    let mut body: ProxyBody =
+        H3RequestBody::new(recv, content_length, mismatch.clone()).boxed_unsync();
+    if content_length.is_some_and(|n| n > 0) {
+        // Read the first DATA frame before anything is forwarded, so that a body that already
+        // overruns its content-length reaches no origin.
+        let wait = shared.runtime().snapshot.timeouts.request_header;
+        match body::settle_first(body, wait).await {
+            Ok(b) => body = b,
+            Err(_) => {
+                reset(&mut send, &mismatch, Code::H3_REQUEST_INCOMPLETE);
+                return;
+            }
+        }
+    }
     let is_head = req.method() == Method::HEAD;
     let resp = pipeline::handle(shared, info, req.map(|()| body)).await;
+    if mismatch.load(Ordering::Relaxed) {
+        tracing::info!("HTTP/3 request body does not match its content-length; resetting");
+        send.stop_stream(Code::H3_MESSAGE_ERROR);
+        return;
+    }
     let (mut parts, mut body) = resp.into_parts();
     // Connection-specific fields are forbidden in HTTP/3 (RFC 9114 §4.2).
     parts.headers.remove(header::CONNECTION);
@@ -168,6 +200,19 @@ async fn serve_request(
     if let Err(e) = send.finish().await {
         tracing::debug!(error = %e, "HTTP/3 stream not finished");
     }
+}
+
+fn reset(
+    send: &mut h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>,
+    mismatch: &AtomicBool,
+    otherwise: Code,
+) {
+    let code = if mismatch.load(Ordering::Relaxed) {
+        Code::H3_MESSAGE_ERROR
+    } else {
+        otherwise
+    };
+    send.stop_stream(code);
 }
 
 /// `h3=":PORT"; ma=SECONDS`

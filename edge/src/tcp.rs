@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body;
+use crate::body::{self, Activity, Tracked};
 use crate::lifecycle::{Tracker, shutting_down};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
 
@@ -83,17 +83,22 @@ impl TcpServer {
     }
 }
 
-/// Serves a hyper connection until it ends; on shutdown asks it to finish gracefully (HTTP/2:
-/// GOAWAY; HTTP/1.1: close after the response in flight) and lets it drain. A macro because
-/// hyper's HTTP/1 and HTTP/2 connections share the method but no trait.
+/// Serves a hyper connection until it ends; on shutdown, or once no request has been in flight
+/// for `client_idle`, asks it to finish gracefully (HTTP/2: GOAWAY; HTTP/1.1: close after the
+/// response in flight) and lets it drain. A macro because hyper's HTTP/1 and HTTP/2
+/// connections share the method but no trait.
 macro_rules! drive {
-    ($conn:expr, $shutdown:expr) => {{
+    ($conn:expr, $shutdown:expr, $activity:expr, $idle:expr) => {{
         let conn = $conn;
         let mut shutdown = $shutdown;
         tokio::pin!(conn);
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
             _ = shutting_down(&mut shutdown) => None,
+            _ = $activity.idle($idle) => {
+                tracing::debug!("connection idle; closing");
+                None
+            }
         };
         let res = match done {
             Some(res) => res,
@@ -123,10 +128,20 @@ async fn serve_connection<I>(
     let snap = shared.runtime().snapshot.clone();
     let header_limit = snap.limits.max_request_header_bytes as usize;
     let uri_limit = snap.limits.max_uri_bytes as usize;
+    let activity = Arc::new(Activity::default());
+    let client_idle = snap.timeouts.client_idle;
+    let counted = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(shared, info, req.map(body::incoming)).await) }
+        let guard = counted.begin();
+        async move {
+            let resp = pipeline::handle(shared, info, req.map(body::incoming)).await;
+            Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                inner,
+                _guard: guard,
+            }))
+        }
     });
     // hyper's own limits sit above ours so that the pipeline answers with a body and a request
     // id; past them hyper still answers 431/414 itself.
@@ -137,7 +152,7 @@ async fn serve_connection<I>(
             .max_concurrent_streams(256)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(TokioIo::new(io), svc);
-        drive!(conn, shutdown);
+        drive!(conn, shutdown, activity, client_idle);
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -146,6 +161,6 @@ async fn serve_connection<I>(
             .keep_alive(true)
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
-        drive!(conn, shutdown);
+        drive!(conn, shutdown, activity, client_idle);
     }
 }

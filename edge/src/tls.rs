@@ -65,8 +65,12 @@ pub fn quic_config(shared: &Arc<Shared>, idle: Duration) -> Result<quinn::Server
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(256u32.into());
-    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
-        transport.max_idle_timeout(Some(idle));
+    if let Ok(max_idle) = quinn::IdleTimeout::try_from(idle) {
+        // The transport timeout only detects a vanished peer: our pings keep a live one
+        // connected through a long request, and the listener closes connections that have
+        // had no request for `idle` (pings say nothing about whether a client wants them).
+        transport.max_idle_timeout(Some(max_idle));
+        transport.keep_alive_interval(Some(idle / 3));
     }
     server.transport_config(Arc::new(transport));
     Ok(server)

@@ -400,6 +400,15 @@ fn disk_cache(dir: &std::path::Path) -> String {
     )
 }
 
+/// The config with the HTTPS listener on `addr`: the cache key holds the listener's port, so a
+/// restarted node finds its disk objects only on the same port (as in production).
+fn pin_https(config: &str, addr: std::net::SocketAddr) -> String {
+    config.replace(
+        "https = [\"127.0.0.1:0\"]",
+        &format!("https = [\"{addr}\"]"),
+    )
+}
+
 async fn wait_hit(target: &Target, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cache_status(&get(target, path, &[]).await).contains("; hit") {
@@ -416,8 +425,10 @@ async fn disk_tier_survives_a_restart_and_age_keeps_counting() {
     let small = "/c/persist-small?cc=max-age=600";
     let big_len = 5_000_000u64; // over the 1 MiB memory limit: disk only
     let big = format!("/c/persist-big?cc=max-age=600&len={big_len}");
+    let pinned;
     let (small_body, age_before) = {
         let mut edge = Edge::start(&setup.dir, &config);
+        pinned = pin_https(&config, edge.https());
         let target = setup.target(edge.https(), "localhost");
         let a = get(&target, small, &[]).await;
         get(&target, &big, &[]).await;
@@ -431,7 +442,7 @@ async fn disk_tier_survives_a_restart_and_age_keeps_counting() {
     };
     assert!(age_before >= 2);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let edge = Edge::start(&setup.dir, &config);
+    let edge = Edge::start(&setup.dir, &pinned);
     let target = setup.target(edge.https(), "localhost");
     let r = get(&target, small, &[]).await;
     assert!(
@@ -469,8 +480,10 @@ async fn sigkill_while_writing_never_leaves_a_truncated_object() {
     let len = 40_000_000u64;
     let want = edge_e2e::Fnv::of_pattern(len);
     let done = "/c/crash-done?cc=max-age=600&len=3000000";
+    let pinned;
     {
         let mut edge = Edge::start(&setup.dir, &config);
+        pinned = pin_https(&config, edge.https());
         let target = setup.target(edge.https(), "localhost");
         get(&target, done, &[]).await;
         wait_hit(&target, done).await;
@@ -510,7 +523,7 @@ async fn sigkill_while_writing_never_leaves_a_truncated_object() {
             "no download was in flight at the kill; the test proves nothing"
         );
     }
-    let edge = Edge::start(&setup.dir, &config);
+    let edge = Edge::start(&setup.dir, &pinned);
     let target = setup.target(edge.https(), "localhost");
     for i in 0..3 {
         let r = get(
