@@ -1,14 +1,11 @@
 #![forbid(unsafe_code)]
-//! Cache storage and the RFC 9111 rules. The rules (`rules`, `cache_control`) are a sans-IO core:
-//! pure functions of (request, stored response, now), tested on a simulated clock.
+//! Cache storage (memory and disk tiers), request collapsing and in-flight objects. The rules
+//! live in `edge-cache-rules` (re-exported here) and are pure; this crate does the I/O.
 
-pub mod cache_control;
+pub use cache_rules::{cache_control, encoding, key, rules, status};
+
 pub mod collapse;
-pub mod encoding;
 pub mod inflight;
-pub mod key;
-pub mod rules;
-pub mod status;
 pub mod store;
 
 pub use store::{CacheError, DiskReader, Found, Lookup, Store, StoreConfig};

@@ -23,9 +23,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
-pub use cache::encoding::{self, Coding};
-pub use cache::key::KeyRules;
-pub use cache::rules::Policy;
+pub use cache_rules::encoding::{self, Coding};
+pub use cache_rules::key::KeyRules;
+pub use cache_rules::rules::Policy;
 pub use net::Cidr;
 pub use schema::{PlainHttp, parse_duration, parse_size};
 

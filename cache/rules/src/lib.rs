@@ -1,0 +1,10 @@
+#![forbid(unsafe_code)]
+//! The cache's decisions as a sans-IO core: pure functions of (request, stored response,
+//! policy, now), tested table-driven on a simulated clock. No storage, no sockets, no clock of
+//! their own; `config` depends on this crate alone, not on the store.
+
+pub mod cache_control;
+pub mod encoding;
+pub mod key;
+pub mod rules;
+pub mod status;
