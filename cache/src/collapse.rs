@@ -35,10 +35,13 @@ impl PartialEq for Outcome {
 }
 
 type Slot = watch::Receiver<Option<Outcome>>;
+/// A slot and the number of the leader that owns it: a leader only ever removes its own.
+type Slots = HashMap<String, (u64, Slot)>;
 
 #[derive(Clone, Default)]
 pub struct Collapser {
-    inflight: Arc<Mutex<HashMap<String, Slot>>>,
+    inflight: Arc<Mutex<Slots>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub enum Role {
@@ -49,25 +52,39 @@ pub enum Role {
 impl Collapser {
     /// Leads the fetch for `key`, or follows the one in flight.
     pub fn join(&self, key: &str) -> Role {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Ok(mut map) = self.inflight.lock() else {
             // A poisoned map only loses collapsing, never correctness.
             let (tx, _) = watch::channel(None);
             return Role::Leader(Leader {
                 key: key.to_string(),
+                id,
                 tx,
                 owner: None,
             });
         };
-        if let Some(rx) = map.get(key) {
+        if let Some((_, rx)) = map.get(key) {
             return Role::Follower(Follower { rx: rx.clone() });
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_string(), rx);
+        map.insert(key.to_string(), (id, rx));
         Role::Leader(Leader {
             key: key.to_string(),
+            id,
             tx,
             owner: Some(self.inflight.clone()),
         })
+    }
+
+    /// Requests arriving from now on do not follow the fetch in flight for `key` (a purge made
+    /// its answer stale): the next one leads a fetch of its own. Followers already waiting
+    /// keep theirs.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut map) = self.inflight.lock() {
+            map.remove(key);
+        }
     }
 
     /// Leads only if nobody else is fetching `key` (background refreshes).
@@ -86,8 +103,9 @@ impl Collapser {
 /// The one fetch for a key. Dropping it unfinished tells followers it failed.
 pub struct Leader {
     key: String,
+    id: u64,
     tx: watch::Sender<Option<Outcome>>,
-    owner: Option<Arc<Mutex<HashMap<String, Slot>>>>,
+    owner: Option<Arc<Mutex<Slots>>>,
 }
 
 impl Leader {
@@ -103,7 +121,9 @@ impl Leader {
 
     fn release(&mut self, outcome: Outcome) {
         if let Some(owner) = self.owner.take() {
-            if let Ok(mut map) = owner.lock() {
+            if let Ok(mut map) = owner.lock()
+                && map.get(&self.key).is_some_and(|(id, _)| *id == self.id)
+            {
                 map.remove(&self.key);
             }
             let _ = self.tx.send(Some(outcome));
@@ -212,6 +232,29 @@ mod tests {
         };
         assert_eq!(f.wait(Duration::from_millis(20)).await, Outcome::Failed);
         assert!(c.try_lead("s").is_none(), "still led by the slow one");
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_fetch_is_not_followed_and_its_end_does_not_free_the_new_one() {
+        let c = Collapser::default();
+        let Role::Leader(old) = c.join("k") else {
+            panic!("lead")
+        };
+        let Role::Follower(early) = c.join("k") else {
+            panic!("follow")
+        };
+        c.forget("k");
+        let Role::Leader(new) = c.join("k") else {
+            panic!("after forget, the next request leads")
+        };
+        old.complete(Outcome::Stored);
+        assert_eq!(early.wait(Duration::from_secs(1)).await, Outcome::Stored);
+        assert!(
+            matches!(c.join("k"), Role::Follower(_)),
+            "the old leader's end left the new fetch in place"
+        );
+        new.complete(Outcome::Stored);
+        assert_eq!(c.in_flight(), 0);
     }
 
     #[tokio::test]

@@ -20,12 +20,21 @@ struct Progress {
 pub struct Inflight {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The variant key of the response being fetched: a collapsed request reads it only if its
+    /// own request selects the same variant (the headers `Vary` names).
+    pub variant: String,
+    pub vary_names: Vec<http::HeaderName>,
     chunks: Mutex<Vec<Bytes>>,
     progress: watch::Sender<Progress>,
 }
 
 impl Inflight {
-    pub fn new(status: StatusCode, headers: HeaderMap) -> Arc<Inflight> {
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        variant: String,
+        vary_names: Vec<http::HeaderName>,
+    ) -> Arc<Inflight> {
         let (progress, _) = watch::channel(Progress {
             chunks: 0,
             done: None,
@@ -33,6 +42,8 @@ impl Inflight {
         Arc::new(Inflight {
             status,
             headers,
+            variant,
+            vary_names,
             chunks: Mutex::new(Vec::new()),
             progress,
         })
@@ -91,7 +102,7 @@ mod tests {
 
     #[tokio::test]
     async fn readers_get_every_chunk_as_it_arrives_and_see_failures() {
-        let inf = Inflight::new(StatusCode::OK, HeaderMap::new());
+        let inf = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
         let reader = {
             let inf = inf.clone();
             tokio::spawn(async move {
@@ -113,7 +124,7 @@ mod tests {
         assert_eq!(inf.chunk(1).await, Ok(Some(Bytes::from_static(b"cd"))));
         assert_eq!(inf.chunk(2).await, Ok(None));
 
-        let bad = Inflight::new(StatusCode::OK, HeaderMap::new());
+        let bad = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
         bad.push(Bytes::from_static(b"x"));
         bad.finish(false);
         assert_eq!(bad.chunk(0).await, Ok(Some(Bytes::from_static(b"x"))));

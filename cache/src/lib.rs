@@ -6,6 +6,8 @@ pub use cache_rules::{cache_control, encoding, key, rules, status};
 
 pub mod collapse;
 pub mod inflight;
+pub mod purge;
 pub mod store;
 
-pub use store::{CacheError, DiskReader, Found, Lookup, Store, StoreConfig};
+pub use purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
+pub use store::{CacheError, DiskReader, Found, Lookup, Store, StoreConfig, Ticket};

@@ -17,8 +17,9 @@ use cache::inflight::Inflight;
 use cache::key::{cookie_value, primary_key};
 use cache::rules::{self, Action, NotStorable, Policy, RangeAnswer, StoredMeta};
 use cache::status::{CacheStatus, Fwd};
-use cache::store::{DiskConfig, Fill, MemObject};
+use cache::store::{DiskConfig, Fill, variant_key};
 use cache::{CacheError, Found, Lookup, Store, StoreConfig};
+use cache::{Purge, Ticket};
 use config::Site;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -51,6 +52,15 @@ pub struct CacheRuntime {
 }
 
 impl CacheRuntime {
+    /// Takes a URL (every variant and encoding) out of the cache. In effect on return: fills
+    /// already in flight publish nothing, and later requests do not collapse onto them.
+    pub async fn purge(&self, primary: &str) -> cache::PurgeReport {
+        let report = self.store.purge(&Purge::hard_key(primary)).await;
+        self.collapser.forget(primary);
+        self.hit_for_pass.forget(primary).await;
+        report
+    }
+
     pub async fn open(settings: &config::CacheSettings) -> Result<CacheRuntime, Error> {
         let store = Store::open(StoreConfig {
             memory_bytes: settings.memory_bytes,
@@ -253,8 +263,7 @@ pub(crate) async fn handle(
                 None => (target.as_str(), None),
             };
             let k = primary_key(scheme, &host, path, query, &job.headers, &site.cache.key);
-            shared.cache.store.invalidate(&k).await;
-            shared.cache.hit_for_pass.forget(&k).await;
+            shared.cache.purge(&k).await;
         }
         ctx.cache_status = Some(bypass("method"));
         return Ok(resp);
@@ -291,8 +300,10 @@ pub(crate) async fn handle(
 
     let (resp, status) = match job.store().lookup(&job.key, &job.headers).await {
         Lookup::Hit(found) => on_hit(&job, found, parts, body).await?,
-        Lookup::Miss => on_miss(&job, Fwd::UriMiss, parts, body).await?,
-        Lookup::VaryMiss => on_miss(&job, Fwd::VaryMiss, parts, body).await?,
+        Lookup::Miss => on_miss(&job, Fwd::UriMiss, None, parts, body).await?,
+        Lookup::VaryMiss { variant } => {
+            on_miss(&job, Fwd::VaryMiss, Some(variant), parts, body).await?
+        }
     };
     ctx.cache_status = Some(status);
     Ok(resp)
@@ -323,7 +334,7 @@ async fn on_hit(job: &Job, found: Found, parts: Parts, body: ProxyBody) -> Resul
             Ok(resp) => Ok((resp, CacheStatus::hit(ttl))),
             Err(e) => {
                 tracing::warn!(error = %e, "stored object unreadable; fetching again");
-                on_miss(job, Fwd::UriMiss, parts, body).await
+                on_miss(job, Fwd::UriMiss, None, parts, body).await
             }
         },
         Action::StaleWhileRevalidate => {
@@ -336,7 +347,7 @@ async fn on_hit(job: &Job, found: Found, parts: Parts, body: ProxyBody) -> Resul
                         ..CacheStatus::hit(ttl)
                     },
                 )),
-                Err(_) => on_miss(job, Fwd::Stale, parts, body).await,
+                Err(_) => on_miss(job, Fwd::Stale, None, parts, body).await,
             }
         }
         Action::Revalidate { stale_if_error } => {
@@ -359,6 +370,7 @@ async fn revalidate(
     ttl: i64,
 ) -> Result<Served, Error> {
     let request_time = SystemTime::now();
+    let ticket = job.store().ticket();
     let stale = |fwd_status| CacheStatus {
         hit: true,
         fwd: Some(Fwd::Stale),
@@ -369,7 +381,7 @@ async fn revalidate(
     };
     match job.fetch(|| job.conditional_get(&found)).await {
         Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
-            let updated = freshen(job, &found, resp.headers(), request_time).await;
+            let updated = freshen(job, &found, resp.headers(), request_time, ticket).await;
             let now = SystemTime::now();
             let new_ttl =
                 rules::evaluate(&HeaderMap::new(), updated.meta(), &job.policy, now).ttl_secs();
@@ -399,7 +411,7 @@ async fn revalidate(
             Ok((serve(job, &found, SystemTime::now()).await?, stale(None)))
         }
         Err(e) => Err(e),
-        Ok(resp) => Ok(store_response(job, resp, request_time, fwd, None).await),
+        Ok(resp) => Ok(store_response(job, resp, request_time, ticket, fwd, None).await),
     }
 }
 
@@ -409,25 +421,16 @@ async fn freshen(
     found: &Found,
     not_modified: &HeaderMap,
     request_time: SystemTime,
+    ticket: Ticket,
 ) -> Found {
     let mut meta = found.meta().clone();
     rules::merge_304(&mut meta.headers, not_modified);
     meta.request_time = request_time;
     meta.response_time = SystemTime::now();
-    job.store().update_meta(&job.key, found, meta.clone()).await;
-    match found {
-        Found::Memory(obj) => Found::Memory(Arc::new(MemObject {
-            meta,
-            body: obj.body.clone(),
-        })),
-        Found::Disk {
-            variant, integrity, ..
-        } => Found::Disk {
-            meta: Box::new(meta),
-            variant: variant.clone(),
-            integrity: integrity.clone(),
-        },
-    }
+    job.store()
+        .update_meta(&job.key, found, meta.clone(), ticket)
+        .await;
+    found.with_meta(meta)
 }
 
 /// One background refresh per stored object: the client already has the stale copy.
@@ -439,12 +442,14 @@ fn spawn_refresh(job: Job, found: Found) {
     tokio::spawn(async move {
         let _leader = leader;
         let request_time = SystemTime::now();
+        let ticket = job.store().ticket();
         match job.fetch(|| job.conditional_get(&found)).await {
             Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
-                freshen(&job, &found, resp.headers(), request_time).await;
+                freshen(&job, &found, resp.headers(), request_time, ticket).await;
             }
             Ok(resp) => {
-                let (resp, _) = store_response(&job, resp, request_time, Fwd::Stale, None).await;
+                let (resp, _) =
+                    store_response(&job, resp, request_time, ticket, Fwd::Stale, None).await;
                 // Drive the body to its end so the tee stores it; nobody reads it.
                 let mut body = resp.into_body();
                 while let Some(frame) = body.frame().await {
@@ -460,7 +465,17 @@ fn spawn_refresh(job: Job, found: Found) {
     });
 }
 
-async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<Served, Error> {
+/// A miss: fetch once for everyone asking the same thing at once. Requests collapse on the
+/// URL (or, once the URL's Vary is known, on their variant); a follower reads the leader's
+/// response only if its own request selects the same variant, otherwise it collapses again on
+/// its own variant, so a client never gets another client's variant.
+async fn on_miss(
+    job: &Job,
+    fwd: Fwd,
+    variant: Option<String>,
+    parts: Parts,
+    body: ProxyBody,
+) -> Result<Served, Error> {
     let cache = &job.shared.cache;
     if CacheControl::request(&job.headers).only_if_cached {
         return Err(Error::OnlyIfCached);
@@ -480,15 +495,32 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
     if cache.hit_for_pass.is_marked(&job.key).await {
         return Ok((pass(job, parts, body).await?, pass_with("hit-for-pass")));
     }
-    match cache.collapser.join(&job.key) {
-        Role::Leader(leader) => {
-            let request_time = SystemTime::now();
-            let resp = job.fetch(|| job.origin_get()).await?;
-            Ok(store_response(job, resp, request_time, fwd, Some(leader)).await)
+    let mut collapse_on = variant.unwrap_or_else(|| job.key.clone());
+    // Two rounds at most: on the URL, then on this request's own variant.
+    let mut outcome = Outcome::Failed;
+    for _ in 0..2 {
+        match cache.collapser.join(&collapse_on) {
+            Role::Leader(leader) => {
+                let request_time = SystemTime::now();
+                let ticket = job.store().ticket();
+                let resp = job.fetch(|| job.origin_get()).await?;
+                return Ok(
+                    store_response(job, resp, request_time, ticket, fwd, Some(leader)).await,
+                );
+            }
+            Role::Follower(follower) => {
+                outcome = follower.wait(cache.settings.collapse_timeout).await;
+            }
         }
-        Role::Follower(follower) => {
-            let outcome = follower.wait(cache.settings.collapse_timeout).await;
-            if let Outcome::Streaming(inflight) = &outcome {
+        let own_variant =
+            |names: &[HeaderName]| variant_key(&job.key, &rules::vary_values(&job.headers, names));
+        match &outcome {
+            Outcome::Streaming(inflight) => {
+                let mine = own_variant(&inflight.vary_names);
+                if mine != inflight.variant {
+                    collapse_on = mine;
+                    continue;
+                }
                 let resp = streamed_response(inflight.clone(), job.via());
                 return Ok((
                     resp,
@@ -500,36 +532,44 @@ async fn on_miss(job: &Job, fwd: Fwd, parts: Parts, body: ProxyBody) -> Result<S
                     },
                 ));
             }
-            if outcome == Outcome::Stored
-                && let Lookup::Hit(found) = job.store().lookup(&job.key, &job.headers).await
-            {
-                let now = SystemTime::now();
-                let ttl = rules::evaluate(&job.headers, found.meta(), &job.policy, now).ttl_secs();
-                if let Ok(resp) = serve(job, &found, now).await {
-                    return Ok((
-                        resp,
-                        CacheStatus {
-                            fwd: Some(fwd),
-                            collapsed: true,
-                            ttl: Some(ttl),
-                            ..Default::default()
-                        },
-                    ));
+            Outcome::Stored => match job.store().lookup(&job.key, &job.headers).await {
+                Lookup::Hit(found) => {
+                    let now = SystemTime::now();
+                    let ttl =
+                        rules::evaluate(&job.headers, found.meta(), &job.policy, now).ttl_secs();
+                    if let Ok(resp) = serve(job, &found, now).await {
+                        return Ok((
+                            resp,
+                            CacheStatus {
+                                fwd: Some(fwd),
+                                collapsed: true,
+                                ttl: Some(ttl),
+                                ..Default::default()
+                            },
+                        ));
+                    }
+                    break;
                 }
-            }
-            let detail = match outcome {
-                Outcome::Uncacheable => "uncacheable",
-                _ => "collapse-failed",
-            };
-            Ok((
-                pass(job, parts, body).await?,
-                CacheStatus {
-                    collapsed: true,
-                    ..pass_with(detail)
-                },
-            ))
+                Lookup::VaryMiss { variant } if variant != collapse_on => {
+                    collapse_on = variant;
+                    continue;
+                }
+                _ => break,
+            },
+            Outcome::Uncacheable | Outcome::Failed => break,
         }
     }
+    let detail = match outcome {
+        Outcome::Uncacheable => "uncacheable",
+        _ => "collapse-failed",
+    };
+    Ok((
+        pass(job, parts, body).await?,
+        CacheStatus {
+            collapsed: true,
+            ..pass_with(detail)
+        },
+    ))
 }
 
 /// Streams an origin response to the client, storing it on the way when the rules allow.
@@ -537,6 +577,7 @@ async fn store_response(
     job: &Job,
     resp: Response<hyper::body::Incoming>,
     request_time: SystemTime,
+    ticket: Ticket,
     fwd: Fwd,
     leader: Option<Leader>,
 ) -> Served {
@@ -575,7 +616,8 @@ async fn store_response(
                 body_len: 0,
                 generation: 0,
             };
-            let fill = cache.store.fill(&job.key, meta, names);
+            let vary_names = names.clone();
+            let fill = cache.store.fill(&job.key, meta, names, ticket);
             cache.hit_for_pass.forget(&job.key).await;
             cache_status.stored = true;
             let declared = parts
@@ -607,7 +649,12 @@ async fn store_response(
                 Some(leader) if small => {
                     // Everyone reads the object as it arrives: this client and the collapsed
                     // ones. The fetch no longer depends on this client staying connected.
-                    let inflight = Inflight::new(status, parts.headers.clone());
+                    let inflight = Inflight::new(
+                        status,
+                        parts.headers.clone(),
+                        fill.variant().to_string(),
+                        vary_names,
+                    );
                     leader.announce(inflight.clone());
                     tokio::spawn(drive_fill(
                         body::origin_incoming(incoming, job.rt.snapshot.timeouts.origin_body_idle),

@@ -287,7 +287,11 @@ async fn cacheable(
     n: u64,
 ) -> Response<OriginBody> {
     let _inflight = InFlight::enter(&stats, &path);
-    if let Some(ms) = query_str(&req, "delay_ms").and_then(|v| v.parse().ok()) {
+    // Only reads are slow: a write to the same URL (to invalidate it) answers at once.
+    if let Some(ms) = query_str(&req, "delay_ms")
+        .and_then(|v| v.parse().ok())
+        .filter(|_| req.method().is_safe())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let failing = *stats.failing.lock().expect("lock");
@@ -420,7 +424,18 @@ async fn cacheable(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-")
                 .to_string();
-            text(status, format!("{path} v{n} lang={lang}\n"))
+            // `echo=ae`: the body also names the Accept-Encoding it was made for.
+            let ae = match query_str(&req, "echo") {
+                Some("ae") => format!(
+                    " ae={}",
+                    req.headers()
+                        .get(header::ACCEPT_ENCODING)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                ),
+                _ => String::new(),
+            };
+            text(status, format!("{path} v{n} lang={lang}{ae}\n"))
         }
     };
     *r.status_mut() = status;

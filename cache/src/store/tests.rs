@@ -1,4 +1,9 @@
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
+use crate::purge::Purge;
+use disk::{content_path, read_page_cached};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("edge-cache-store-{tag}-{}", std::process::id()));
@@ -45,7 +50,12 @@ async fn put(
     names: Vec<HeaderName>,
     vary: Vec<(HeaderName, Option<String>)>,
 ) {
-    let mut fill = store.fill(primary, meta(Some(body.len() as u64), vary), names);
+    let mut fill = store.fill(
+        primary,
+        meta(Some(body.len() as u64), vary),
+        names,
+        store.ticket(),
+    );
     for chunk in body.chunks(7000) {
         fill.push(Bytes::copy_from_slice(chunk))
             .await
@@ -111,10 +121,13 @@ async fn variants_by_vary_and_vary_miss() {
         rules::vary_values(&en, &names),
     )
     .await;
-    assert!(matches!(
-        store.lookup("https://a/v", &fr).await,
-        Lookup::VaryMiss
-    ));
+    let Lookup::VaryMiss { variant } = store.lookup("https://a/v", &fr).await else {
+        panic!("a stored URL without this variant is a vary miss")
+    };
+    assert_eq!(
+        variant,
+        variant_key("https://a/v", &rules::vary_values(&fr, &names))
+    );
     put(
         &store,
         "https://a/v",
@@ -129,7 +142,10 @@ async fn variants_by_vary_and_vary_miss() {
         };
         assert_eq!(body_of(&store, &f).await, want);
     }
-    assert_eq!(store.invalidate("https://a/v").await, 2);
+    assert_eq!(
+        store.purge(&Purge::hard_key("https://a/v")).await.objects,
+        2
+    );
     assert!(matches!(
         store.lookup("https://a/v", &en).await,
         Lookup::Miss
@@ -143,7 +159,12 @@ async fn truncated_or_abandoned_fills_are_never_visible() {
         .await
         .expect("open");
     // Declared 100 bytes, got 50.
-    let mut fill = store.fill("https://a/t", meta(Some(100), vec![]), vec![]);
+    let mut fill = store.fill(
+        "https://a/t",
+        meta(Some(100), vec![]),
+        vec![],
+        store.ticket(),
+    );
     fill.push(Bytes::from(vec![1u8; 50])).await.expect("push");
     assert!(matches!(
         fill.finish().await,
@@ -153,7 +174,12 @@ async fn truncated_or_abandoned_fills_are_never_visible() {
         })
     ));
     // Spilled to disk (over the 1 KiB memory limit), then dropped mid-way.
-    let mut fill = store.fill("https://a/d", meta(Some(10_000), vec![]), vec![]);
+    let mut fill = store.fill(
+        "https://a/d",
+        meta(Some(10_000), vec![]),
+        vec![],
+        store.ticket(),
+    );
     fill.push(Bytes::from(vec![2u8; 5000])).await.expect("push");
     drop(fill);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -215,7 +241,9 @@ async fn large_objects_live_on_disk_and_everything_survives_a_restart() {
     let mut m = f.meta().clone();
     m.headers
         .insert("x-updated", HeaderValue::from_static("yes"));
-    store.update_meta("https://a/small", &f, m).await;
+    store
+        .update_meta("https://a/small", &f, m, store.ticket())
+        .await;
     drop(store);
     let store = Store::open(cfg(Some(&dir), 1 << 20, 64 * 1024, 1 << 30))
         .await
@@ -433,7 +461,7 @@ async fn encoded_variants_follow_their_identity() {
                 .await
                 .is_some()
         );
-        store.invalidate(url).await;
+        store.purge(&Purge::hard_key(url)).await;
         assert!(matches!(
             store.lookup(url, &HeaderMap::new()).await,
             Lookup::Miss
@@ -466,4 +494,44 @@ async fn encoded_variants_follow_their_identity() {
         .await
         .expect("variant back after restart");
     assert_eq!(body_of(&store, &found).await, b"zstd body");
+}
+
+#[tokio::test]
+async fn a_purge_fences_off_fills_that_started_before_it() {
+    for dir in [None, Some(temp_dir("fence"))] {
+        let store = Store::open(cfg(dir.as_deref(), 1 << 20, 1 << 16, 1 << 30))
+            .await
+            .expect("open");
+        let url = "https://a/fenced";
+        // A fill in flight when the purge comes: it must publish nothing.
+        let early = store.ticket();
+        let mut fill = store.fill(url, meta(Some(3), vec![]), vec![], early);
+        fill.push(Bytes::from_static(b"old")).await.expect("push");
+        store.purge(&Purge::hard_key(url)).await;
+        assert!(matches!(fill.finish().await, Err(CacheError::Fenced)));
+        assert!(matches!(
+            store.lookup(url, &HeaderMap::new()).await,
+            Lookup::Miss
+        ));
+        // A revalidation that started before the purge does not bring the object back.
+        put(&store, url, b"new", vec![], vec![]).await;
+        let Lookup::Hit(found) = store.lookup(url, &HeaderMap::new()).await else {
+            panic!("a fill after the purge is stored")
+        };
+        store.purge(&Purge::hard_key(url)).await;
+        store
+            .update_meta(url, &found, found.meta().clone(), early)
+            .await;
+        assert!(matches!(
+            store.lookup(url, &HeaderMap::new()).await,
+            Lookup::Miss
+        ));
+        // Other keys are untouched by the fence.
+        let mut other = store.fill("https://a/other", meta(Some(1), vec![]), vec![], early);
+        other.push(Bytes::from_static(b"x")).await.expect("push");
+        other
+            .finish()
+            .await
+            .expect("another key's fill is not fenced");
+    }
 }

@@ -1,0 +1,201 @@
+//! The disk tier's byte budget (cacache has none of its own): an index of what is stored and
+//! when it was last used, least-recently-used eviction that never sorts under the index lock or
+//! on a runtime thread, and page-cache reads that never block a runtime thread.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+pub(crate) struct DiskIndex {
+    /// key → (bytes, last use in ms since the epoch).
+    entries: HashMap<Arc<str>, (u64, u64)>,
+    total: u64,
+}
+
+/// The index, shared with eviction runs.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    index: Mutex<DiskIndex>,
+    evicting: AtomicBool,
+}
+
+impl Budget {
+    pub(crate) fn from_listing(listed: Vec<(String, u64, u64)>) -> Budget {
+        let mut index = DiskIndex::default();
+        for (key, size, time) in listed {
+            index.total += size;
+            index.entries.insert(Arc::from(key), (size, time));
+        }
+        Budget {
+            index: Mutex::new(index),
+            evicting: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.index.lock().map_or(0, |i| i.total)
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.index.lock().is_ok_and(|i| i.entries.contains_key(key))
+    }
+
+    /// Marks a disk hit. (Memory hits do not come here: they take no global lock.)
+    pub(crate) fn touch(&self, key: &str, now_ms: u64) {
+        if let Ok(mut idx) = self.index.lock()
+            && let Some(e) = idx.entries.get_mut(key)
+        {
+            e.1 = now_ms;
+        }
+    }
+
+    pub(crate) fn forget(&self, key: &str) {
+        if let Ok(mut idx) = self.index.lock()
+            && let Some((size, _)) = idx.entries.remove(key)
+        {
+            idx.total = idx.total.saturating_sub(size);
+        }
+    }
+
+    /// Records a stored object; true when the tier is now over `max_bytes`.
+    pub(crate) fn account(&self, key: &str, size: u64, now_ms: u64, max_bytes: u64) -> bool {
+        let Ok(mut idx) = self.index.lock() else {
+            return false;
+        };
+        if let Some((old, _)) = idx.entries.insert(Arc::from(key), (size, now_ms)) {
+            idx.total = idx.total.saturating_sub(old);
+        }
+        idx.total += size;
+        idx.total > max_bytes
+    }
+
+    /// Picks and unlists the least recently used objects until the tier is at 90 % of
+    /// `max_bytes` (batches, so eviction does not run on every insert). Blocking: call it from
+    /// the blocking pool. The index lock is held only to copy (key, size, time) with a cheap
+    /// reference count per key, and again to unlist the victims; the sort runs without it.
+    /// `None` when another run is already evicting.
+    pub(crate) fn pick_victims(&self, max_bytes: u64, spare: &str) -> Option<Vec<Arc<str>>> {
+        if self.evicting.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let _running = Running(&self.evicting);
+        let (mut by_age, total) = {
+            let idx = self.index.lock().ok()?;
+            let list: Vec<(u64, Arc<str>, u64)> = idx
+                .entries
+                .iter()
+                .filter(|(k, _)| k.starts_with("o:") && &***k != spare)
+                .map(|(k, (s, t))| (*t, k.clone(), *s))
+                .collect();
+            (list, idx.total)
+        };
+        if total <= max_bytes {
+            return Some(Vec::new());
+        }
+        by_age.sort_unstable();
+        let target = max_bytes / 10 * 9;
+        let mut idx = self.index.lock().ok()?;
+        let mut victims = Vec::new();
+        for (time, key, _) in by_age {
+            if idx.total <= target {
+                break;
+            }
+            // Used again since the copy: not a victim any more.
+            let Some(&(size, now)) = idx.entries.get(&key) else {
+                continue;
+            };
+            if now != time {
+                continue;
+            }
+            idx.entries.remove(&key);
+            idx.total = idx.total.saturating_sub(size);
+            victims.push(key);
+        }
+        Some(victims)
+    }
+}
+
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Where cacache keeps content with this hash (its on-disk layout, pinned by a test).
+pub(crate) fn content_path(dir: &Path, sri: &cacache::Integrity) -> PathBuf {
+    let (algo, hex) = sri.to_hex();
+    let mut p = dir.join("content-v2");
+    p.push(algo.to_string());
+    if hex.len() > 4 {
+        p.push(&hex[0..2]);
+        p.push(&hex[2..4]);
+        p.push(&hex[4..]);
+    }
+    p
+}
+
+/// Objects up to this size are re-hashed when read from the page cache; larger ones are length
+/// checked (their hash was verified when written, and streaming reads verify it again).
+const REHASH_MAX: u64 = 64 * 1024;
+
+/// Reads a disk object on the calling thread only if the kernel has all of it in the page
+/// cache: `RWF_NOWAIT` makes the read fail with EAGAIN instead of waiting for the disk, so the
+/// runtime thread never blocks on I/O. `None` means "take the slow path".
+pub(crate) fn read_page_cached(dir: &Path, sri: &cacache::Integrity, len: u64) -> Option<Vec<u8>> {
+    let len = usize::try_from(len).ok()?;
+    let file = std::fs::File::open(content_path(dir, sri)).ok()?;
+    let mut buf = vec![0u8; len];
+    let mut off = 0;
+    while off < len {
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[off..])];
+        match rustix::io::preadv2(
+            &file,
+            &mut slices,
+            off as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => off += n,
+        }
+    }
+    // One more byte would mean the file is longer than recorded.
+    let mut extra = [0u8; 1];
+    let mut slices = [std::io::IoSliceMut::new(&mut extra)];
+    match rustix::io::preadv2(
+        &file,
+        &mut slices,
+        len as u64,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(0) => {}
+        _ => return None,
+    }
+    if len as u64 <= REHASH_MAX && sri.check(&buf).is_err() {
+        return None;
+    }
+    Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn victims_are_the_least_recently_used_down_to_ninety_percent() {
+        let listed = (0..10)
+            .map(|i| (format!("o:{i}"), 100, 1000 + i))
+            .collect::<Vec<_>>();
+        let b = Budget::from_listing(listed);
+        assert_eq!(b.total(), 1000);
+        b.touch("o:0", 5000);
+        let victims = b.pick_victims(800, "o:9").expect("not running");
+        let names: Vec<&str> = victims.iter().map(|v| &**v).collect();
+        assert_eq!(names, ["o:1", "o:2", "o:3"]);
+        assert_eq!(b.total(), 700);
+        assert!(b.contains("o:0") && !b.contains("o:1"));
+    }
+}

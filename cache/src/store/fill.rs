@@ -1,0 +1,208 @@
+//! Storing a response while it streams to the client. Nothing is visible until `finish`: small
+//! bodies are buffered and published to memory (then written to disk), large ones spill to a
+//! content-addressed disk file and are published by one index insert with their final size.
+//! A fill whose ticket a purge has fenced off publishes nothing.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::HeaderName;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::{CacheError, MemObject, Store, Ticket, codec};
+use crate::rules::StoredMeta;
+
+/// An object being stored while it streams to the client.
+pub struct Fill {
+    pub(super) store: Store,
+    /// `None` for encoded variants, which are not listed in the URL's Vary record (their
+    /// identity's fence covers them: a variant is only served beside its identity's body).
+    pub(super) primary: Option<String>,
+    pub(super) variant: String,
+    pub(super) meta: StoredMeta,
+    pub(super) vary_names: Vec<HeaderName>,
+    pub(super) ticket: Ticket,
+    pub(super) buf: BytesMut,
+    pub(super) spill: Option<Spill>,
+    pub(super) received: u64,
+    pub(super) expected: Option<u64>,
+}
+
+pub(super) struct Spill {
+    tx: mpsc::Sender<Bytes>,
+    done: tokio::sync::oneshot::Receiver<Result<(cacache::Integrity, u64), CacheError>>,
+}
+
+impl Fill {
+    /// The key this fill stores under.
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+
+    /// The generation of the body being stored (see [`StoredMeta::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.meta.generation
+    }
+
+    pub(super) fn start_spill(&mut self) {
+        let Some(disk) = self.store.inner.cfg.disk.clone() else {
+            return;
+        };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let io = |e: std::io::Error| CacheError::Disk {
+                dir: disk.dir.clone(),
+                source: cacache::Error::IoError(e, "writing cache body".into()),
+            };
+            let result = async {
+                // Content only, addressed by hash: nothing is visible under a key until
+                // `finish` publishes the index entry with its final size and metadata.
+                let mut w = cacache::WriteOpts::new()
+                    .open_hash(&disk.dir)
+                    .await
+                    .map_err(|source| CacheError::Disk {
+                        dir: disk.dir.clone(),
+                        source,
+                    })?;
+                let mut n = 0u64;
+                while let Some(chunk) = rx.recv().await {
+                    n += chunk.len() as u64;
+                    w.write_all(&chunk).await.map_err(io)?;
+                }
+                let sri = w.commit().await.map_err(|source| CacheError::Disk {
+                    dir: disk.dir.clone(),
+                    source,
+                })?;
+                Ok::<_, CacheError>((sri, n))
+            }
+            .await;
+            let _ = done_tx.send(result);
+        });
+        if !self.buf.is_empty() {
+            let first = self.buf.split().freeze();
+            let _ = tx.try_send(first);
+        }
+        self.spill = Some(Spill { tx, done });
+    }
+
+    /// Adds a body chunk. Awaits only when spilling to disk and the disk is behind.
+    pub async fn push(&mut self, chunk: Bytes) -> Result<(), CacheError> {
+        self.received += chunk.len() as u64;
+        let limit = self.store.inner.cfg.max_object_memory_bytes;
+        if self.spill.is_none() && self.received > limit {
+            if self.store.inner.cfg.disk.is_none() {
+                return Err(CacheError::TooLarge { limit });
+            }
+            self.start_spill();
+        }
+        match &self.spill {
+            Some(s) => s.tx.send(chunk).await.map_err(|_| CacheError::WriterGone),
+            None => {
+                self.buf.extend_from_slice(&chunk);
+                Ok(())
+            }
+        }
+    }
+
+    fn fenced(&self) -> bool {
+        self.primary
+            .as_deref()
+            .is_some_and(|p| self.store.inner.fences.is_fenced(p, self.ticket))
+    }
+
+    /// The body ended cleanly: verify its length and make the object visible, unless a purge
+    /// fenced it off while it was in flight.
+    pub async fn finish(mut self) -> Result<(), CacheError> {
+        if let Some(expected) = self.expected
+            && expected != self.received
+        {
+            return Err(CacheError::Truncated {
+                got: self.received,
+                expected,
+            });
+        }
+        if self.fenced() {
+            return Err(CacheError::Fenced);
+        }
+        self.meta.body_len = self.received;
+        let size = self.received;
+        let store = self.store.clone();
+        match self.spill.take() {
+            Some(spill) => {
+                drop(spill.tx);
+                let (sri, written) = spill.done.await.map_err(|_| CacheError::WriterGone)??;
+                if written != size {
+                    return Err(CacheError::Truncated {
+                        got: written,
+                        expected: size,
+                    });
+                }
+                let disk = store.disk_cfg()?;
+                let opts = cacache::WriteOpts::new()
+                    .integrity(sri)
+                    .size(usize::try_from(size).unwrap_or(usize::MAX))
+                    .metadata(codec::encode(&self.meta, self.ticket));
+                cacache::index::insert_async(&disk.dir, &self.variant, opts)
+                    .await
+                    .map_err(|source| CacheError::Disk {
+                        dir: disk.dir.clone(),
+                        source,
+                    })?;
+            }
+            None => {
+                // A buffer grown by doubling may hold up to twice the body: keep only the body.
+                let body = if self.buf.capacity() > self.buf.len() + self.buf.len() / 8 + 64 {
+                    Bytes::copy_from_slice(&self.buf)
+                } else {
+                    self.buf.split().freeze()
+                };
+                let obj = Arc::new(MemObject {
+                    meta: self.meta.clone(),
+                    body: body.clone(),
+                    ticket: self.ticket,
+                });
+                store.inner.mem.insert(self.variant.clone(), obj).await;
+                if let Some(disk) = store.inner.cfg.disk.clone() {
+                    let opts = cacache::WriteOpts::new()
+                        .metadata(codec::encode(&self.meta, self.ticket))
+                        .size(body.len());
+                    match opts.open(&disk.dir, &self.variant).await {
+                        Ok(mut w) => {
+                            let ok = w.write_all(&body).await.is_ok();
+                            if ok && let Err(e) = w.commit().await {
+                                tracing::warn!(error = %e, "disk write failed; object stays in memory only");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "disk write failed; object stays in memory only")
+                        }
+                    }
+                }
+            }
+        }
+        // The decoded metadata of the body this one replaces must not outlive it.
+        store.inner.disk_meta.invalidate(&self.variant).await;
+        store.account(&self.variant, size).await;
+        if let Some(primary) = &self.primary {
+            let replaced = store
+                .commit_record(primary, &self.vary_names, &self.variant)
+                .await;
+            // The encoded variants of the body this one replaced are dead weight now. (A new
+            // variant has none: skipping the check keeps misses cheap.)
+            if replaced {
+                store
+                    .remove_encodings(&self.variant, Some(self.meta.generation))
+                    .await;
+            }
+            // A purge that raced with the publication (its fence after our check, its removal
+            // before our insert) is honoured here: published, then taken back.
+            if self.fenced() {
+                store.remove_variant(&self.variant).await;
+                return Err(CacheError::Fenced);
+            }
+        }
+        Ok(())
+    }
+}

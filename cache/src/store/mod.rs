@@ -1,0 +1,718 @@
+//! Tiered storage: memory (moka, weighted by bytes, TinyLFU admission) over disk (cacache, with
+//! our own byte budget and least-recently-used eviction, since cacache has no limit of its own).
+//!
+//! Layout of keys: a *primary* key names a URL; a *variant* key names one stored response of it
+//! (the primary key plus the request's values of the headers `Vary` named). A small record per
+//! primary key lists the Vary header names and the variants stored, so that lookups can build
+//! the variant key and purges can find every variant. Records and objects are kept in both
+//! tiers; the disk copies bring everything back after a restart.
+//!
+//! Modules: `fill` (storing while streaming), `disk` (budget, eviction, page-cache reads),
+//! `codec` (the on-disk metadata format), `fence` (purges that fills cannot undo), `keys`.
+
+mod codec;
+mod disk;
+mod fence;
+mod fill;
+mod keys;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::Coding;
+use crate::purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
+use crate::rules::{self, StoredMeta};
+
+pub use fence::Ticket;
+pub use fill::Fill;
+pub use keys::{encoded_key, variant_key};
+
+/// A streaming reader of a disk object; call `check()` after reading it all.
+pub use cacache::Reader as DiskReader;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("disk cache at {dir}: {source}")]
+    Disk {
+        dir: PathBuf,
+        #[source]
+        source: cacache::Error,
+    },
+    #[error("stored metadata for {key:?} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("response body ended after {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    #[error("disk writer stopped")]
+    WriterGone,
+    #[error("object exceeds {limit} bytes and there is no disk tier")]
+    TooLarge { limit: u64 },
+    #[error("a purge after this fill started invalidated it")]
+    Fenced,
+}
+
+impl CacheError {
+    /// Cache errors are always internal; retrying the request (without the cache) is safe.
+    pub fn retry_safe(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub memory_bytes: u64,
+    /// Larger objects go to disk only.
+    pub max_object_memory_bytes: u64,
+    pub disk: Option<DiskConfig>,
+}
+
+/// A complete object held in memory.
+#[derive(Debug)]
+pub struct MemObject {
+    pub meta: StoredMeta,
+    pub body: Bytes,
+    /// The ticket of the origin request that produced it (see [`Ticket`]).
+    pub ticket: Ticket,
+}
+
+/// Where a found object's body is.
+#[derive(Debug, Clone)]
+pub enum Found {
+    Memory(Arc<MemObject>),
+    Disk {
+        meta: Box<StoredMeta>,
+        variant: String,
+        /// Content address: opening by hash skips a second index read.
+        integrity: cacache::Integrity,
+        ticket: Ticket,
+    },
+}
+
+impl Found {
+    /// The variant key and content hash of a disk object.
+    fn disk_ref(&self) -> Result<(&str, &cacache::Integrity), CacheError> {
+        match self {
+            Found::Disk {
+                variant, integrity, ..
+            } => Ok((variant, integrity)),
+            Found::Memory(_) => Err(CacheError::Corrupt {
+                key: String::new(),
+                reason: "not a disk object".into(),
+            }),
+        }
+    }
+
+    pub fn meta(&self) -> &StoredMeta {
+        match self {
+            Found::Memory(o) => &o.meta,
+            Found::Disk { meta, .. } => meta,
+        }
+    }
+
+    pub fn ticket(&self) -> Ticket {
+        match self {
+            Found::Memory(o) => o.ticket,
+            Found::Disk { ticket, .. } => *ticket,
+        }
+    }
+
+    pub fn variant(&self, primary: &str) -> String {
+        match self {
+            Found::Memory(o) => variant_key(primary, &o.meta.vary),
+            Found::Disk { variant, .. } => variant.clone(),
+        }
+    }
+
+    /// The same object with new metadata (after a 304 freshened it).
+    pub fn with_meta(&self, meta: StoredMeta) -> Found {
+        match self {
+            Found::Memory(obj) => Found::Memory(Arc::new(MemObject {
+                meta,
+                body: obj.body.clone(),
+                ticket: obj.ticket,
+            })),
+            Found::Disk {
+                variant,
+                integrity,
+                ticket,
+                ..
+            } => Found::Disk {
+                meta: Box::new(meta),
+                variant: variant.clone(),
+                integrity: integrity.clone(),
+                ticket: *ticket,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Lookup {
+    /// Nothing stored for this URL.
+    Miss,
+    /// The URL has stored variants, but none for this request's Vary values; `variant` is the
+    /// key this request's variant would have (concurrent misses for it collapse on it).
+    VaryMiss {
+        variant: String,
+    },
+    Hit(Found),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct VaryRecord {
+    names: Vec<String>,
+    variants: Vec<String>,
+}
+
+/// A disk object's decoded index entry, kept in memory so that a disk hit reads the index once.
+#[derive(Debug)]
+struct DiskEntry {
+    meta: StoredMeta,
+    integrity: cacache::Integrity,
+    ticket: Ticket,
+}
+
+struct Inner {
+    cfg: StoreConfig,
+    mem: moka::future::Cache<String, Arc<MemObject>>,
+    disk_meta: moka::future::Cache<String, Arc<DiskEntry>>,
+    records: moka::future::Cache<String, Arc<VaryRecord>>,
+    budget: disk::Budget,
+    fences: fence::Fences,
+}
+
+/// The tiered store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// The store's own stamps (LRU order, seeds), not request time.
+#[allow(clippy::disallowed_methods)]
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Store {
+    /// Opens the store; with a disk tier, checks its format (discarding a directory written by
+    /// another one) and rebuilds the size index from what is on disk.
+    pub async fn open(cfg: StoreConfig) -> Result<Store, CacheError> {
+        // `memory_bytes` covers everything the store keeps in memory: objects get three
+        // quarters, the Vary records and decoded disk metadata an eighth each.
+        let mem = moka::future::Cache::builder()
+            .max_capacity(cfg.memory_bytes / 4 * 3)
+            .weigher(|k: &String, v: &Arc<MemObject>| keys::weight(k.len(), &v.meta, v.body.len()))
+            .build();
+        let records = moka::future::Cache::builder()
+            .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
+            .weigher(|k: &String, v: &Arc<VaryRecord>| {
+                let n: usize = v.variants.iter().map(|s| s.len() + 48).sum::<usize>()
+                    + v.names.iter().map(|s| s.len() + 48).sum::<usize>()
+                    + k.len()
+                    + keys::ENTRY_OVERHEAD;
+                u32::try_from(n).unwrap_or(u32::MAX)
+            })
+            .build();
+        let disk_meta = moka::future::Cache::builder()
+            .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
+            .weigher(|k: &String, v: &Arc<DiskEntry>| keys::weight(k.len(), &v.meta, 0))
+            .build();
+        let mut listed = Vec::new();
+        if let Some(disk) = &cfg.disk {
+            let dir = disk.dir.clone();
+            listed = tokio::task::spawn_blocking(move || {
+                codec::ensure_format(&dir).map_err(|e| CacheError::Disk {
+                    dir: dir.clone(),
+                    source: cacache::Error::IoError(e, "checking the cache format".into()),
+                })?;
+                Ok::<_, CacheError>(
+                    cacache::index::ls(&dir)
+                        .filter_map(Result::ok)
+                        .map(|m| (m.key, m.size as u64, m.time as u64))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await
+            .map_err(|_| CacheError::WriterGone)??;
+        }
+        let seed = now_ms() << 16 | 1;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cfg,
+                mem,
+                disk_meta,
+                records,
+                budget: disk::Budget::from_listing(listed),
+                fences: fence::Fences::new(seed),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// Bytes held by the memory tier (approximate, as moka weighs them).
+    pub async fn memory_bytes(&self) -> u64 {
+        self.inner.mem.run_pending_tasks().await;
+        self.inner.mem.weighted_size()
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.budget.total()
+    }
+
+    /// A ticket for an origin request that may fill the cache: take it before sending.
+    pub fn ticket(&self) -> Ticket {
+        self.inner.fences.ticket()
+    }
+
+    async fn record(&self, primary: &str) -> Option<Arc<VaryRecord>> {
+        if let Some(r) = self.inner.records.get(primary).await {
+            return Some(r);
+        }
+        let disk = self.inner.cfg.disk.as_ref()?;
+        let meta = cacache::metadata(&disk.dir, keys::record_key(primary))
+            .await
+            .ok()??;
+        let rec: VaryRecord = serde_json::from_value(meta.metadata).ok()?;
+        let rec = Arc::new(rec);
+        self.inner
+            .records
+            .insert(primary.to_string(), rec.clone())
+            .await;
+        Some(rec)
+    }
+
+    /// Finds the stored response for a request: memory first, then disk (promoting small
+    /// objects into memory). An object a purge fenced off is a miss.
+    pub async fn lookup(&self, primary: &str, req_headers: &HeaderMap) -> Lookup {
+        let Some(rec) = self.record(primary).await else {
+            return Lookup::Miss;
+        };
+        let names: Vec<HeaderName> = rec
+            .names
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        let vary = rules::vary_values(req_headers, &names);
+        let variant = variant_key(primary, &vary);
+        match self.find(variant.clone()).await {
+            Some(found) if self.inner.fences.is_fenced(primary, found.ticket()) => {
+                self.remove_variant(&variant).await;
+                Lookup::Miss
+            }
+            Some(found) => Lookup::Hit(found),
+            None if names.is_empty() => Lookup::Miss,
+            None => Lookup::VaryMiss { variant },
+        }
+    }
+
+    /// The stored object under one variant key: memory first, then disk (promoting small
+    /// objects into memory). Memory hits take no global lock.
+    async fn find(&self, variant: String) -> Option<Found> {
+        if let Some(obj) = self.inner.mem.get(&variant).await {
+            return Some(Found::Memory(obj));
+        }
+        let disk = self.inner.cfg.disk.as_ref()?;
+        if let Some(entry) = self.inner.disk_meta.get(&variant).await {
+            self.inner.budget.touch(&variant, now_ms());
+            return Some(Found::Disk {
+                meta: Box::new(entry.meta.clone()),
+                variant,
+                integrity: entry.integrity.clone(),
+                ticket: entry.ticket,
+            });
+        }
+        let meta = cacache::metadata(&disk.dir, &variant).await.ok()??;
+        let integrity = meta.integrity.clone();
+        let (stored, ticket) = match codec::decode(&variant, meta.metadata) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping unreadable cache entry");
+                self.remove_variant(&variant).await;
+                return None;
+            }
+        };
+        self.inner.budget.touch(&variant, now_ms());
+        if stored.body_len <= self.inner.cfg.max_object_memory_bytes {
+            // Promote: read and verify the whole (small) body now.
+            match cacache::read_hash(&disk.dir, &integrity).await {
+                Ok(body) if body.len() as u64 == stored.body_len => {
+                    let obj = Arc::new(MemObject {
+                        meta: stored,
+                        body: Bytes::from(body),
+                        ticket,
+                    });
+                    self.inner.mem.insert(variant, obj.clone()).await;
+                    return Some(Found::Memory(obj));
+                }
+                Ok(_) | Err(_) => {
+                    tracing::warn!(key = %variant, "disk entry failed verification; dropping it");
+                    self.remove_variant(&variant).await;
+                    return None;
+                }
+            }
+        }
+        let entry = Arc::new(DiskEntry {
+            meta: stored.clone(),
+            integrity: integrity.clone(),
+            ticket,
+        });
+        self.inner.disk_meta.insert(variant.clone(), entry).await;
+        Some(Found::Disk {
+            meta: Box::new(stored),
+            variant,
+            integrity,
+            ticket,
+        })
+    }
+
+    /// The stored `coding` variant of an identity object, if it was produced from the same
+    /// body: a variant made from an older body of the URL (before a refetch) is not returned.
+    pub async fn lookup_encoded(
+        &self,
+        primary: &str,
+        identity: &Found,
+        coding: Coding,
+    ) -> Option<Found> {
+        let generation = identity.meta().generation;
+        if generation == 0 {
+            return None;
+        }
+        let found = self
+            .find(encoded_key(&identity.variant(primary), coding))
+            .await?;
+        (found.meta().generation == generation).then_some(found)
+    }
+
+    /// Starts storing the `coding` variant of an identity object, given the identity's variant
+    /// key and generation (see [`Store::lookup_encoded`]). Its metadata only ties it to the
+    /// identity's body: responses take their header fields from the identity, which
+    /// revalidation keeps current.
+    pub fn fill_encoded(&self, identity_variant: &str, generation: u64, coding: Coding) -> Fill {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.as_str()),
+        );
+        let now = UNIX_EPOCH + std::time::Duration::from_millis(now_ms());
+        let meta = StoredMeta {
+            status: StatusCode::OK,
+            headers,
+            request_time: now,
+            response_time: now,
+            vary: Vec::new(),
+            body_len: 0,
+            generation,
+        };
+        let ticket = self.ticket();
+        self.fill_variant(
+            None,
+            encoded_key(identity_variant, coding),
+            meta,
+            Vec::new(),
+            ticket,
+        )
+    }
+
+    /// Opens a disk body for streaming. The reader verifies integrity at its end.
+    pub async fn open_disk(&self, found: &Found) -> Result<cacache::Reader, CacheError> {
+        let disk = self.disk_cfg()?;
+        let (variant, integrity) = found.disk_ref()?;
+        match cacache::Reader::open_hash(&disk.dir, integrity.clone()).await {
+            Ok(r) => Ok(r),
+            Err(source) => {
+                // Content gone (evicted under another key that shared it, or removed by hand).
+                self.remove_variant(variant).await;
+                Err(CacheError::Disk {
+                    dir: disk.dir.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Reads a whole (small) disk object in one trip to the blocking pool, verifying its
+    /// integrity. Streaming through an async reader costs one such trip per read call, which
+    /// dominates small disk hits.
+    pub async fn read_disk(&self, found: &Found) -> Result<Bytes, CacheError> {
+        let disk = self.disk_cfg()?.clone();
+        let (variant, integrity) = found.disk_ref()?;
+        if let Some(body) = disk::read_page_cached(&disk.dir, integrity, found.meta().body_len) {
+            return Ok(Bytes::from(body));
+        }
+        let sri = integrity.clone();
+        let dir = disk.dir.clone();
+        let read = tokio::task::spawn_blocking(move || cacache::read_hash_sync(&dir, &sri)).await;
+        match read {
+            Ok(Ok(body)) => Ok(Bytes::from(body)),
+            Ok(Err(source)) => {
+                self.remove_variant(variant).await;
+                Err(CacheError::Disk {
+                    dir: disk.dir,
+                    source,
+                })
+            }
+            Err(_) => Err(CacheError::WriterGone),
+        }
+    }
+
+    fn disk_cfg(&self) -> Result<&DiskConfig, CacheError> {
+        self.inner.cfg.disk.as_ref().ok_or(CacheError::Corrupt {
+            key: String::new(),
+            reason: "no disk tier".into(),
+        })
+    }
+
+    /// Starts storing a response to the origin request that took `ticket`. Feed it with
+    /// [`Fill::push`] and complete it with [`Fill::finish`]; dropping it unfinished stores
+    /// nothing.
+    pub fn fill(
+        &self,
+        primary: &str,
+        mut meta: StoredMeta,
+        vary_names: Vec<HeaderName>,
+        ticket: Ticket,
+    ) -> Fill {
+        meta.generation = keys::next_generation(now_ms() << 16 | 1);
+        let variant = variant_key(primary, &meta.vary);
+        self.fill_variant(Some(primary.to_string()), variant, meta, vary_names, ticket)
+    }
+
+    fn fill_variant(
+        &self,
+        primary: Option<String>,
+        variant: String,
+        mut meta: StoredMeta,
+        vary_names: Vec<HeaderName>,
+        ticket: Ticket,
+    ) -> Fill {
+        meta.headers = keys::owned_headers(&meta.headers);
+        let expected = meta
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let mut fill = Fill {
+            store: self.clone(),
+            primary,
+            variant,
+            meta,
+            vary_names,
+            ticket,
+            buf: bytes::BytesMut::new(),
+            spill: None,
+            received: 0,
+            expected,
+        };
+        if expected.is_some_and(|n| n > self.inner.cfg.max_object_memory_bytes) {
+            fill.start_spill();
+        }
+        fill
+    }
+
+    /// Replaces the stored metadata of a variant (after a 304 to the revalidation that took
+    /// `ticket` freshened it). A purge since that revalidation started wins: nothing is
+    /// written back.
+    pub async fn update_meta(
+        &self,
+        primary: &str,
+        found: &Found,
+        mut meta: StoredMeta,
+        ticket: Ticket,
+    ) {
+        if self.inner.fences.is_fenced(primary, ticket) {
+            return;
+        }
+        meta.headers = keys::owned_headers(&meta.headers);
+        let variant = found.variant(primary);
+        self.inner.disk_meta.invalidate(&variant).await;
+        if let Found::Memory(obj) = found {
+            let updated = Arc::new(MemObject {
+                meta: meta.clone(),
+                body: obj.body.clone(),
+                ticket: obj.ticket,
+            });
+            self.inner.mem.insert(variant.clone(), updated).await;
+        }
+        if let Some(disk) = &self.inner.cfg.disk
+            && let Ok(Some(existing)) = cacache::metadata(&disk.dir, &variant).await
+        {
+            let opts = cacache::WriteOpts::new()
+                .integrity(existing.integrity)
+                .size(existing.size)
+                .metadata(codec::encode(&meta, found.ticket()));
+            if let Err(e) = cacache::index::insert_async(&disk.dir, &variant, opts).await {
+                tracing::warn!(error = %e, "could not update stored headers on disk");
+            }
+        }
+        if self.inner.fences.is_fenced(primary, ticket) {
+            self.remove_variant(&variant).await;
+        }
+    }
+
+    /// Takes objects out of the cache. In effect when this returns: the fence is raised before
+    /// anything is removed, so a fill that started earlier publishes nothing, whenever it ends.
+    pub async fn purge(&self, purge: &Purge) -> PurgeReport {
+        match (&purge.scope, purge.mode) {
+            (PurgeScope::Key(primary), PurgeMode::Hard) => {
+                let fence = self.inner.fences.raise(primary);
+                let objects = self.remove_key(primary).await;
+                PurgeReport { objects, fence }
+            }
+        }
+    }
+
+    /// Removes every variant (and its encodings) of a URL from both tiers.
+    async fn remove_key(&self, primary: &str) -> usize {
+        let Some(rec) = self.record(primary).await else {
+            return 0;
+        };
+        for v in &rec.variants {
+            self.remove_variant(v).await;
+            self.remove_encodings(v, None).await;
+        }
+        self.inner.records.invalidate(primary).await;
+        if let Some(disk) = &self.inner.cfg.disk {
+            let _ = cacache::remove(&disk.dir, keys::record_key(primary)).await;
+            self.inner.budget.forget(&keys::record_key(primary));
+        }
+        rec.variants.len()
+    }
+
+    async fn remove_variant(&self, variant: &str) {
+        self.inner.mem.invalidate(variant).await;
+        self.inner.disk_meta.invalidate(variant).await;
+        if let Some(disk) = &self.inner.cfg.disk {
+            // Index entry only: content is shared by hash with identical bodies under other keys;
+            // eviction removes content (see `evict`).
+            let _ = cacache::remove(&disk.dir, variant).await;
+            self.inner.budget.forget(variant);
+        }
+    }
+
+    /// Removes the encoded variants of one identity variant; with `keep = Some(g)`, only those
+    /// made from another body than generation `g` (variants of a new body, made while it was
+    /// stored, stay). Disk entries are only looked at if the index knows them: removing an
+    /// absent key would still append to the disk index.
+    async fn remove_encodings(&self, variant: &str, keep: Option<u64>) {
+        let stale = |generation: u64| keep != Some(generation);
+        for coding in Coding::ALL {
+            let key = encoded_key(variant, coding);
+            if let Some(obj) = self.inner.mem.get(&key).await
+                && stale(obj.meta.generation)
+            {
+                self.inner.mem.invalidate(&key).await;
+            }
+            let on_disk = self.inner.budget.contains(&key);
+            let Some(disk) = self.inner.cfg.disk.as_ref().filter(|_| on_disk) else {
+                continue;
+            };
+            let remove = keep.is_none()
+                || match cacache::metadata(&disk.dir, &key).await {
+                    Ok(Some(m)) => {
+                        codec::decode(&key, m.metadata).map_or(true, |(m, _)| stale(m.generation))
+                    }
+                    _ => false,
+                };
+            if remove {
+                self.remove_variant(&key).await;
+            }
+        }
+    }
+
+    /// Lists `variant` in the URL's Vary record; true when it was there already (a new body
+    /// replaced an old one).
+    async fn commit_record(&self, primary: &str, names: &[HeaderName], variant: &str) -> bool {
+        let names: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
+        let mut rec = self
+            .record(primary)
+            .await
+            .map(|r| (*r).clone())
+            .unwrap_or_default();
+        if rec.names != names {
+            // The origin changed what it varies on: older variants are unreachable now.
+            for old in std::mem::take(&mut rec.variants) {
+                if old != variant {
+                    self.remove_variant(&old).await;
+                    self.remove_encodings(&old, None).await;
+                }
+            }
+            rec.names = names;
+        }
+        let replaced = rec.variants.iter().any(|v| v == variant);
+        if !replaced {
+            rec.variants.push(variant.to_string());
+        }
+        let rec = Arc::new(rec);
+        self.inner
+            .records
+            .insert(primary.to_string(), rec.clone())
+            .await;
+        if let Some(disk) = &self.inner.cfg.disk {
+            let json = serde_json::to_value(&*rec).unwrap_or_default();
+            let key = keys::record_key(primary);
+            match cacache::WriteOpts::new()
+                .metadata(json)
+                .open(&disk.dir, &key)
+                .await
+            {
+                Ok(w) => {
+                    if let Err(e) = w.commit().await {
+                        tracing::warn!(error = %e, "could not write vary record");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not write vary record"),
+            }
+        }
+        replaced
+    }
+
+    /// Accounts a stored object against the disk budget and, when over it, evicts the least
+    /// recently used objects (picked on the blocking pool, removed here).
+    async fn account(&self, key: &str, size: u64) {
+        let Some(disk) = &self.inner.cfg.disk else {
+            return;
+        };
+        if !self
+            .inner
+            .budget
+            .account(key, size, now_ms(), disk.max_bytes)
+        {
+            return;
+        }
+        let store = self.clone();
+        let spare = key.to_string();
+        let max = disk.max_bytes;
+        let picked =
+            tokio::task::spawn_blocking(move || store.inner.budget.pick_victims(max, &spare)).await;
+        let Ok(Some(victims)) = picked else {
+            return;
+        };
+        for v in victims {
+            self.inner.mem.invalidate(&*v).await;
+            self.inner.disk_meta.invalidate(&*v).await;
+            let _ = cacache::RemoveOpts::new()
+                .remove_fully(true)
+                .remove(&disk.dir, &*v)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

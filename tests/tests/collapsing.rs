@@ -1,0 +1,175 @@
+//! Request collapsing never hands one client another client's answer: followers of an
+//! in-flight fill get it only when their request selects the same variant (Vary), and an
+//! invalidation fences off fills that started before it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_e2e::client::{self, Proto};
+use edge_e2e::origin::Origin;
+use edge_e2e::{Edge, Setup};
+use http::Method;
+
+/// Issue 11, bug 1: the `de` client received `lang=fr` from a collapsed fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collapsed_followers_get_their_own_vary_variant() {
+    let setup = Setup::new("collapse-vary");
+    let origin = Origin::start().await;
+    // Site b has compression off, so Accept-Encoding reaches the origin as sent.
+    let config = setup.config(origin.addr, "").replace(
+        "name = \"b\"\nhosts = [\"b.test\"]",
+        "name = \"b\"\nhosts = [\"b.test\"]\ncompression = { enabled = false }",
+    );
+    let edge = Edge::start(&setup.dir, &config);
+    let local = setup.target(edge.https(), "localhost");
+    let b = setup.target(edge.https(), "b.test");
+    for proto in [Proto::H1, Proto::H2, Proto::H3] {
+        // Accept-Language, on a URL with nothing stored yet.
+        let path = format!("/c/lang-{proto:?}?cc=max-age=60&vary=accept-language&delay_ms=500");
+        let answers =
+            concurrently(proto, &local, &path, "accept-language", &["en", "fr", "de"]).await;
+        for (lang, body) in &answers {
+            assert!(
+                body.contains(&format!("lang={lang}\n")),
+                "{proto:?} {lang}: got {body}"
+            );
+        }
+        // Again with the URL's Vary known and every variant stale-free: each still its own.
+        let path2 = format!("/c/lang2-{proto:?}?cc=max-age=60&vary=accept-language&delay_ms=300");
+        let _ = concurrently(proto, &local, &path2, "accept-language", &["en"]).await;
+        let answers = concurrently(
+            proto,
+            &local,
+            &path2,
+            "accept-language",
+            &["fr", "de", "it"],
+        )
+        .await;
+        for (lang, body) in &answers {
+            assert!(
+                body.contains(&format!("lang={lang}\n")),
+                "{proto:?} {lang}: got {body}"
+            );
+        }
+        // Accept-Encoding, on a site that does not compress (the origin varies on it).
+        let path =
+            format!("/c/ae-{proto:?}?cc=max-age=60&vary=accept-encoding&delay_ms=500&echo=ae");
+        let answers =
+            concurrently(proto, &b, &path, "accept-encoding", &["gzip", "br", "zstd"]).await;
+        for (ae, body) in &answers {
+            assert!(
+                body.contains(&format!("ae={ae}\n")),
+                "{proto:?} {ae}: got {body}"
+            );
+        }
+    }
+}
+
+/// Sends one GET per value of `header` at once; returns (value, body) pairs.
+async fn concurrently(
+    proto: Proto,
+    target: &edge_e2e::Target,
+    path: &str,
+    header: &'static str,
+    values: &[&'static str],
+) -> Vec<(&'static str, String)> {
+    let tasks: Vec<_> = values
+        .iter()
+        .map(|v| {
+            let target = target.clone();
+            let path = path.to_string();
+            let v = *v;
+            tokio::spawn(async move {
+                let r = client::request(
+                    proto,
+                    &target,
+                    Method::GET,
+                    &path,
+                    &[(header, v)],
+                    Bytes::new(),
+                )
+                .await
+                .expect("GET");
+                (v, r.text())
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("join"));
+    }
+    out
+}
+
+/// Issue 11, bug 2: a fill that started before an invalidating POST published afterwards and
+/// undid it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_is_not_undone_by_a_fill_already_in_flight() {
+    let setup = Setup::new("fence");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let target = setup.target(edge.https(), "localhost");
+    for (i, proto) in [Proto::H1, Proto::H2, Proto::H3].into_iter().enumerate() {
+        let path = format!("/c/fenced-{i}?cc=max-age=600&delay_ms=800");
+        // A slow fill starts...
+        let slow = {
+            let target = target.clone();
+            let path = path.clone();
+            tokio::spawn(async move { client::get(proto, &target, &path).await.expect("GET") })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // ...the resource changes while it is in flight...
+        let post = client::request(
+            proto,
+            &target,
+            Method::POST,
+            &path,
+            &[],
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .expect("POST");
+        assert!(post.status.is_success(), "{proto:?}: {}", post.status);
+        let old = slow.await.expect("join");
+        assert!(old.text().contains(" v1 "), "{proto:?}: {}", old.text());
+        // ...and neither a request arriving now (collapsing onto the old fill) nor one after
+        // that fill was published gets the body from before the POST.
+        let during = client::get(proto, &target, &path).await.expect("GET");
+        assert!(
+            !during.text().contains(" v1 "),
+            "{proto:?}: got the pre-POST body: {}",
+            during.text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = client::get(proto, &target, &path).await.expect("GET");
+        assert!(
+            !after.text().contains(" v1 "),
+            "{proto:?}: got the pre-POST body: {}",
+            after.text()
+        );
+    }
+    // And a GET that arrives while the old fill is still streaming does not collapse onto it.
+    let path = "/c/fenced-collapse?cc=max-age=600&delay_ms=1000";
+    let slow = {
+        let target = target.clone();
+        tokio::spawn(async move { client::get(Proto::H2, &target, path).await.expect("GET") })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client::request(
+        Proto::H2,
+        &target,
+        Method::POST,
+        path,
+        &[],
+        Bytes::from_static(b"x"),
+    )
+    .await
+    .expect("POST");
+    let follower = client::get(Proto::H2, &target, path).await.expect("GET");
+    assert!(
+        !follower.text().contains(" v1 "),
+        "collapsed onto the fenced fill: {}",
+        follower.text()
+    );
+    assert!(slow.await.expect("join").text().contains(" v1 "));
+}
