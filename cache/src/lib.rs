@@ -2,7 +2,7 @@
 //! Cache storage (memory and disk tiers), request collapsing and in-flight objects. The rules
 //! live in `edge-cache-rules` (re-exported here) and are pure; this crate does the I/O.
 
-pub use cache_rules::{cache_control, encoding, key, rules, status};
+pub use cache_rules::{cache_control, encoding, framing, key, plan, rules, status};
 
 pub mod collapse;
 pub mod inflight;

@@ -64,7 +64,7 @@ where
                 Poll::Ready(frame)
             }
             Poll::Pending => {
-                let deadline = tokio::time::Instant::now() + this.idle;
+                let deadline = edge_core::clock::now() + this.idle;
                 let sleep = match &mut this.sleep {
                     Some(s) => {
                         if !this.waiting {
@@ -260,7 +260,7 @@ where
                 Poll::Ready(frame)
             }
             Poll::Pending => {
-                let now = tokio::time::Instant::now();
+                let now = edge_core::clock::now();
                 let since = *this.waiting_since.get_or_insert(now);
                 let deadline = since + this.allowance().saturating_sub(this.waited);
                 let sleep = this
@@ -406,7 +406,7 @@ impl Default for Activity {
         Activity {
             active: Default::default(),
             last_done_ms: Default::default(),
-            base: tokio::time::Instant::now(),
+            base: edge_core::clock::now(),
         }
     }
 }
@@ -425,12 +425,12 @@ impl Activity {
             let last =
                 self.base + std::time::Duration::from_millis(self.last_done_ms.load(Relaxed));
             let wake = last + after;
-            if self.active.load(Relaxed) == 0 && tokio::time::Instant::now() >= wake {
+            if self.active.load(Relaxed) == 0 && edge_core::clock::now() >= wake {
                 return;
             }
             // Busy: look again one idle period from now (one timer per connection, not per
             // request).
-            let wake = wake.max(tokio::time::Instant::now() + after / 4);
+            let wake = wake.max(edge_core::clock::now() + after / 4);
             tokio::time::sleep_until(wake).await;
         }
     }
@@ -473,5 +473,18 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The error for a client body that failed before anything went to the origin.
+pub fn client_body_error(e: BoxError, max_body: u64) -> crate::Error {
+    if e.downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        crate::Error::BodyTooLarge { limit: max_body }
+    } else if e.downcast_ref::<SlowBody>().is_some() {
+        crate::Error::RequestTimeout
+    } else {
+        crate::Error::BadRequest("the request body could not be read")
     }
 }

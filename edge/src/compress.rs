@@ -259,6 +259,8 @@ fn heavy<R>(offload: bool, f: impl FnOnce() -> R) -> R {
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi {
+        // The one place that may: a stored-level step is bounded CPU work (ENCODE_STEP).
+        #[allow(clippy::disallowed_methods)]
         tokio::task::block_in_place(f)
     } else {
         f()

@@ -1,24 +1,32 @@
 #![forbid(unsafe_code)]
 //! The edge binary's library: listeners, the request pipeline and the CLI.
 //!
-//! Phases of a request, in order: accept (`tcp`, `quic`) → TLS (`tls`) → route, policy, origin,
-//! response and log (`pipeline`). Process lifecycle (bind, reload, drain) is in `server`.
+//! A request: accept (`tcp`, `quic`) → TLS (`tls`) → `pipeline` (hygiene, route, `filters`,
+//! `cache_phase` or `upstream`, `compress`, `respond`, `log`), over one `ctx::RequestCtx`.
+//! Process state is in `state`; lifecycle (bind, reload, drain) in `server`.
 
 pub mod admin;
 pub mod body;
 pub mod cache_phase;
 pub mod cli;
 pub mod compress;
+pub mod ctx;
 pub mod demo;
 pub mod error;
+pub mod filters;
 pub mod headers;
 pub mod hygiene;
 pub mod lifecycle;
+pub mod log;
 pub mod metrics;
 pub mod pipeline;
 pub mod quic;
+pub mod respond;
 pub mod server;
+pub mod state;
 pub mod tcp;
 pub mod tls;
+pub mod upstream;
 
+pub use edge_core::clock;
 pub use error::Error;

@@ -1,254 +1,100 @@
-//! The request pipeline. One function per request whose phases read in order:
-//! limits → route → policy → origin → response → log. Each request reads exactly one config
-//! snapshot (`Runtime`), loaded once at its start; a reload never changes a request mid-flight.
+//! The request pipeline: one function per request whose phases read in order, over one
+//! per-request context (`RequestCtx`) and one config snapshot read at its start:
+//!
+//! hygiene → route → request filters (limits, …) → body → cache (lookup; on a miss the upstream
+//! rewrite and the origin) or pass → response filters (compress) → finish → log after the body.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
 
-use arc_swap::ArcSwap;
-use config::{PlainHttp, Site, Snapshot};
+use config::PlainHttp;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use origin_shield::{Affinity, OriginError, Pools};
+
+pub use crate::state::{ConnInfo, Runtime, Shared, Transport};
 
 use crate::body::{self, ProxyBody};
+use crate::ctx::RequestCtx;
 use crate::error::Error;
 use crate::headers;
 use crate::hygiene;
+use crate::log::{Logged, Record};
 use crate::metrics::METRICS;
-
-/// Everything a request needs from one config snapshot, swapped as a whole on reload.
-pub struct Runtime {
-    pub snapshot: Arc<Snapshot>,
-    /// `Via` value this node adds to responses (`1.1 NODE`), built once per snapshot.
-    pub via: String,
-    pub pools: Pools,
-}
-
-impl Runtime {
-    /// Builds the runtime for `snapshot`. Pools keep the previous snapshot's endpoint state
-    /// and, when their connection settings did not change, its warm connections.
-    pub fn new(snapshot: Arc<Snapshot>, previous: Option<&Runtime>) -> Runtime {
-        Runtime {
-            pools: {
-                let pools = Pools::from_snapshot(&snapshot, previous.map(|p| &p.pools));
-                pools.start_background();
-                pools
-            },
-            via: format!("1.1 {}", snapshot.node_name),
-            snapshot,
-        }
-    }
-}
-
-/// State shared by every connection of the process.
-pub struct Shared {
-    runtime: ArcSwap<Runtime>,
-    pub cache: crate::cache_phase::CacheRuntime,
-    pub config_path: PathBuf,
-    /// The port of the first HTTPS listener as bound (config may say 0), for redirects.
-    pub https_port: AtomicU16,
-    id_base: u64,
-    next_id: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(
-        snapshot: Snapshot,
-        config_path: PathBuf,
-        cache: crate::cache_phase::CacheRuntime,
-    ) -> Shared {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ (u64::from(std::process::id()) << 40);
-        Shared {
-            runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
-            cache,
-            config_path,
-            https_port: AtomicU16::new(443),
-            id_base: seed,
-            next_id: AtomicU64::new(0),
-        }
-    }
-
-    pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.load_full()
-    }
-
-    pub fn swap(&self, snapshot: Snapshot) -> Arc<Runtime> {
-        let next = Arc::new(Runtime::new(Arc::new(snapshot), Some(&self.runtime.load())));
-        self.runtime.store(next.clone());
-        next
-    }
-
-    fn next_request_id(&self) -> String {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{:016x}",
-            self.id_base
-                .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Quic,
-}
-
-/// What a request knows about the connection it came on.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub tls: bool,
-    pub transport: Transport,
-    /// The `Alt-Svc` value this listener advertises on TCP responses (None: no HTTP/3 here).
-    pub alt_svc: Option<HeaderValue>,
-}
-
-/// The per-request context, filled in as the phases run.
-pub(crate) struct RequestCtx {
-    pub id: String,
-    start: Instant,
-    method: Method,
-    version: Version,
-    path: String,
-    site: Option<Arc<Site>>,
-    pool: Option<String>,
-    pub cache_status: Option<cache::status::CacheStatus>,
-    /// What the compress phase needs from the request.
-    compress: crate::compress::RequestFacts,
-    /// The request already passed through this node (its name is in `Via`): never send it to
-    /// a shield again.
-    pub looped: bool,
-    /// The visitor's scheme (ours, or a trusted peer's `X-Forwarded-Proto`).
-    pub scheme: &'static str,
-    /// The `Host` the origin receives and the cache key holds.
-    pub host: String,
-    /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
-    pub has_body: bool,
-}
+use crate::{respond, upstream};
 
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<ProxyBody>,
 ) -> Response<ProxyBody> {
-    let rt = shared.runtime();
-    let mut ctx = RequestCtx {
-        id: shared.next_request_id(),
-        start: Instant::now(),
-        method: req.method().clone(),
-        version: req.version(),
-        path: req.uri().path().to_string(),
-        site: None,
-        pool: None,
-        cache_status: None,
-        compress: Default::default(),
-        looped: false,
-        scheme: "http",
-        host: String::new(),
-        has_body: false,
-    };
-    let mut resp = match proxy(&shared, &rt, &conn, &mut ctx, req).await {
-        // Phase: compress.
+    let (head, body) = req.into_parts();
+    let mut ctx = RequestCtx::new(shared, conn, head);
+    let mut resp = match proxy(&mut ctx, body).await {
+        // Response filters: compression.
         Ok(resp) => match &ctx.site {
             Some(site) => crate::compress::respond(&site.compression, &ctx.compress, resp),
             None => resp,
         },
-        Err(e) => {
-            let status = e.status(conn.tls);
-            if status.is_server_error() {
-                tracing::warn!(request_id = %ctx.id, status = status.as_u16(), error = %e, "request failed");
-            } else {
-                tracing::info!(request_id = %ctx.id, status = status.as_u16(), error = %e, "request rejected");
-            }
-            let mut resp = error_response(status, e.public_message(), &ctx.id);
-            if matches!(e, Error::Origin(OriginError::Overloaded { .. })) {
-                // Circuit breaker: tell clients when to come back instead of letting them hammer.
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            resp
-        }
+        Err(e) => respond::error(&ctx, &e),
     };
-    finish_response(&rt, &conn, &ctx, &mut resp);
+    respond::finish(&ctx, &mut resp);
     METRICS.response(
         ctx.version,
         resp.status().as_u16(),
         ctx.cache_status.as_ref(),
     );
-    tracing::info!(
-        target: "access",
-        request_id = %ctx.id,
-        client = %conn.peer,
-        proto = headers::via_protocol(ctx.version),
-        method = %ctx.method,
-        path = %ctx.path,
-        site = ctx.site.as_ref().map_or("-", |s| s.name.as_str()),
-        pool = ctx.pool.as_deref().unwrap_or("-"),
-        status = resp.status().as_u16(),
-        cache = ctx.cache_status.as_ref().map_or_else(String::new, |c| c.render("")),
-        head_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
-        config_version = rt.snapshot.version,
-    );
-    resp
+    log_after_body(ctx, resp)
 }
 
-async fn proxy(
-    shared: &Arc<Shared>,
-    rt: &Arc<Runtime>,
-    conn: &ConnInfo,
-    ctx: &mut RequestCtx,
-    req: Request<ProxyBody>,
-) -> Result<Response<ProxyBody>, Error> {
-    let snap = &rt.snapshot;
-
-    // Phase: limits that do not depend on the site.
-    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if uri_len > snap.limits.max_uri_bytes as usize {
-        return Err(Error::UriTooLong {
-            len: uri_len,
-            limit: snap.limits.max_uri_bytes,
-        });
+async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {
+    normalize(ctx)?;
+    if let Some(redirect) = route(ctx)? {
+        return Ok(redirect);
     }
-    let header_len = headers::header_block_size(req.headers());
-    if header_len > snap.limits.max_request_header_bytes as usize {
-        return Err(Error::HeadersTooLarge {
-            len: header_len,
-            limit: snap.limits.max_request_header_bytes,
-        });
+    if let Some(answer) = ctx.rt.clone().filters.run(ctx)? {
+        return Ok(answer);
     }
+    let body = prepare_body(ctx, body).await?;
+    if let Some((client, proto)) = websocket(ctx) {
+        return upstream::upgrade(ctx, client, proto, body).await;
+    }
+    if ctx.site()?.cache.enabled {
+        return crate::cache_phase::handle(ctx, body).await;
+    }
+    ctx.cache_status = Some(cache::status::CacheStatus {
+        detail: Some("disabled"),
+        ..cache::status::CacheStatus::fwd(cache::status::Fwd::Bypass)
+    });
+    upstream::pass(ctx, body).await
+}
 
-    // Phase: hygiene. One normalised host and path, used by everything after this.
-    let trusted = snap.is_trusted(conn.peer.ip());
-    let authority = hygiene::request_authority(req.version(), req.uri(), req.headers())
+/// Phase: hygiene. One normalised host and path, and who we believe, for everything after.
+fn normalize(ctx: &mut RequestCtx) -> Result<(), Error> {
+    let snap = ctx.rt.snapshot.clone();
+    ctx.trusted = snap.is_trusted(ctx.conn.peer.ip());
+    let head = &ctx.head;
+    let authority = hygiene::request_authority(head.version, &head.uri, &head.headers)
         .map_err(Error::BadRequest)?;
-    let (host, _claimed_port) = hygiene::parse_host(authority).map_err(Error::BadRequest)?;
-    let mut host = host.into_owned();
-    let mut scheme = if conn.tls { "https" } else { "http" };
+    let (name, _claimed_port) = hygiene::parse_host(authority).map_err(Error::BadRequest)?;
+    let mut host = name.into_owned();
+    ctx.scheme = if ctx.conn.tls { "https" } else { "http" };
     let mut origin_host = None;
-    if trusted {
+    if ctx.trusted {
         // Our own edge forwarding a visitor: key and forward with the visitor's scheme and
         // host, not the ones of the hop between us.
-        if let Some(p) = req.headers().get(&headers::X_FORWARDED_PROTO) {
-            match p.as_bytes() {
-                b"https" => scheme = "https",
-                b"http" => scheme = "http",
-                _ => {}
-            }
+        match head
+            .headers
+            .get(&headers::X_FORWARDED_PROTO)
+            .map(HeaderValue::as_bytes)
+        {
+            Some(b"https") => ctx.scheme = "https",
+            Some(b"http") => ctx.scheme = "http",
+            _ => {}
         }
-        if let Some(h) = req.headers().get(&headers::X_FORWARDED_HOST)
+        if let Some(h) = head.headers.get(&headers::X_FORWARDED_HOST)
             && let Ok(h) = h.to_str()
             && let Ok((name, port)) = hygiene::parse_host(h)
         {
@@ -258,7 +104,7 @@ async fn proxy(
                 None => host.clone(),
             });
         }
-        if let Some(id) = req.headers().get(&headers::X_REQUEST_ID)
+        if let Some(id) = head.headers.get(&headers::X_REQUEST_ID)
             && let Ok(id) = id.to_str()
             && !id.is_empty()
             && id.len() <= 64
@@ -266,50 +112,54 @@ async fn proxy(
             ctx.id = id.to_string();
         }
     }
-    let origin_host =
-        origin_host.unwrap_or_else(|| hygiene::origin_host(&host, conn.local.port(), scheme));
-    let path = hygiene::normalize_path(req.uri().path()).map_err(Error::BadRequest)?;
-    if path != req.uri().path() {
-        ctx.path = path.to_string();
+    // The loop marker is only believed from our own peers: anyone can write our name in Via.
+    ctx.looped = ctx.trusted && headers::via_names(&head.headers, &snap.node_name);
+    ctx.host = origin_host
+        .unwrap_or_else(|| hygiene::origin_host(&host, ctx.conn.local.port(), ctx.scheme));
+    ctx.host_value =
+        HeaderValue::from_str(&ctx.host).map_err(|_| Error::BadRequest("invalid Host"))?;
+    let path = hygiene::normalize_path(head.uri.path()).map_err(Error::BadRequest)?;
+    if path != head.uri.path() {
+        ctx.path = path.into_owned();
     }
+    ctx.compress = crate::compress::RequestFacts::new(&head.method, &head.headers);
+    ctx.host_name = host;
+    Ok(())
+}
 
-    // Phase: route.
-    let site = snap
-        .site_for_host(&host)
+/// Phase: route. The site by host, the pool by path; plain HTTP may be redirected.
+fn route(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Error> {
+    let host = &ctx.host_name;
+    let site = ctx
+        .rt
+        .snapshot
+        .site_for_host(host)
         .ok_or_else(|| Error::UnknownHost(host.clone()))?
         .clone();
     ctx.site = Some(site.clone());
-
-    // Phase: policy.
-    if !conn.tls && site.plain_http == PlainHttp::Redirect {
-        return Ok(redirect_to_https(
-            &host,
-            shared.https_port.load(Ordering::Relaxed),
-            req.uri(),
-        ));
+    if !ctx.conn.tls && site.plain_http == PlainHttp::Redirect {
+        let port = ctx.shared.https_port.load(Ordering::Relaxed);
+        return Ok(Some(respond::redirect_to_https(
+            &ctx.host_name,
+            port,
+            &ctx.head.uri,
+        )));
     }
     let route = site.route(&ctx.path).ok_or(Error::NoRoute)?;
-    ctx.pool = Some(route.pool.clone());
-    let pool = rt
-        .pools
-        .get(&route.pool)
-        .ok_or_else(|| Error::NoPool(route.pool.clone()))?;
-    let max_body = site.max_request_body_bytes;
-    if let Some(len) = hygiene::content_length(req.headers()).map_err(Error::BadRequest)?
-        && len > max_body
-    {
-        return Err(Error::BodyTooLarge { limit: max_body });
-    }
-
-    ctx.compress = crate::compress::RequestFacts::new(req.method(), req.headers());
-    // The loop marker is only believed from our own peers: anyone can write our name in Via.
-    ctx.looped = trusted && headers::via_names(req.headers(), &snap.node_name);
-
-    // Phase: origin request. The target is the normalised path; for what may be stored, the
-    // query loses the parameters the key leaves out.
-    let cacheable_method = matches!(*req.method(), Method::GET | Method::HEAD);
-    let query = match req.uri().query() {
-        Some(q) if site.cache.enabled && cacheable_method && !site.cache.forward_ignored_params => {
+    ctx.pool_name = Some(route.pool.clone());
+    ctx.pool = Some(
+        ctx.rt
+            .pools
+            .get(&route.pool)
+            .ok_or_else(|| Error::NoPool(route.pool.clone()))?
+            .clone(),
+    );
+    // The target the origin gets: the normalised path; for what may be stored, the query
+    // without the parameters the key leaves out.
+    let cacheable = matches!(ctx.method, Method::GET | Method::HEAD);
+    let uri = &ctx.head.uri;
+    let query = match uri.query() {
+        Some(q) if site.cache.enabled && cacheable && !site.cache.forward_ignored_params => {
             if site.cache.key.ignore_query {
                 None
             } else {
@@ -320,56 +170,18 @@ async fn proxy(
         None => None,
     };
     // Rebuilt only when normalising changed something: most targets are already clean.
-    let target = if path != req.uri().path() || query.as_deref() != req.uri().query() {
-        Some(hygiene::origin_form(&ctx.path, query.as_deref()).map_err(Error::BadRequest)?)
-    } else {
-        None
-    };
-    let (mut parts, body) = req.into_parts();
-    if let Some(target) = target {
-        parts.uri = target;
+    if ctx.path != uri.path() || query.as_deref() != uri.query() || uri.scheme().is_some() {
+        ctx.head.uri =
+            hygiene::origin_form(&ctx.path, query.as_deref()).map_err(Error::BadRequest)?;
     }
-    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
-    let upgrade_proto = parts.headers.get(header::UPGRADE).cloned();
-    let wants_upgrade = headers::strip_hop_by_hop(&mut parts.headers);
-    let upgrade = match (wants_upgrade, upgrade_proto, &client_upgrade) {
-        (true, Some(proto), Some(_)) if parts.version == Version::HTTP_11 => {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, proto);
-            true
-        }
-        _ => false,
-    };
-    if parts.version >= Version::HTTP_2 {
-        headers::join_cookies(&mut parts.headers);
-    }
-    let via = format!(
-        "{} {}",
-        headers::via_protocol(parts.version),
-        snap.node_name
-    );
-    let host_value =
-        HeaderValue::from_str(&origin_host).map_err(|_| Error::BadRequest("invalid Host"))?;
-    headers::rewrite_upstream(
-        &mut parts.headers,
-        &headers::Upstream {
-            client_ip: conn.peer.ip(),
-            trusted,
-            scheme,
-            host: &host_value,
-            via: &via,
-            request_id: &ctx.id,
-            strip: &site.strip_request_headers,
-        },
-    );
-    ctx.scheme = scheme;
-    ctx.host = origin_host;
+    Ok(None)
+}
 
-    // The body: cut off when too large or too slow, and settled for methods without body
-    // semantics, whose body (if any) makes the request a pass.
-    let mut body = body;
+/// Phase: the request body. Cut off when too large or too slow, and settled for methods
+/// without body semantics, whose body (if any) makes the request a pass.
+async fn prepare_body(ctx: &mut RequestCtx, mut body: ProxyBody) -> Result<ProxyBody, Error> {
+    let site = ctx.site()?.clone();
+    let max_body = site.max_request_body_bytes;
     if !body.is_end_stream() {
         if site.request_body_min_rate > 0 {
             body = body::MinRate::new(body, site.request_body_min_rate, site.request_body_grace)
@@ -378,238 +190,77 @@ async fn proxy(
         body = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
     }
     if matches!(
-        parts.method,
+        ctx.method,
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
     ) {
-        let (settled, has_body) = body::settle(body, snap.timeouts.request_header)
-            .await
-            .map_err(|e| match e {
-                body::Unsettled::Timeout => Error::RequestTimeout,
-                body::Unsettled::Failed(e) => client_body_error(e, max_body),
-            })?;
+        let wait = ctx.rt.snapshot.timeouts.request_header;
+        let (settled, has_body) = body::settle(body, wait).await.map_err(|e| match e {
+            body::Unsettled::Timeout => Error::RequestTimeout,
+            body::Unsettled::Failed(e) => body::client_body_error(e, max_body),
+        })?;
         body = settled;
         ctx.has_body = has_body;
     }
+    Ok(body)
+}
 
-    // Phase: cache (WebSocket upgrades never touch it).
-    if !upgrade && site.cache.enabled {
-        return crate::cache_phase::handle(shared, rt, conn, ctx, &site, pool, parts, body).await;
+/// A WebSocket upgrade the client asked for (HTTP/1.1, `Connection: upgrade`), if any: its
+/// upgrade handle and protocol.
+fn websocket(ctx: &mut RequestCtx) -> Option<(OnUpgrade, HeaderValue)> {
+    if ctx.version != Version::HTTP_11 {
+        return None;
     }
-    if !upgrade {
-        ctx.cache_status = Some(cache::status::CacheStatus {
-            detail: Some("disabled"),
-            ..cache::status::CacheStatus::fwd(cache::status::Fwd::Bypass)
-        });
+    let asks = ctx
+        .head
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let proto = ctx.head.headers.get(header::UPGRADE)?.clone();
+    if !asks {
+        return None;
     }
+    let client = ctx.head.extensions.remove::<OnUpgrade>()?;
+    Some((client, proto))
+}
 
-    // Phase: origin.
-    let affinity = Affinity {
-        key: None,
-        client_ip: Some(conn.peer.ip()),
+/// Phase: log. The record is written when the response body ends (or is dropped).
+fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let header = |name: header::HeaderName| {
+        ctx.head
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
     };
-    let mut resp = send_to_origin(
-        rt,
-        pool,
-        Request::from_parts(parts, body),
-        max_body,
-        affinity,
-    )
-    .await?;
-
-    // Phase: response.
-    if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let origin_upgrade = hyper::upgrade::on(&mut resp);
-        if let Some(client_upgrade) = client_upgrade {
-            tokio::spawn(tunnel(client_upgrade, origin_upgrade, ctx.id.clone()));
-        }
-        let (parts, _) = resp.into_parts();
-        return Ok(Response::from_parts(parts, body::empty()));
-    }
-    Ok(origin_response(resp, rt))
-}
-
-/// Sends a prepared request to one endpoint of `pool`.
-pub(crate) async fn send_to_origin(
-    rt: &Runtime,
-    pool: &origin_shield::Pool,
-    req: Request<ProxyBody>,
-    max_body: u64,
-    affinity: Affinity<'_>,
-) -> Result<Response<hyper::body::Incoming>, Error> {
-    pool.send(req, rt.snapshot.timeouts.origin_response_header, affinity)
-        .await
-        .map_err(|e| {
-            if e.find_source::<LengthLimitError>().is_some() {
-                Error::BodyTooLarge { limit: max_body }
-            } else if e.find_source::<body::SlowBody>().is_some() {
-                Error::RequestTimeout
-            } else {
-                Error::Origin(e)
-            }
-        })
-}
-
-/// A client body that failed before anything went to the origin.
-fn client_body_error(e: body::BoxError, max_body: u64) -> Error {
-    if e.downcast_ref::<LengthLimitError>().is_some() {
-        Error::BodyTooLarge { limit: max_body }
-    } else if e.downcast_ref::<body::SlowBody>().is_some() {
-        Error::RequestTimeout
-    } else {
-        Error::BadRequest("the request body could not be read")
-    }
-}
-
-/// An origin response on its way to the client: hop-by-hop headers gone, `via` added.
-pub(crate) fn origin_response(
-    resp: Response<hyper::body::Incoming>,
-    rt: &Runtime,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = resp.into_parts();
-    headers::drop_length_beside_transfer_encoding(&mut parts.headers);
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_list(&mut parts.headers, &header::VIA, &rt.via);
-    Response::from_parts(
-        parts,
-        body::origin_incoming(body, rt.snapshot.timeouts.origin_body_idle),
-    )
-}
-
-/// Bytes flow both ways after a `101 Switching Protocols` (WebSocket) until either side closes.
-async fn tunnel(client: OnUpgrade, origin: OnUpgrade, id: String) {
-    let (client, origin) = match tokio::try_join!(client, origin) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::info!(request_id = %id, error = %e, "upgrade failed");
-            return;
-        }
+    let record = Record {
+        request_id: ctx.id.clone(),
+        client: ctx.conn.peer.to_string(),
+        proto: headers::via_protocol(ctx.version),
+        method: ctx.method.to_string(),
+        host: ctx.host.clone(),
+        path: ctx.path.clone(),
+        site: ctx
+            .site
+            .as_ref()
+            .map_or("-", |s| s.name.as_str())
+            .to_string(),
+        pool: ctx.pool_name.clone().unwrap_or_else(|| "-".into()),
+        status: resp.status().as_u16(),
+        cache: ctx
+            .cache_status
+            .as_ref()
+            .map_or_else(String::new, |c| c.render(&ctx.rt.snapshot.node_name)),
+        config_version: ctx.rt.snapshot.version,
+        user_agent: header(header::USER_AGENT),
+        referer: header(header::REFERER),
+        head_ms: edge_core::clock::since(ctx.start).as_secs_f64() * 1000.0,
+        ..Default::default()
     };
-    let mut client = TokioIo::new(client);
-    let mut origin = TokioIo::new(origin);
-    match tokio::io::copy_bidirectional(&mut client, &mut origin).await {
-        Ok((up, down)) => tracing::debug!(request_id = %id, up, down, "tunnel closed"),
-        Err(e) => tracing::debug!(request_id = %id, error = %e, "tunnel aborted"),
-    }
-}
-
-fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<ProxyBody> {
-    let bare = config::normalize_host(host);
-    let port = if https_port == 443 {
-        String::new()
-    } else {
-        format!(":{https_port}")
-    };
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{bare}{port}{path}");
-    let mut resp = Response::new(body::empty());
-    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
-pub(crate) fn error_response(status: StatusCode, message: &str, id: &str) -> Response<ProxyBody> {
-    let text = format!(
-        "{} {}\n{message}\nrequest-id: {id}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut resp = Response::new(body::full(text));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The unread request body makes the connection unusable for another request.
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
-}
-
-fn finish_response(
-    rt: &Runtime,
-    conn: &ConnInfo,
-    ctx: &RequestCtx,
-    resp: &mut Response<ProxyBody>,
-) {
-    let h = resp.headers_mut();
-    // Values that change with every response are marked "never index" so that HPACK and QPACK
-    // send them as literals instead of churning the dynamic table on each response.
-    if let Some(status) = &ctx.cache_status
-        && let Ok(mut v) = HeaderValue::from_str(&status.render(&rt.snapshot.node_name))
-    {
-        v.set_sensitive(true);
-        h.insert(crate::cache_phase::CACHE_STATUS.clone(), v);
-    }
-    if let Ok(mut v) = HeaderValue::from_str(&ctx.id) {
-        v.set_sensitive(true);
-        h.insert(&headers::X_REQUEST_ID, v);
-    }
-    if let Some(age) = h.get_mut(header::AGE) {
-        age.set_sensitive(true);
-    }
-    if conn.transport == Transport::Tcp
-        && let Some(alt_svc) = &conn.alt_svc
-        && ctx.site.as_ref().is_some_and(|s| s.http3)
-    {
-        h.insert(header::ALT_SVC, alt_svc.clone());
-    }
-}
-
-impl Error {
-    pub fn status(&self, tls: bool) -> StatusCode {
-        match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            // Over TLS the connection may have been reused for a name we do not serve
-            // (RFC 9110 §15.5.20); over plain HTTP there is simply nothing here.
-            Error::UnknownHost(_) if tls => StatusCode::MISDIRECTED_REQUEST,
-            Error::UnknownHost(_) | Error::NoRoute => StatusCode::NOT_FOUND,
-            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::OnlyIfCached => StatusCode::GATEWAY_TIMEOUT,
-            Error::NoPool(_) => StatusCode::BAD_GATEWAY,
-            Error::Origin(o) => match o {
-                OriginError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-                OriginError::NoHealthy { .. } | OriginError::Overloaded { .. } => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                OriginError::ClientBody { .. } => StatusCode::BAD_REQUEST,
-                _ => StatusCode::BAD_GATEWAY,
-            },
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// What the client is told: no internal addresses, no config details.
-    pub fn public_message(&self) -> &'static str {
-        match self {
-            Error::BadRequest(m) => m,
-            Error::UriTooLong { .. } => "the request URI is too long",
-            Error::HeadersTooLarge { .. } => "the request header block is too large",
-            Error::UnknownHost(_) => "this server does not serve that host",
-            Error::NoRoute => "no route for this path",
-            Error::BodyTooLarge { .. } => "the request body is too large",
-            Error::RequestTimeout => "the request body arrived too slowly",
-            Error::OnlyIfCached => "not in cache (only-if-cached)",
-            Error::NoPool(_) => "the site's origin pool is not configured",
-            Error::Origin(o) => match o {
-                OriginError::Timeout { .. } => "the origin did not respond in time",
-                OriginError::Connect { .. } | OriginError::NoEndpoint { .. } => {
-                    "the origin could not be reached"
-                }
-                OriginError::NoHealthy { .. } => "no healthy origin server is available",
-                OriginError::Overloaded { .. } => "the origin is at capacity; retry shortly",
-                OriginError::ClientBody { .. } => "the request body could not be read",
-                OriginError::Tls { .. } => "the TLS connection to the origin failed",
-                OriginError::Protocol { .. } => "the origin failed to answer",
-            },
-            _ => "internal error",
-        }
-    }
+    let (parts, body) = resp.into_parts();
+    let body = Logged::new(body, record, ctx.shared.clone(), ctx.start).boxed_unsync();
+    Response::from_parts(parts, body)
 }

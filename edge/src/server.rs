@@ -2,10 +2,12 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use config::{ConfigError, ConfigSource, Document, FileSource, Snapshot};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -29,10 +31,25 @@ pub struct Bound {
 }
 
 /// Loads `config_path`, binds every listener, calls `on_ready`, and serves until SIGTERM/SIGINT.
+/// The file is read through a [`FileSource`], which also watches it (and the certificate, key
+/// and CA files it names) for changes.
 pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Result<(), Error> {
-    // Stamp the file before reading it: a write racing with start-up then still triggers a reload.
-    let stamp = file_stamp(&config_path);
-    let snapshot = config::load(&config_path)?;
+    // The pace is set from the first snapshot's [reload] before anyone waits on `changed`.
+    let source = FileSource::new(config_path.clone(), Duration::from_secs(1));
+    serve_source(Arc::new(source), config_path, on_ready).await
+}
+
+/// Serves the documents of `source`: the first one now, later ones on SIGHUP or when the source
+/// says it changed. `config_path` is only what `Shared` records.
+async fn serve_source<S: ConfigSource>(
+    source: Arc<S>,
+    config_path: PathBuf,
+    on_ready: impl FnOnce(&Bound),
+) -> Result<(), Error> {
+    // The source records what it read (a file: stamped before reading), so a write racing with
+    // start-up still shows up in `changed` and triggers a reload.
+    let snapshot = compile_off_runtime(source.fetch().await?).await?;
+    source.apply_reload_settings(&snapshot.reload);
     let listen = snapshot.listen.clone();
     let grace = snapshot.timeouts.shutdown_grace;
     let client_idle = snapshot.timeouts.client_idle;
@@ -138,10 +155,16 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
         context: "installing the SIGHUP handler".into(),
         source,
     })?;
-    let reloader = tokio::spawn(reload_loop(shared.clone(), stamp, hup, stop_rx.clone()));
+    let reloader = tokio::spawn(reload_loop(
+        shared.clone(),
+        source.clone(),
+        hup,
+        stop_rx.clone(),
+    ));
 
     tracing::info!(
         version = shared.runtime().snapshot.version,
+        config = %source.describe(),
         https = ?bound.https,
         http3 = ?bound.quic,
         http = ?bound.http,
@@ -156,6 +179,7 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
     let open = tracker.active();
     tracing::info!(open_connections = open, grace = ?grace, "shutting down: no new connections, draining");
     let _ = stop_tx.send(true);
+    let started = edge_core::clock::now();
     let drained = tokio::time::timeout(grace, tracker.wait_idle())
         .await
         .is_ok();
@@ -164,6 +188,15 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
             still_open = tracker.active(),
             "grace period over; closing the rest"
         );
+    }
+    // Objects stored in the last moments are still being written to disk: let them land, in
+    // what is left of the grace period, so a restart finds them.
+    let left = grace.saturating_sub(edge_core::clock::since(started));
+    if tokio::time::timeout(left, shared.cache.store.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; some cache writes did not reach the disk");
     }
     for ep in &endpoints {
         ep.close(0u32.into(), b"shutdown");
@@ -214,72 +247,85 @@ async fn bind_tcp_and_udp(
     })
 }
 
-/// Reloads on SIGHUP and when the file's modification time or size changes. An invalid file is
-/// refused and logged; the running snapshot stays.
-async fn reload_loop(
+/// Reloads on SIGHUP and, when `[reload] watch_file` is on, when the source says it changed.
+/// An invalid document is refused and logged; the running snapshot stays.
+async fn reload_loop<S: ConfigSource>(
     shared: Arc<Shared>,
-    mut stamp: Option<(SystemTime, u64)>,
+    source: Arc<S>,
     mut hup: tokio::signal::unix::Signal,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        // Read per round so a reload can turn watching on or off and change its pace.
-        let watch = shared.runtime().snapshot.reload.clone();
+        // Read per round so a reload can turn watching on or off (its pace is the source's).
+        let watch = shared.runtime().snapshot.reload.watch_file;
         let trigger = tokio::select! {
             _ = hup.recv() => "SIGHUP",
-            _ = tokio::time::sleep(watch.poll_interval), if watch.watch_file => {
-                let now = file_stamp(&shared.config_path);
-                if now == stamp { continue; }
-                "file change"
-            }
+            () = source.changed(), if watch => "file change",
             _ = shutting_down(&mut stop) => return,
         };
-        stamp = file_stamp(&shared.config_path);
-        reload(&shared, trigger).await;
+        reload(&shared, &*source, trigger).await;
     }
 }
 
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+/// Compiling parses keys and certificates: CPU work kept off the runtime's threads.
+async fn compile_off_runtime(doc: Document) -> Result<Snapshot, ConfigError> {
+    let name = doc.name.clone();
+    tokio::task::spawn_blocking(move || config::compile(&doc))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError::Invalid(vec![config::Diagnostic {
+                file: name,
+                location: None,
+                reason: format!("compile task failed: {e}"),
+            }]))
+        })
 }
 
-pub async fn reload(shared: &Arc<Shared>, trigger: &str) {
-    let path = shared.config_path.clone();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
-    match loaded {
-        Ok(Ok(snapshot)) => {
-            let old = shared.runtime();
-            if snapshot.listen != old.snapshot.listen {
-                tracing::warn!("listener settings changed; they take effect at the next restart");
-            }
-            if snapshot.cache != old.snapshot.cache {
-                tracing::warn!(
-                    "[cache] store settings changed; they take effect at the next restart"
-                );
-            }
-            let version = snapshot.version;
-            let sites = snapshot.sites.len();
-            shared.swap(snapshot);
-            tracing::info!(
+/// Fetches the source's current document and, when it is a revision the node does not serve
+/// yet, compiles it and swaps it in.
+pub async fn reload<S: ConfigSource>(shared: &Arc<Shared>, source: &S, trigger: &str) {
+    let refuse = |e: ConfigError| {
+        for d in e.diagnostics() {
+            tracing::error!(
                 trigger,
-                version,
-                previous = old.snapshot.version,
-                sites,
-                "config reloaded"
+                "config reload refused, keeping version {}: {d}",
+                shared.runtime().snapshot.version
             );
         }
-        Ok(Err(e)) => {
-            for d in e.diagnostics() {
-                tracing::error!(
-                    trigger,
-                    "config reload refused, keeping version {}: {d}",
-                    shared.runtime().snapshot.version
-                );
-            }
-        }
-        Err(e) => tracing::error!(trigger, error = %e, "config reload task failed"),
+    };
+    let doc = match source.fetch().await {
+        Ok(doc) => doc,
+        Err(e) => return refuse(e),
+    };
+    let running = shared.runtime().snapshot.version;
+    // Equal revisions of one source are equal documents: rebuilding the runtime would only
+    // churn (a `touch`, a SIGHUP without an edit, a spurious wake-up).
+    if doc.revision == running {
+        tracing::info!(trigger, version = running, "config unchanged");
+        return;
     }
+    let snapshot = match compile_off_runtime(doc).await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return refuse(e),
+    };
+    let old = shared.runtime();
+    if snapshot.listen != old.snapshot.listen {
+        tracing::warn!("listener settings changed; they take effect at the next restart");
+    }
+    if snapshot.cache != old.snapshot.cache {
+        tracing::warn!("[cache] store settings changed; they take effect at the next restart");
+    }
+    let version = snapshot.version;
+    let sites = snapshot.sites.len();
+    source.apply_reload_settings(&snapshot.reload);
+    shared.swap(snapshot);
+    tracing::info!(
+        trigger,
+        version,
+        previous = old.snapshot.version,
+        sites,
+        "config reloaded"
+    );
 }
 
 /// Prints the bound addresses on stdout in a stable form that scripts and tests read.

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use config::Algorithm;
 
@@ -41,10 +41,9 @@ impl Default for EndpointState {
     }
 }
 
+/// Monotonic: a wall-clock step must not end or extend an ejection.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    edge_core::clock::monotonic_ms()
 }
 
 impl EndpointState {

@@ -157,13 +157,13 @@ enum Io {
 
 /// When a connection was opened, attached to its pool metadata (max lifetime).
 #[derive(Debug, Clone, Copy)]
-pub struct Born(pub std::time::Instant);
+pub struct Born(pub edge_core::clock::Instant);
 
 impl Stream {
     fn new(io: Io) -> Stream {
         Stream {
             io,
-            born: Born(std::time::Instant::now()),
+            born: Born(edge_core::clock::now()),
         }
     }
 }

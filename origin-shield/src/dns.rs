@@ -61,6 +61,8 @@ impl Dns {
             .lookup_ip(format!("{host}."))
             .await
             .map_err(|e| e.to_string())?;
+        // hickory states expiry as a std Instant: compare with the same clock.
+        #[allow(clippy::disallowed_methods)]
         let ttl = lookup
             .valid_until()
             .saturating_duration_since(Instant::now());

@@ -11,10 +11,9 @@ use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -31,9 +30,8 @@ use connect::OriginConnector;
 pub use balance::{Affinity, EndpointState};
 use balance::{Balancer, now_ms};
 
-pub type BoxError = Box<dyn StdError + Send + Sync>;
-/// The body type the data plane uses in both directions.
-pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+/// The body type the data plane uses in both directions (from `edge-core`).
+pub use edge_core::body::{BoxError, ProxyBody};
 
 /// Why an origin request failed. Each variant knows whether the request may be sent again.
 #[derive(Debug, thiserror::Error)]
@@ -462,8 +460,8 @@ impl Pools {
     /// Waits (at most `within`) until every endpoint name has been resolved once, so that a
     /// starting node does not answer 503 for pools it simply has not resolved yet.
     pub async fn wait_resolved(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while self.by_name.values().any(|p| p.dns_pending()) && Instant::now() < deadline {
+        let deadline = edge_core::clock::now() + within;
+        while self.by_name.values().any(|p| p.dns_pending()) && edge_core::clock::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -698,7 +696,7 @@ impl OriginClient {
             .map(|_| hyper_util::client::legacy::connect::capture_connection(&mut req));
         ep.state.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = Active(&ep.state.in_flight);
-        let start = Instant::now();
+        let start = edge_core::clock::now();
         let result = match tokio::time::timeout(header_timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout {
                 endpoint,

@@ -411,7 +411,14 @@ async fn expired_objects_do_not_serve_old_variants() {
     assert_eq!(origin.hits("/c/exp"), 2);
     assert!(decoded(&after).await == text_body("/c/exp", 2, 20000));
     let again = get(Proto::H2, &target, path, Some("zstd")).await;
-    assert!(decoded(&again).await == text_body("/c/exp", 2, 20000));
+    let body = decoded(&again).await;
+    assert!(
+        body == text_body("/c/exp", 2, 20000),
+        "got {:?}… ({:?}, origin hits {})",
+        String::from_utf8_lossy(&body[..body.len().min(20)]),
+        again.header("cache-status"),
+        origin.hits("/c/exp")
+    );
 }
 
 /// Event streams reach the client event by event, compressed, while the origin still holds

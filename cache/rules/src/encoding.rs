@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 
 /// The content codings the edge produces and decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -341,6 +341,93 @@ pub fn weaken_etag(etag: &str) -> String {
         t.to_string()
     } else {
         format!("W/{t}")
+    }
+}
+
+/// A site's compression settings, as the representation rules need them.
+#[derive(Debug, Clone, Copy)]
+pub struct CompressPolicy<'a> {
+    pub enabled: bool,
+    /// Compressible media type patterns.
+    pub types: &'a [String],
+    /// Smaller bodies are sent as they are.
+    pub min_bytes: u64,
+    /// The server's order among codings the client weighs equally.
+    pub prefer: &'a [Coding],
+}
+
+impl CompressPolicy<'_> {
+    /// Whether a response's representation depends on `Accept-Encoding`: its media type is
+    /// compressible, it is not encoded yet, `no-transform` is absent and it is not too small.
+    pub fn eligible(&self, headers: &HeaderMap, len: Option<u64>) -> bool {
+        self.enabled
+            && !has_content_encoding(headers)
+            && compressible_type(
+                headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                self.types,
+            )
+            && !no_transform(headers)
+            && len.is_none_or(|n| n >= self.min_bytes)
+    }
+}
+
+/// `Cache-Control: no-transform`: intermediaries must not change the content (RFC 9111 §5.2.2.6).
+pub fn no_transform(headers: &HeaderMap) -> bool {
+    crate::cache_control::CacheControl::from_headers(headers, &header::CACHE_CONTROL)
+        .is_some_and(|c| c.no_transform)
+}
+
+/// Adds `Vary: Accept-Encoding` unless the response already varies on it (or on everything).
+pub fn add_vary(headers: &mut HeaderMap) {
+    let mut joined = String::new();
+    for v in headers.get_all(header::VARY) {
+        let Ok(s) = v.to_str() else { continue };
+        if s.split(',')
+            .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("accept-encoding"))
+        {
+            return;
+        }
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(s);
+    }
+    if !joined.is_empty() {
+        joined.push_str(", ");
+    }
+    joined.push_str("Accept-Encoding");
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(header::VARY, v);
+    }
+}
+
+/// Header changes for a body now sent in `coding` (None: decoded to identity): the old
+/// length is gone, validators are weakened, ranges no longer apply to these bytes.
+pub fn mark_transformed(headers: &mut HeaderMap, coding: Option<Coding>) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::ACCEPT_RANGES);
+    match coding {
+        Some(c) => {
+            headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(c.as_str()),
+            );
+        }
+        None => {
+            headers.remove(header::CONTENT_ENCODING);
+        }
+    }
+    weaken_etag_field(headers);
+}
+
+/// Makes the `ETag` field weak (see [`weaken_etag`]).
+pub fn weaken_etag_field(headers: &mut HeaderMap) {
+    if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
+        && let Ok(v) = HeaderValue::from_str(&weaken_etag(etag))
+    {
+        headers.insert(header::ETAG, v);
     }
 }
 

@@ -5,6 +5,8 @@
 
 pub mod cache_control;
 pub mod encoding;
+pub mod framing;
 pub mod key;
+pub mod plan;
 pub mod rules;
 pub mod status;

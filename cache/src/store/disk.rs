@@ -117,6 +117,48 @@ impl Budget {
     }
 }
 
+/// Background writes in flight, so that shutdown can wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    idle: Arc<tokio::sync::Notify>,
+}
+
+pub(crate) struct WriteGuard {
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    idle: Arc<tokio::sync::Notify>,
+}
+
+impl Writes {
+    pub(crate) fn enter(&self) -> WriteGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        WriteGuard {
+            active: self.active.clone(),
+            idle: self.idle.clone(),
+        }
+    }
+
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
 struct Running<'a>(&'a AtomicBool);
 
 impl Drop for Running<'_> {

@@ -16,9 +16,10 @@ use crate::rules::StoredMeta;
 /// An object being stored while it streams to the client.
 pub struct Fill {
     pub(super) store: Store,
-    /// `None` for encoded variants, which are not listed in the URL's Vary record (their
-    /// identity's fence covers them: a variant is only served beside its identity's body).
+    /// `None` for encoded variants, which are not listed in the URL's Vary record.
     pub(super) primary: Option<String>,
+    /// The URL whose fence this fill obeys (an encoded variant's is its identity's).
+    pub(super) fence_key: String,
     pub(super) variant: String,
     pub(super) meta: StoredMeta,
     pub(super) vary_names: Vec<HeaderName>,
@@ -107,13 +108,17 @@ impl Fill {
     }
 
     fn fenced(&self) -> bool {
-        self.primary
-            .as_deref()
-            .is_some_and(|p| self.store.inner.fences.is_fenced(p, self.ticket))
+        self.store
+            .inner
+            .fences
+            .is_fenced(&self.fence_key, self.ticket)
     }
 
     /// The body ended cleanly: verify its length and make the object visible, unless a purge
-    /// fenced it off while it was in flight.
+    /// fenced it off while it was in flight. Visible means in memory (or, for an object too
+    /// large for memory, in the disk index) when this returns; the disk copy of a memory
+    /// object, the Vary record on disk and eviction follow in the background (`Store::flush`
+    /// waits for them).
     pub async fn finish(mut self) -> Result<(), CacheError> {
         if let Some(expected) = self.expected
             && expected != self.received
@@ -129,6 +134,7 @@ impl Fill {
         self.meta.body_len = self.received;
         let size = self.received;
         let store = self.store.clone();
+        let mut disk_copy = None;
         match self.spill.take() {
             Some(spill) => {
                 drop(spill.tx);
@@ -164,45 +170,62 @@ impl Fill {
                     ticket: self.ticket,
                 });
                 store.inner.mem.insert(self.variant.clone(), obj).await;
-                if let Some(disk) = store.inner.cfg.disk.clone() {
-                    let opts = cacache::WriteOpts::new()
-                        .metadata(codec::encode(&self.meta, self.ticket))
-                        .size(body.len());
-                    match opts.open(&disk.dir, &self.variant).await {
-                        Ok(mut w) => {
-                            let ok = w.write_all(&body).await.is_ok();
-                            if ok && let Err(e) = w.commit().await {
-                                tracing::warn!(error = %e, "disk write failed; object stays in memory only");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "disk write failed; object stays in memory only")
-                        }
-                    }
-                }
+                disk_copy = Some(body);
             }
         }
         // The decoded metadata of the body this one replaces must not outlive it.
         store.inner.disk_meta.invalidate(&self.variant).await;
-        store.account(&self.variant, size).await;
+        let mut record = None;
         if let Some(primary) = &self.primary {
-            let replaced = store
+            let (replaced, rec) = store
                 .commit_record(primary, &self.vary_names, &self.variant)
                 .await;
-            // The encoded variants of the body this one replaced are dead weight now. (A new
-            // variant has none: skipping the check keeps misses cheap.)
-            if replaced {
-                store
-                    .remove_encodings(&self.variant, Some(self.meta.generation))
-                    .await;
-            }
-            // A purge that raced with the publication (its fence after our check, its removal
-            // before our insert) is honoured here: published, then taken back.
-            if self.fenced() {
-                store.remove_variant(&self.variant).await;
-                return Err(CacheError::Fenced);
-            }
+            record = Some((primary.clone(), rec, replaced));
         }
+        // A purge that raced with the publication (its fence after our check, its removal
+        // before our insert) is honoured here: published, then taken back.
+        if self.fenced() {
+            store.remove_variant(&self.variant).await;
+            return Err(CacheError::Fenced);
+        }
+        let (variant, meta, ticket, fence_key) =
+            (self.variant, self.meta, self.ticket, self.fence_key);
+        let background = store.clone();
+        store.background(async move {
+            let store = background;
+            let fenced = || store.inner.fences.is_fenced(&fence_key, ticket);
+            if let (Some(body), Some(disk)) = (disk_copy, store.inner.cfg.disk.clone())
+                && !fenced()
+            {
+                let opts = cacache::WriteOpts::new()
+                    .metadata(codec::encode(&meta, ticket))
+                    .size(body.len());
+                match opts.open(&disk.dir, &variant).await {
+                    Ok(mut w) => {
+                        let ok = w.write_all(&body).await.is_ok();
+                        if ok && let Err(e) = w.commit().await {
+                            tracing::warn!(error = %e, "disk write failed; object stays in memory only");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "disk write failed; object stays in memory only")
+                    }
+                }
+            }
+            if let Some((primary, rec, replaced)) = record {
+                store.write_record(&primary, &rec).await;
+                // The encoded variants of the body this one replaced are dead weight now. (A
+                // new variant has none: skipping the check keeps misses cheap.)
+                if replaced {
+                    store.remove_encodings(&variant, Some(meta.generation)).await;
+                }
+            }
+            store.account(&variant, size).await;
+            // Purged while the disk copy was being written: take that back too.
+            if fenced() {
+                store.remove_variant(&variant).await;
+            }
+        });
         Ok(())
     }
 }

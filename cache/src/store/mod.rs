@@ -18,7 +18,7 @@ mod keys;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -190,6 +190,7 @@ struct Inner {
     records: moka::future::Cache<String, Arc<VaryRecord>>,
     budget: disk::Budget,
     fences: fence::Fences,
+    writes: disk::Writes,
 }
 
 /// The tiered store. Cheap to clone.
@@ -198,12 +199,9 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-/// The store's own stamps (LRU order, seeds), not request time.
-#[allow(clippy::disallowed_methods)]
+/// The store's own stamps (LRU order, seeds).
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    edge_core::clock::unix_ms()
 }
 
 impl Store {
@@ -257,6 +255,7 @@ impl Store {
                 records,
                 budget: disk::Budget::from_listing(listed),
                 fences: fence::Fences::new(seed),
+                writes: disk::Writes::default(),
             }),
         })
     }
@@ -403,7 +402,13 @@ impl Store {
     /// key and generation (see [`Store::lookup_encoded`]). Its metadata only ties it to the
     /// identity's body: responses take their header fields from the identity, which
     /// revalidation keeps current.
-    pub fn fill_encoded(&self, identity_variant: &str, generation: u64, coding: Coding) -> Fill {
+    pub fn fill_encoded(
+        &self,
+        primary: &str,
+        identity_variant: &str,
+        generation: u64,
+        coding: Coding,
+    ) -> Fill {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_ENCODING,
@@ -422,6 +427,7 @@ impl Store {
         let ticket = self.ticket();
         self.fill_variant(
             None,
+            primary,
             encoded_key(identity_variant, coding),
             meta,
             Vec::new(),
@@ -490,26 +496,32 @@ impl Store {
     ) -> Fill {
         meta.generation = keys::next_generation(now_ms() << 16 | 1);
         let variant = variant_key(primary, &meta.vary);
-        self.fill_variant(Some(primary.to_string()), variant, meta, vary_names, ticket)
+        self.fill_variant(
+            Some(primary.to_string()),
+            primary,
+            variant,
+            meta,
+            vary_names,
+            ticket,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)] // private: the two public constructors name them
     fn fill_variant(
         &self,
         primary: Option<String>,
+        fence_key: &str,
         variant: String,
         mut meta: StoredMeta,
         vary_names: Vec<HeaderName>,
         ticket: Ticket,
     ) -> Fill {
         meta.headers = keys::owned_headers(&meta.headers);
-        let expected = meta
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let expected = crate::framing::declared_length(&meta.headers);
         let mut fill = Fill {
             store: self.clone(),
             primary,
+            fence_key: fence_key.to_string(),
             variant,
             meta,
             vary_names,
@@ -635,9 +647,14 @@ impl Store {
         }
     }
 
-    /// Lists `variant` in the URL's Vary record; true when it was there already (a new body
-    /// replaced an old one).
-    async fn commit_record(&self, primary: &str, names: &[HeaderName], variant: &str) -> bool {
+    /// Lists `variant` in the URL's Vary record (in memory; `write_record` puts it on disk);
+    /// true when it was there already (a new body replaced an old one).
+    async fn commit_record(
+        &self,
+        primary: &str,
+        names: &[HeaderName],
+        variant: &str,
+    ) -> (bool, Arc<VaryRecord>) {
         let names: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
         let mut rec = self
             .record(primary)
@@ -663,23 +680,43 @@ impl Store {
             .records
             .insert(primary.to_string(), rec.clone())
             .await;
-        if let Some(disk) = &self.inner.cfg.disk {
-            let json = serde_json::to_value(&*rec).unwrap_or_default();
-            let key = keys::record_key(primary);
-            match cacache::WriteOpts::new()
-                .metadata(json)
-                .open(&disk.dir, &key)
-                .await
-            {
-                Ok(w) => {
-                    if let Err(e) = w.commit().await {
-                        tracing::warn!(error = %e, "could not write vary record");
-                    }
+        (replaced, rec)
+    }
+
+    async fn write_record(&self, primary: &str, rec: &VaryRecord) {
+        let Some(disk) = &self.inner.cfg.disk else {
+            return;
+        };
+        let json = serde_json::to_value(rec).unwrap_or_default();
+        let key = keys::record_key(primary);
+        match cacache::WriteOpts::new()
+            .metadata(json)
+            .open(&disk.dir, &key)
+            .await
+        {
+            Ok(w) => {
+                if let Err(e) = w.commit().await {
+                    tracing::warn!(error = %e, "could not write vary record");
                 }
-                Err(e) => tracing::warn!(error = %e, "could not write vary record"),
             }
+            Err(e) => tracing::warn!(error = %e, "could not write vary record"),
         }
-        replaced
+    }
+
+    /// Runs second-tier work (disk copies, records, eviction) off the request's path, counted
+    /// so that shutdown can wait for it.
+    fn background(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let guard = self.inner.writes.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            work.await;
+        });
+    }
+
+    /// Waits until the background writes started so far are done (shutdown: fresh objects
+    /// must reach the disk before the process goes).
+    pub async fn flush(&self) {
+        self.inner.writes.wait_idle().await;
     }
 
     /// Accounts a stored object against the disk budget and, when over it, evicts the least

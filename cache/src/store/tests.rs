@@ -210,6 +210,7 @@ async fn large_objects_live_on_disk_and_everything_survives_a_restart() {
             "a 300 KB object must not be held in memory"
         );
         assert_eq!(body_of(&store, &f).await, big);
+        store.flush().await;
     }
     let store = Store::open(cfg(Some(&dir), 1 << 20, 64 * 1024, 1 << 30))
         .await
@@ -244,6 +245,7 @@ async fn large_objects_live_on_disk_and_everything_survives_a_restart() {
     store
         .update_meta("https://a/small", &f, m, store.ticket())
         .await;
+    store.flush().await;
     drop(store);
     let store = Store::open(cfg(Some(&dir), 1 << 20, 64 * 1024, 1 << 30))
         .await
@@ -265,6 +267,7 @@ async fn disk_budget_evicts_least_recently_used() {
         put(&store, &format!("https://a/{i}"), &body, vec![], vec![]).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    store.flush().await;
     // Use object 0 so that object 1 is the least recently used.
     assert!(matches!(
         store.lookup("https://a/0", &HeaderMap::new()).await,
@@ -275,6 +278,7 @@ async fn disk_budget_evicts_least_recently_used() {
         put(&store, &format!("https://a/{i}"), &body, vec![], vec![]).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    store.flush().await;
     assert!(
         store.disk_bytes() <= 500_000,
         "disk total {} over budget",
@@ -401,6 +405,7 @@ async fn lookup_hit(store: &Store, primary: &str) -> Found {
 
 async fn put_encoded(store: &Store, primary: &str, identity: &Found, coding: Coding, body: &[u8]) {
     let mut fill = store.fill_encoded(
+        primary,
         &identity.variant(primary),
         identity.meta().generation,
         coding,
@@ -484,6 +489,7 @@ async fn encoded_variants_follow_their_identity() {
         b"zstd body",
     )
     .await;
+    store.flush().await;
     drop(store);
     let store = Store::open(cfg(Some(&dir), 1 << 20, 1 << 16, 1 << 30))
         .await

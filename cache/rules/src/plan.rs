@@ -1,0 +1,298 @@
+//! The cache phase's decisions, out of the I/O shell: which requests skip the cache, what a
+//! miss does, when to remember a URL as uncacheable, how a stored or freshly fetched response
+//! is represented (content coding, `Vary`), and the head of a response served from a stored
+//! object (304, 206, 416, HEAD). Pure functions of (request, stored response, policy, now).
+
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::cache_control::CacheControl;
+use crate::encoding::{self, AcceptEncoding, Coding, CompressPolicy};
+use crate::rules::{self, NotStorable, RangeAnswer, StoredMeta};
+use crate::status::Fwd;
+
+/// What the request itself decides before any lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestPlan {
+    /// Look it up.
+    Lookup,
+    /// Forward it as it is, storing nothing (`detail` goes into `Cache-Status`); `invalidate`:
+    /// an unsafe method, whose success invalidates its target (RFC 9111 §4.4).
+    Pass {
+        detail: &'static str,
+        invalidate: bool,
+    },
+}
+
+/// A site's reasons to skip the cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bypass<'a> {
+    pub cookies: &'a [String],
+    pub authorization: bool,
+}
+
+pub fn request(
+    method: &Method,
+    headers: &HeaderMap,
+    has_body: bool,
+    looped: bool,
+    bypass: Bypass<'_>,
+) -> RequestPlan {
+    let pass = |detail| RequestPlan::Pass {
+        detail,
+        invalidate: false,
+    };
+    if !method.is_safe() {
+        return RequestPlan::Pass {
+            detail: "method",
+            invalidate: true,
+        };
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return pass("method");
+    }
+    if looped {
+        // Our own miss sent to ourselves as the shield chosen for this key: the outer request
+        // leads the fill and stores; collapsing behind it would wait for itself.
+        return pass("loop");
+    }
+    if has_body {
+        // A GET body has no meaning in RFC 9110, but an origin may act on it.
+        return pass("body");
+    }
+    if bypass
+        .cookies
+        .iter()
+        .any(|c| crate::key::cookie_value(headers, c).is_some())
+    {
+        return pass("cookie");
+    }
+    if bypass.authorization && headers.contains_key(header::AUTHORIZATION) {
+        return pass("authorization");
+    }
+    RequestPlan::Lookup
+}
+
+/// What a miss does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissPlan {
+    /// `only-if-cached`: 504, the origin is not asked.
+    OnlyIfCached,
+    /// Forwarded unchanged, not stored.
+    Pass(&'static str),
+    /// Fetched once for everyone (collapsed) and stored if the rules allow.
+    Fetch,
+}
+
+pub fn miss(method: &Method, headers: &HeaderMap, hit_for_pass: bool) -> MissPlan {
+    if CacheControl::request(headers).only_if_cached {
+        return MissPlan::OnlyIfCached;
+    }
+    // A HEAD has no body to store, and a 206 is only part of one.
+    if method == Method::HEAD {
+        return MissPlan::Pass("head");
+    }
+    if headers.contains_key(header::RANGE) {
+        return MissPlan::Pass("range");
+    }
+    if hit_for_pass {
+        return MissPlan::Pass("hit-for-pass");
+    }
+    MissPlan::Fetch
+}
+
+/// How a revalidation is reported: forced by the client (`no-cache`) or by staleness.
+pub fn revalidation_fwd(headers: &HeaderMap) -> Fwd {
+    if CacheControl::request(headers).no_cache {
+        Fwd::Request
+    } else {
+        Fwd::Stale
+    }
+}
+
+/// Whether an unstorable response marks its URL hit-for-pass. Only what the response decided
+/// counts: a request's own `no-store` or `Authorization` says nothing about other requests.
+pub fn marks_hit_for_pass(reason: NotStorable, req_headers: &HeaderMap) -> bool {
+    !(matches!(reason, NotStorable::Authorization | NotStorable::Method)
+        || CacheControl::request(req_headers).no_store)
+}
+
+/// How a response is sent to this client, as far as content coding goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Representation {
+    /// Not a plain 200 of a compressible type: left to the response filters.
+    Undecided,
+    /// As it is; `varies`: other clients may get it encoded (`Vary: Accept-Encoding`).
+    Identity { varies: bool },
+    /// In this coding.
+    Encode(Coding),
+}
+
+/// The representation of a 200 being stored, or served from the store.
+pub fn representation(
+    method: &Method,
+    req_headers: &HeaderMap,
+    accept: &AcceptEncoding,
+    status: StatusCode,
+    resp_headers: &HeaderMap,
+    len: Option<u64>,
+    policy: &CompressPolicy<'_>,
+) -> Representation {
+    if status != StatusCode::OK || encoding::has_content_encoding(resp_headers) {
+        return Representation::Undecided;
+    }
+    let varies = policy.eligible(resp_headers, len);
+    let coding = (varies && method == Method::GET && !req_headers.contains_key(header::RANGE))
+        .then(|| accept.negotiate(policy.prefer))
+        .flatten();
+    match coding {
+        Some(c) => Representation::Encode(c),
+        None => Representation::Identity { varies },
+    }
+}
+
+/// What a response served from a stored object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredAnswer {
+    /// 304: the client's validator matches.
+    NotModified,
+    /// 416 with `Content-Range: bytes */total`.
+    Unsatisfiable { total: u64 },
+    /// The stored status with `len` bytes from `start` (206 when `partial`).
+    Body { start: u64, len: u64, partial: bool },
+}
+
+/// The head of a response served from a stored object: its answer, the coding chosen (then
+/// the body comes from an encoded variant), and the header fields.
+#[derive(Debug, Clone)]
+pub struct StoredHead {
+    pub answer: StoredAnswer,
+    pub status: StatusCode,
+    pub coding: Option<Coding>,
+    /// The representation depends on `Accept-Encoding` (the compress phase leaves it alone).
+    pub negotiated: bool,
+    pub headers: HeaderMap,
+}
+
+/// Header fields a 304 keeps (RFC 9110 §15.4.5).
+const NOT_MODIFIED_KEEPS: [header::HeaderName; 8] = [
+    header::CACHE_CONTROL,
+    header::CONTENT_LOCATION,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::VARY,
+    header::LAST_MODIFIED,
+    header::AGE,
+];
+
+pub fn stored_head(
+    method: &Method,
+    req_headers: &HeaderMap,
+    accept: &AcceptEncoding,
+    meta: &StoredMeta,
+    policy: &CompressPolicy<'_>,
+    now: SystemTime,
+) -> StoredHead {
+    let mut headers = meta.headers.clone();
+    headers.insert(
+        header::AGE,
+        HeaderValue::from(rules::current_age(meta, now).as_secs()),
+    );
+    let varies =
+        meta.status == StatusCode::OK && policy.eligible(&meta.headers, Some(meta.body_len));
+    let coding = if varies && method == Method::GET && !req_headers.contains_key(header::RANGE) {
+        accept.negotiate(policy.prefer)
+    } else {
+        None
+    };
+    if varies {
+        encoding::add_vary(&mut headers);
+    }
+    if rules::not_modified(req_headers, meta) {
+        if coding.is_some() {
+            // The validator of the representation this client would have received.
+            encoding::weaken_etag_field(&mut headers);
+        }
+        let mut kept = HeaderMap::new();
+        for name in &NOT_MODIFIED_KEEPS {
+            for v in headers.get_all(name) {
+                kept.append(name.clone(), v.clone());
+            }
+        }
+        return StoredHead {
+            answer: StoredAnswer::NotModified,
+            status: StatusCode::NOT_MODIFIED,
+            coding: None,
+            negotiated: false,
+            headers: kept,
+        };
+    }
+    if let Some(c) = coding {
+        encoding::mark_transformed(&mut headers, Some(c));
+        return StoredHead {
+            answer: StoredAnswer::Body {
+                start: 0,
+                len: meta.body_len,
+                partial: false,
+            },
+            status: meta.status,
+            coding: Some(c),
+            negotiated: true,
+            headers,
+        };
+    }
+    let total = meta.body_len;
+    let mut status = meta.status;
+    let mut answer = StoredAnswer::Body {
+        start: 0,
+        len: total,
+        partial: false,
+    };
+    if method == Method::GET && meta.status == StatusCode::OK {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        match rules::range(req_headers, meta) {
+            RangeAnswer::Full => {}
+            RangeAnswer::Partial { start, end } => {
+                status = StatusCode::PARTIAL_CONTENT;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+                answer = StoredAnswer::Body {
+                    start,
+                    len: end - start + 1,
+                    partial: true,
+                };
+            }
+            RangeAnswer::Unsatisfiable => {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                return StoredHead {
+                    answer: StoredAnswer::Unsatisfiable { total },
+                    status: StatusCode::RANGE_NOT_SATISFIABLE,
+                    coding: None,
+                    negotiated: false,
+                    headers: h,
+                };
+            }
+        }
+    }
+    if let StoredAnswer::Body { len, .. } = answer {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    StoredHead {
+        answer,
+        status,
+        coding: None,
+        negotiated: varies,
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! The body types of the cache phase: a disk object streamed and verified, an origin (or
+//! encoder) body teed into the store, and an in-flight object read by collapsed requests.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use cache::CacheError;
+use cache::collapse::{Leader, Outcome};
+use cache::inflight::Inflight;
+use cache::store::Fill;
+use http::Response;
+use http::header;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::headers;
+
+/// A response read from an in-flight object.
+pub(super) fn streamed_response(inflight: Arc<Inflight>, via: &str) -> Response<ProxyBody> {
+    let mut headers = inflight.headers.clone();
+    headers::append_list(&mut headers, &header::VIA, via);
+    let status = inflight.status;
+    let stream = futures_util::stream::unfold(Some((inflight, 0usize)), |state| async move {
+        let (inflight, i) = state?;
+        match inflight.chunk(i).await {
+            Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some((inflight, i + 1)))),
+            Ok(None) => None,
+            Err(e) => Some((Err(BoxError::from(e)), None)),
+        }
+    });
+    let mut resp = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// Streams a disk object; a full read is verified against its integrity hash at the end, and a
+/// mismatch aborts the response instead of ending it cleanly.
+pub(super) struct DiskBody {
+    reader: Option<cache::DiskReader>,
+    skip: u64,
+    remaining: u64,
+    verify: bool,
+    buf: Vec<u8>,
+}
+
+impl DiskBody {
+    /// `remaining` bytes from `skip`; `verify`: the read covers the whole object, so its hash
+    /// is checked at the end.
+    pub(super) fn new(reader: cache::DiskReader, skip: u64, remaining: u64, verify: bool) -> Self {
+        // Small objects need a small buffer: this is allocated per disk hit.
+        let cap = usize::try_from(skip + remaining)
+            .unwrap_or(usize::MAX)
+            .clamp(1, 64 * 1024);
+        DiskBody {
+            reader: Some(reader),
+            skip,
+            remaining,
+            verify,
+            buf: vec![0; cap],
+        }
+    }
+}
+
+impl Body for DiskBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.remaining == 0 {
+                if let Some(reader) = this.reader.take()
+                    && this.verify
+                {
+                    // Read to the end of the content so that the hash covers all of it.
+                    let mut tail = [0u8; 1];
+                    let mut rb = ReadBuf::new(&mut tail);
+                    let mut reader = reader;
+                    match Pin::new(&mut reader).poll_read(cx, &mut rb) {
+                        Poll::Pending => {
+                            this.reader = Some(reader);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                            if let Err(e) = reader.check() {
+                                return Poll::Ready(Some(Err(Box::new(e))));
+                            }
+                        }
+                        Poll::Ready(Ok(())) => {
+                            return Poll::Ready(Some(Err(
+                                "stored body is longer than recorded".into()
+                            )));
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
+                    }
+                }
+                return Poll::Ready(None);
+            }
+            let Some(reader) = this.reader.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let want = usize::try_from(this.skip + this.remaining)
+                .unwrap_or(usize::MAX)
+                .min(this.buf.len());
+            let mut rb = ReadBuf::new(&mut this.buf[..want]);
+            ready!(Pin::new(reader).poll_read(cx, &mut rb))?;
+            let filled = rb.filled();
+            if filled.is_empty() {
+                return Poll::Ready(Some(Err("stored body is shorter than recorded".into())));
+            }
+            let skip = usize::try_from(this.skip)
+                .unwrap_or(usize::MAX)
+                .min(filled.len());
+            this.skip -= skip as u64;
+            let data = &filled[skip..];
+            if data.is_empty() {
+                continue;
+            }
+            let take = data
+                .len()
+                .min(usize::try_from(this.remaining).unwrap_or(usize::MAX));
+            this.remaining -= take as u64;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(&data[..take])))));
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A step of storing: a chunk pushed into the fill (which comes back), or the fill finished.
+enum Stepped {
+    Pushed(Box<Fill>, Result<(), CacheError>),
+    Finished,
+}
+
+type Step = Pin<Box<dyn Future<Output = Stepped> + Send>>;
+
+/// Passes an origin body to the client while filling the store. The store only sees the object
+/// if the body ends cleanly; an error or a client that goes away abandons the fill. The last
+/// bytes reach the client only once the object is published, so the client's next request
+/// finds it.
+pub(super) struct TeeBody {
+    inner: ProxyBody,
+    fill: Option<Box<Fill>>,
+    leader: Option<Leader>,
+    pending: Option<Step>,
+    held: Option<Bytes>,
+    /// The fill was finished (or given up): what remains is passing bytes on.
+    done: bool,
+}
+
+impl TeeBody {
+    pub(super) fn new(inner: ProxyBody, fill: Fill, leader: Option<Leader>) -> Self {
+        TeeBody {
+            inner,
+            fill: Some(Box::new(fill)),
+            leader,
+            pending: None,
+            held: None,
+            done: false,
+        }
+    }
+
+    /// Publishes the object, then releases the followers.
+    async fn finishing(fill: Box<Fill>, leader: Option<Leader>) -> Stepped {
+        let outcome = match fill.finish().await {
+            Ok(()) => Outcome::Stored,
+            Err(e) => {
+                tracing::info!(error = %e, "response not stored");
+                Outcome::Failed
+            }
+        };
+        if let Some(l) = leader {
+            l.complete(outcome);
+        }
+        Stepped::Finished
+    }
+}
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(fut) = this.pending.as_mut() {
+                let stepped = ready!(fut.as_mut().poll(cx));
+                this.pending = None;
+                match stepped {
+                    // Some servers stop polling once the declared length is written: a body
+                    // that knows it is complete finishes the fill before its last bytes go.
+                    Stepped::Pushed(fill, Ok(())) if this.inner.is_end_stream() => {
+                        let leader = this.leader.take();
+                        this.pending = Some(Box::pin(Self::finishing(fill, leader)));
+                        continue;
+                    }
+                    Stepped::Pushed(fill, Ok(())) => this.fill = Some(fill),
+                    Stepped::Pushed(_, Err(e)) => {
+                        tracing::debug!(error = %e, "not storing this response");
+                        this.leader = None;
+                        this.done = true;
+                    }
+                    Stepped::Finished => this.done = true,
+                }
+                if let Some(data) = this.held.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                if this.done && this.fill.is_none() && this.inner.is_end_stream() {
+                    return Poll::Ready(None);
+                }
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            if let Some(mut fill) = this.fill.take() {
+                                let chunk = data.clone();
+                                this.pending = Some(Box::pin(async move {
+                                    let r = fill.push(chunk).await;
+                                    Stepped::Pushed(fill, r)
+                                }));
+                                this.held = Some(data);
+                                continue;
+                            }
+                            Frame::data(data)
+                        }
+                        Err(frame) => frame,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Some(Err(e)) => {
+                    this.fill = None;
+                    this.leader = None;
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    if let Some(fill) = this.fill.take() {
+                        let leader = this.leader.take();
+                        this.pending = Some(Box::pin(Self::finishing(fill, leader)));
+                        continue;
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // While a fill is open, the final poll (which returns None) must still happen: that is
+        // where the fill is finished. Servers stop polling a body that says it has ended.
+        self.fill.is_none()
+            && self.held.is_none()
+            && self.pending.is_none()
+            && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.inner.size_hint();
+        if let Some(h) = &self.held {
+            let n = h.len() as u64;
+            hint.set_lower(hint.lower() + n);
+            if let Some(u) = hint.upper() {
+                hint.set_upper(u + n);
+            }
+        }
+        hint
+    }
+}

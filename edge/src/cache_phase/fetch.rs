@@ -1,0 +1,94 @@
+//! Origin requests made for the cache: whole-representation GETs (the cache answers
+//! conditionals and ranges itself), through the shield chosen by the cache key when the site has
+//! one.
+
+use std::sync::Arc;
+
+use cache::rules;
+use cache::store::Found;
+use http::header::{self, HeaderMap};
+use http::{Method, Response};
+use origin_shield::{OriginError, Pool};
+
+use crate::body::{self, ProxyBody};
+use crate::ctx::RequestCtx;
+use crate::error::Error;
+use crate::upstream;
+
+/// The site's shield pool, unless this request already came through this node.
+fn shield(ctx: &RequestCtx) -> Option<Arc<Pool>> {
+    let site = ctx.site.as_ref()?;
+    let name = site.shield.as_ref().filter(|_| !ctx.looped)?;
+    ctx.rt.pools.get(name).cloned()
+}
+
+/// The header fields of a GET for the whole representation: the client's, rewritten for the
+/// origin, without its conditionals and range.
+pub fn whole_get_fields(ctx: &RequestCtx) -> HeaderMap {
+    let mut fields = ctx.head.headers.clone();
+    for h in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+        header::RANGE,
+    ] {
+        fields.remove(h);
+    }
+    upstream::rewrite(ctx, fields)
+}
+
+/// The same, with a stored response's validators: a revalidation.
+pub fn conditional_fields(ctx: &RequestCtx, found: &Found) -> HeaderMap {
+    let mut fields = whole_get_fields(ctx);
+    for (name, value) in rules::validators(found.meta()) {
+        fields.insert(name, value);
+    }
+    fields
+}
+
+/// Fetches for the cache: from the shield when the site has one (falling back to the origin
+/// when the shield cannot be reached, if allowed), else from the route's pool. The request is
+/// bodiless, so it can be made twice.
+pub async fn fetch(
+    ctx: &RequestCtx,
+    fields: &HeaderMap,
+) -> Result<Response<hyper::body::Incoming>, Error> {
+    let make = || {
+        upstream::request(
+            Method::GET,
+            ctx.head.uri.clone(),
+            fields.clone(),
+            body::empty(),
+        )
+    };
+    let affinity = || upstream::affinity(ctx, Some(&ctx.key));
+    let max_body = ctx.max_body();
+    if let Some(shield) = shield(ctx) {
+        match upstream::send(&ctx.rt, &shield, make(), max_body, affinity()).await {
+            Ok(resp) => return Ok(resp),
+            Err(Error::Origin(e))
+                if ctx.site()?.shield_fallback
+                    && matches!(
+                        e,
+                        OriginError::Connect { .. }
+                            | OriginError::NoHealthy { .. }
+                            | OriginError::NoEndpoint { .. }
+                            | OriginError::Timeout { .. }
+                            | OriginError::Overloaded { .. }
+                    ) =>
+            {
+                tracing::info!(pool = %shield.name, error = %e, "shield unavailable; going to the origin");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let pool = ctx.pool()?;
+    upstream::send(&ctx.rt, pool, make(), max_body, affinity()).await
+}
+
+/// A request the cache stays out of, sent as the client made it.
+pub async fn pass(ctx: &RequestCtx, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {
+    upstream::pass(ctx, body).await
+}

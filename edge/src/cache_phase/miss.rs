@@ -1,0 +1,320 @@
+//! Nothing usable was stored: fetch once for everyone asking the same thing at once, and store
+//! the answer while it streams to them.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cache::collapse::{Leader, Outcome, Role};
+use cache::encoding::Coding;
+use cache::inflight::Inflight;
+use cache::plan::{self, MissPlan, Representation};
+use cache::rules::{self, NotStorable, StoredMeta};
+use cache::status::{CacheStatus, Fwd};
+use cache::store::{Fill, variant_key};
+use cache::{Lookup, Ticket, encoding};
+use edge_core::clock;
+use http::header::{self, HeaderName};
+use http::{Method, Response};
+use http_body_util::BodyExt;
+
+use super::bodies::{TeeBody, streamed_response};
+use super::serve::{encode_for_store, serve};
+use super::{Served, compress_policy, fetch};
+use crate::body::{self, ProxyBody};
+use crate::compress::Negotiated;
+use crate::ctx::RequestCtx;
+use crate::error::Error;
+use crate::headers;
+
+/// A miss: requests collapse on the URL (or, once the URL's Vary is known, on their variant);
+/// a follower reads the leader's response only if its own request selects the same variant,
+/// otherwise it collapses again on its own variant, so a client never gets another client's
+/// variant.
+pub(super) async fn on_miss(
+    ctx: &RequestCtx,
+    fwd: Fwd,
+    variant: Option<String>,
+    body: ProxyBody,
+) -> Result<Served, Error> {
+    let cache = &ctx.shared.cache;
+    let pass_with = |detail| CacheStatus {
+        detail: Some(detail),
+        ..CacheStatus::fwd(fwd)
+    };
+    let marked = cache.hit_for_pass.is_marked(&ctx.key).await;
+    match plan::miss(&ctx.method, &ctx.head.headers, marked) {
+        MissPlan::OnlyIfCached => return Err(Error::OnlyIfCached),
+        MissPlan::Pass(detail) => return Ok((fetch::pass(ctx, body).await?, pass_with(detail))),
+        MissPlan::Fetch => {}
+    }
+    let mut collapse_on = variant.unwrap_or_else(|| ctx.key.clone());
+    // Two rounds at most: on the URL, then on this request's own variant.
+    let mut outcome = Outcome::Failed;
+    for _ in 0..2 {
+        match cache.collapser.join(&collapse_on) {
+            Role::Leader(leader) => {
+                let request_time = clock::wall();
+                let ticket = cache.store.ticket();
+                let resp = fetch::fetch(ctx, &fetch::whole_get_fields(ctx)).await?;
+                return Ok(
+                    store_response(ctx, resp, request_time, ticket, fwd, Some(leader)).await,
+                );
+            }
+            Role::Follower(follower) => {
+                outcome = follower.wait(cache.settings.collapse_timeout).await;
+            }
+        }
+        let own_variant = |names: &[HeaderName]| {
+            variant_key(&ctx.key, &rules::vary_values(&ctx.head.headers, names))
+        };
+        match &outcome {
+            Outcome::Streaming(inflight) => {
+                let mine = own_variant(&inflight.vary_names);
+                if mine != inflight.variant {
+                    collapse_on = mine;
+                    continue;
+                }
+                let resp = streamed_response(inflight.clone(), &ctx.rt.via);
+                return Ok((
+                    resp,
+                    CacheStatus {
+                        fwd: Some(fwd),
+                        fwd_status: Some(inflight.status.as_u16()),
+                        collapsed: true,
+                        ..Default::default()
+                    },
+                ));
+            }
+            Outcome::Stored => match cache.store.lookup(&ctx.key, &ctx.head.headers).await {
+                Lookup::Hit(found) => {
+                    let now = clock::wall();
+                    let ttl = rules::evaluate(&ctx.head.headers, found.meta(), &ctx.policy, now)
+                        .ttl_secs();
+                    if let Ok(resp) = serve(ctx, &found, now).await {
+                        return Ok((
+                            resp,
+                            CacheStatus {
+                                fwd: Some(fwd),
+                                collapsed: true,
+                                ttl: Some(ttl),
+                                ..Default::default()
+                            },
+                        ));
+                    }
+                    break;
+                }
+                Lookup::VaryMiss { variant } if variant != collapse_on => {
+                    collapse_on = variant;
+                    continue;
+                }
+                _ => break,
+            },
+            Outcome::Uncacheable | Outcome::Failed => break,
+        }
+    }
+    let detail = match outcome {
+        Outcome::Uncacheable => "uncacheable",
+        _ => "collapse-failed",
+    };
+    Ok((
+        fetch::pass(ctx, body).await?,
+        CacheStatus {
+            collapsed: true,
+            ..pass_with(detail)
+        },
+    ))
+}
+
+/// Streams an origin response to the client, storing it on the way when the rules allow.
+pub(super) async fn store_response(
+    ctx: &RequestCtx,
+    resp: Response<hyper::body::Incoming>,
+    request_time: SystemTime,
+    ticket: Ticket,
+    fwd: Fwd,
+    leader: Option<Leader>,
+) -> Served {
+    let cache = &ctx.shared.cache;
+    let idle = ctx.rt.snapshot.timeouts.origin_body_idle;
+    let status = resp.status();
+    let (mut parts, incoming) = resp.into_parts();
+    let broken_framing = headers::broken_framing(&parts.headers);
+    headers::drop_length_beside_transfer_encoding(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let verdict = if broken_framing {
+        Err(NotStorable::Framing)
+    } else {
+        rules::storable(
+            &Method::GET,
+            &ctx.head.headers,
+            status,
+            &parts.headers,
+            &ctx.policy,
+        )
+    };
+    let mut cache_status = CacheStatus {
+        fwd: Some(fwd),
+        fwd_status: Some(status.as_u16()),
+        ..Default::default()
+    };
+    let mut encode = Encode::Undecided;
+    let body: ProxyBody = match verdict {
+        Ok(()) => {
+            let names = rules::vary_names(&parts.headers).unwrap_or_default();
+            let meta = StoredMeta {
+                status,
+                headers: parts.headers.clone(),
+                request_time,
+                response_time: clock::wall(),
+                vary: rules::vary_values(&ctx.head.headers, &names),
+                body_len: 0,
+                generation: 0,
+            };
+            let vary_names = names.clone();
+            let fill = cache.store.fill(&ctx.key, meta, names, ticket);
+            cache.hit_for_pass.forget(&ctx.key).await;
+            cache_status.stored = true;
+            let declared = cache::framing::declared_length(&parts.headers);
+            // The coding this client gets is made at the stored level while the identity is
+            // stored, and kept as a variant: the first hit in that coding finds it ready.
+            let site = ctx.site.as_ref();
+            if let Some(site) = site {
+                encode = match plan::representation(
+                    &ctx.method,
+                    &ctx.head.headers,
+                    &ctx.compress.accept,
+                    status,
+                    &parts.headers,
+                    declared,
+                    &compress_policy(&site.compression),
+                ) {
+                    Representation::Undecided => Encode::Undecided,
+                    Representation::Identity { varies } => Encode::Identity { varies },
+                    Representation::Encode(coding) => Encode::Stored {
+                        coding,
+                        identity_variant: fill.variant().to_string(),
+                        generation: fill.generation(),
+                    },
+                };
+            }
+            let small = declared.is_some_and(|n| n <= cache.store.config().max_object_memory_bytes);
+            match leader {
+                Some(leader) if small => {
+                    // Everyone reads the object as it arrives: this client and the collapsed
+                    // ones. The fetch no longer depends on this client staying connected.
+                    let inflight = Inflight::new(
+                        status,
+                        parts.headers.clone(),
+                        fill.variant().to_string(),
+                        vary_names,
+                    );
+                    leader.announce(inflight.clone());
+                    tokio::spawn(drive_fill(
+                        body::origin_incoming(incoming, idle),
+                        fill,
+                        inflight.clone(),
+                        leader,
+                    ));
+                    let resp = streamed_response(inflight, &ctx.rt.via);
+                    return (negotiated(ctx, resp, encode), cache_status);
+                }
+                leader => {
+                    TeeBody::new(body::origin_incoming(incoming, idle), fill, leader).boxed_unsync()
+                }
+            }
+        }
+        Err(reason) => {
+            if let Some(l) = leader {
+                l.complete(Outcome::Uncacheable);
+            }
+            if plan::marks_hit_for_pass(reason, &ctx.head.headers) {
+                cache.hit_for_pass.mark(&ctx.key).await;
+            }
+            cache_status.detail = Some(reason.as_str());
+            body::origin_incoming(incoming, idle)
+        }
+    };
+    headers::append_list(&mut parts.headers, &header::VIA, &ctx.rt.via);
+    let resp = Response::from_parts(parts, body);
+    (negotiated(ctx, resp, encode), cache_status)
+}
+
+/// What a stored 200 response is sent as, decided once while it is stored.
+enum Encode {
+    /// Not decided here (not a plain 200, or not stored): the compress phase decides.
+    Undecided,
+    /// As it came; `varies`: other clients may get it encoded (`Vary: Accept-Encoding`).
+    Identity { varies: bool },
+    /// In `coding`, made at the stored level and stored beside the identity.
+    Stored {
+        coding: Coding,
+        identity_variant: String,
+        generation: u64,
+    },
+}
+
+/// The response to a miss as the client negotiated it. Marked `Negotiated`, so that the
+/// compress phase does not evaluate the same response again.
+fn negotiated(ctx: &RequestCtx, resp: Response<ProxyBody>, encode: Encode) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    let body = match encode {
+        Encode::Undecided => return Response::from_parts(parts, body),
+        Encode::Identity { varies } => {
+            if varies {
+                encoding::add_vary(&mut parts.headers);
+            }
+            body
+        }
+        Encode::Stored {
+            coding,
+            identity_variant,
+            generation,
+        } => {
+            encoding::mark_transformed(&mut parts.headers, Some(coding));
+            encoding::add_vary(&mut parts.headers);
+            encode_for_store(ctx, body, &identity_variant, generation, coding)
+        }
+    };
+    parts.extensions.insert(Negotiated);
+    Response::from_parts(parts, body)
+}
+
+/// Reads the origin body into the store and the shared in-flight object, then publishes.
+async fn drive_fill(
+    mut origin: ProxyBody,
+    mut fill: Fill,
+    inflight: Arc<Inflight>,
+    leader: Leader,
+) {
+    let mut storing = true;
+    let clean = loop {
+        match origin.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if storing && fill.push(data.clone()).await.is_err() {
+                        storing = false;
+                    }
+                    inflight.push(data);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "origin body failed mid-stream");
+                break false;
+            }
+            None => break true,
+        }
+    };
+    inflight.finish(clean);
+    let outcome = if clean && storing {
+        match fill.finish().await {
+            Ok(()) => Outcome::Stored,
+            Err(e) => {
+                tracing::info!(error = %e, "response not stored");
+                Outcome::Failed
+            }
+        }
+    } else {
+        Outcome::Failed
+    };
+    leader.complete(outcome);
+}

@@ -1,0 +1,108 @@
+//! The per-request context: one value that every phase reads and fills in, from the connection
+//! it came on to the cache status it ends with. The request head lives here too, so phases take
+//! the context and a body, never a list of loose arguments.
+
+use std::sync::Arc;
+
+use cache::rules::Policy;
+use cache::status::CacheStatus;
+use config::Site;
+use edge_core::clock::{self, Instant};
+use http::header::HeaderValue;
+use http::{Method, Version};
+use origin_shield::Pool;
+
+use crate::compress::RequestFacts;
+use crate::state::{ConnInfo, Runtime, Shared};
+
+#[derive(Clone)]
+pub struct RequestCtx {
+    pub id: String,
+    pub start: Instant,
+    pub shared: Arc<Shared>,
+    /// The config snapshot this request reads, from start to end.
+    pub rt: Arc<Runtime>,
+    pub conn: Arc<ConnInfo>,
+    /// The client's request head, its target normalised by the hygiene phase. Header fields are
+    /// the client's: the upstream rewrite works on a copy, only when a request goes to an
+    /// origin.
+    pub head: http::request::Parts,
+    pub method: Method,
+    pub version: Version,
+    /// The normalised path (routing, policies, logs).
+    pub path: String,
+    /// The visitor's scheme (ours, or a trusted peer's `X-Forwarded-Proto`).
+    pub scheme: &'static str,
+    /// The normalised host name (no port): what routing matched.
+    pub host_name: String,
+    /// The `Host` the origin receives and the cache key holds (name, and the listener's port
+    /// when not the default).
+    pub host: String,
+    pub host_value: HeaderValue,
+    /// The peer is one of ours (`node.trusted_peers`, shield endpoints).
+    pub trusted: bool,
+    /// The request already passed through this node: never send it to a shield again.
+    pub looped: bool,
+    /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
+    pub has_body: bool,
+    pub site: Option<Arc<Site>>,
+    pub pool_name: Option<String>,
+    pub pool: Option<Arc<Pool>>,
+    /// What the compress phase needs from the request.
+    pub compress: RequestFacts,
+    pub cache_status: Option<CacheStatus>,
+    /// Cache phase: the primary key and the policy of the request's path.
+    pub key: String,
+    pub policy: Policy,
+    /// The client's own `Accept-Encoding` fields, when the cache phase replaced them with
+    /// `identity` (one identity object per URL), to restore on requests passed through.
+    pub client_ae: Option<Vec<HeaderValue>>,
+}
+
+impl RequestCtx {
+    pub fn new(shared: Arc<Shared>, conn: Arc<ConnInfo>, head: http::request::Parts) -> RequestCtx {
+        let rt = shared.runtime();
+        RequestCtx {
+            id: shared.next_request_id(),
+            start: clock::now(),
+            rt,
+            conn,
+            method: head.method.clone(),
+            version: head.version,
+            path: head.uri.path().to_string(),
+            head,
+            shared,
+            scheme: "http",
+            host_name: String::new(),
+            host: String::new(),
+            host_value: HeaderValue::from_static(""),
+            trusted: false,
+            looped: false,
+            has_body: false,
+            site: None,
+            pool_name: None,
+            pool: None,
+            compress: RequestFacts::default(),
+            cache_status: None,
+            key: String::new(),
+            policy: Policy::default(),
+            client_ae: None,
+        }
+    }
+
+    /// The routed site (set by the route phase, before any phase that asks).
+    pub fn site(&self) -> Result<&Arc<Site>, crate::Error> {
+        self.site.as_ref().ok_or(crate::Error::NoRoute)
+    }
+
+    /// The routed origin pool.
+    pub fn pool(&self) -> Result<&Arc<Pool>, crate::Error> {
+        self.pool.as_ref().ok_or(crate::Error::NoRoute)
+    }
+
+    pub fn max_body(&self) -> u64 {
+        self.site
+            .as_ref()
+            .map_or(u64::MAX, |s| s.max_request_body_bytes)
+    }
+}

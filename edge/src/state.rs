@@ -1,0 +1,127 @@
+//! Process state, apart from the request pipeline: what every connection shares (`Shared`),
+//! what one config snapshot brings (`Runtime`, swapped as a whole on reload), and what a
+//! request knows about its connection (`ConnInfo`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use config::Snapshot;
+use http::Version;
+use http::header::HeaderValue;
+use origin_shield::Pools;
+
+use crate::filters::Chain;
+
+/// Everything a request needs from one config snapshot, swapped as a whole on reload.
+pub struct Runtime {
+    pub snapshot: Arc<Snapshot>,
+    /// `Via` value this node adds to responses (`1.1 NODE`), built once per snapshot.
+    pub via: String,
+    /// This hop's `Via` entry on origin requests, per client protocol (`1.1`, `2`, `3`).
+    via_upstream: [String; 3],
+    pub pools: Pools,
+    /// The request filters, in order (limits first).
+    pub filters: Chain,
+}
+
+impl Runtime {
+    /// Builds the runtime for `snapshot`. Pools keep the previous snapshot's endpoint state
+    /// and, when their connection settings did not change, its warm connections.
+    pub fn new(snapshot: Arc<Snapshot>, previous: Option<&Runtime>) -> Runtime {
+        let node = &snapshot.node_name;
+        Runtime {
+            pools: {
+                let pools = Pools::from_snapshot(&snapshot, previous.map(|p| &p.pools));
+                pools.start_background();
+                pools
+            },
+            via: format!("1.1 {node}"),
+            via_upstream: [
+                format!("1.1 {node}"),
+                format!("2 {node}"),
+                format!("3 {node}"),
+            ],
+            filters: Chain::for_snapshot(&snapshot),
+            snapshot,
+        }
+    }
+
+    /// This hop's `Via` entry for a request that came in over `version`.
+    pub fn via_for(&self, version: Version) -> &str {
+        match version {
+            Version::HTTP_2 => &self.via_upstream[1],
+            Version::HTTP_3 => &self.via_upstream[2],
+            _ => &self.via_upstream[0],
+        }
+    }
+}
+
+/// State shared by every connection of the process.
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    pub cache: crate::cache_phase::CacheRuntime,
+    pub config_path: PathBuf,
+    /// The port of the first HTTPS listener as bound (config may say 0), for redirects.
+    pub https_port: AtomicU16,
+    pub access_log: crate::log::AccessLog,
+    id_base: u64,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(
+        snapshot: Snapshot,
+        config_path: PathBuf,
+        cache: crate::cache_phase::CacheRuntime,
+    ) -> Shared {
+        let seed = crate::clock::unix_nanos() ^ (u64::from(std::process::id()) << 40);
+        Shared {
+            runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
+            cache,
+            config_path,
+            https_port: AtomicU16::new(443),
+            access_log: crate::log::AccessLog::stderr(crate::log::Format::from_env()),
+            id_base: seed,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn swap(&self, snapshot: Snapshot) -> Arc<Runtime> {
+        let next = Arc::new(Runtime::new(Arc::new(snapshot), Some(&self.runtime.load())));
+        self.runtime.store(next.clone());
+        next
+    }
+
+    pub fn next_request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:016x}",
+            self.id_base
+                .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Quic,
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub transport: Transport,
+    /// The `Alt-Svc` value this listener advertises on TCP responses (None: no HTTP/3 here).
+    pub alt_svc: Option<HeaderValue>,
+}

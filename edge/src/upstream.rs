@@ -1,0 +1,146 @@
+//! The way to the origin: the upstream request rewrite (hop-by-hop gone, our framing, the
+//! forwarding headers, `Via`, `Host`), sending through a pool, responses on their way back, and
+//! WebSocket tunnels. Only requests that go to an origin pay for the rewrite; hits never do.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::LengthLimitError;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use origin_shield::{Affinity, Pool};
+
+use crate::body::{self, ProxyBody};
+use crate::ctx::RequestCtx;
+use crate::error::Error;
+use crate::headers;
+use crate::state::Runtime;
+
+/// The client's header fields as the origin gets them.
+pub fn rewrite(ctx: &RequestCtx, mut fields: HeaderMap) -> HeaderMap {
+    headers::strip_hop_by_hop(&mut fields);
+    if ctx.version >= http::Version::HTTP_2 {
+        headers::join_cookies(&mut fields);
+    }
+    let strip = ctx
+        .site
+        .as_ref()
+        .map_or(&[][..], |s| &s.strip_request_headers[..]);
+    headers::rewrite_upstream(
+        &mut fields,
+        &headers::Upstream {
+            client_ip: ctx.conn.peer.ip(),
+            trusted: ctx.trusted,
+            scheme: ctx.scheme,
+            host: &ctx.host_value,
+            via: ctx.rt.via_for(ctx.version),
+            request_id: &ctx.id,
+            strip,
+        },
+    );
+    fields
+}
+
+/// A request for the origin: `method` and `uri` with `fields` (already rewritten) and `body`.
+pub fn request(method: Method, uri: Uri, fields: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = fields;
+    req
+}
+
+/// The client's own request, forwarded as it is (after the rewrite), storing nothing.
+pub async fn pass(ctx: &RequestCtx, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {
+    let mut fields = ctx.head.headers.clone();
+    if let Some(values) = &ctx.client_ae {
+        fields.remove(header::ACCEPT_ENCODING);
+        for v in values {
+            fields.append(header::ACCEPT_ENCODING, v.clone());
+        }
+    }
+    let fields = rewrite(ctx, fields);
+    let req = request(ctx.method.clone(), ctx.head.uri.clone(), fields, body);
+    let pool = ctx.pool()?.clone();
+    let resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
+    Ok(origin_response(resp, &ctx.rt))
+}
+
+pub fn affinity<'a>(ctx: &RequestCtx, key: Option<&'a str>) -> Affinity<'a> {
+    Affinity {
+        key,
+        client_ip: Some(ctx.conn.peer.ip()),
+    }
+}
+
+/// Sends a prepared request to one endpoint of `pool`.
+pub async fn send(
+    rt: &Runtime,
+    pool: &Pool,
+    req: Request<ProxyBody>,
+    max_body: u64,
+    affinity: Affinity<'_>,
+) -> Result<Response<hyper::body::Incoming>, Error> {
+    pool.send(req, rt.snapshot.timeouts.origin_response_header, affinity)
+        .await
+        .map_err(|e| {
+            if e.find_source::<LengthLimitError>().is_some() {
+                Error::BodyTooLarge { limit: max_body }
+            } else if e.find_source::<body::SlowBody>().is_some() {
+                Error::RequestTimeout
+            } else {
+                Error::Origin(e)
+            }
+        })
+}
+
+/// An origin response on its way to the client: hop-by-hop headers gone, `via` added.
+pub fn origin_response(resp: Response<hyper::body::Incoming>, rt: &Runtime) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    headers::drop_length_beside_transfer_encoding(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_list(&mut parts.headers, &header::VIA, &rt.via);
+    Response::from_parts(
+        parts,
+        body::origin_incoming(body, rt.snapshot.timeouts.origin_body_idle),
+    )
+}
+
+/// A WebSocket upgrade (HTTP/1.1 GET with `Connection: upgrade`, `Upgrade: websocket`):
+/// forwarded with its upgrade headers, and on `101` both sides are joined.
+pub async fn upgrade(
+    ctx: &mut RequestCtx,
+    client: OnUpgrade,
+    proto: HeaderValue,
+    body: ProxyBody,
+) -> Result<Response<ProxyBody>, Error> {
+    let mut fields = rewrite(ctx, ctx.head.headers.clone());
+    fields.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    fields.insert(header::UPGRADE, proto);
+    let req = request(ctx.method.clone(), ctx.head.uri.clone(), fields, body);
+    let pool = ctx.pool()?.clone();
+    let mut resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(origin_response(resp, &ctx.rt));
+    }
+    let origin = hyper::upgrade::on(&mut resp);
+    tokio::spawn(tunnel(client, origin, ctx.id.clone()));
+    let (parts, _) = resp.into_parts();
+    Ok(Response::from_parts(parts, body::empty()))
+}
+
+/// Bytes flow both ways after a `101 Switching Protocols` (WebSocket) until either side closes.
+async fn tunnel(client: OnUpgrade, origin: OnUpgrade, id: String) {
+    let (client, origin) = match tokio::try_join!(client, origin) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::info!(request_id = %id, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut origin = TokioIo::new(origin);
+    match tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+        Ok((up, down)) => tracing::debug!(request_id = %id, up, down, "tunnel closed"),
+        Err(e) => tracing::debug!(request_id = %id, error = %e, "tunnel aborted"),
+    }
+}
