@@ -7,7 +7,9 @@ pub use cache_rules::{cache_control, encoding, framing, key, plan, rules, status
 pub mod collapse;
 pub mod inflight;
 pub mod purge;
+pub mod storage;
 pub mod store;
 
 pub use purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
+pub use storage::Storage;
 pub use store::{CacheError, DiskReader, Found, Lookup, Store, StoreConfig, Ticket};

@@ -1,6 +1,7 @@
 //! The admin listener: plain HTTP/1.1 for operators, never for site traffic.
 //! `GET /metrics` returns every counter in the Prometheus text format.
 
+use cache::Storage as _;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Process lifecycle: bind listeners, serve, reload config, drain on shutdown.
 
+use cache::Storage as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! A stored response was found: serve it fresh (or stale where allowed), serve it stale while
 //! one background refresh runs, or revalidate it with the origin first.
 
+use cache::Storage as _;
 use std::time::SystemTime;
 
 use cache::Ticket;

@@ -1,6 +1,7 @@
 //! Nothing usable was stored: fetch once for everyone asking the same thing at once, and store
 //! the answer while it streams to them.
 
+use cache::Storage as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 

@@ -14,6 +14,7 @@ mod hit;
 mod miss;
 mod serve;
 
+use cache::Storage as _;
 use cache::collapse::{Collapser, HitForPass};
 use cache::encoding::CompressPolicy;
 use cache::key::primary_key;

@@ -2,6 +2,7 @@
 //! (`cache::plan::stored_head`: 304, 206, 416, HEAD, the coding), the body from memory, disk or
 //! a stored encoded variant (made now, and stored, when there is none yet).
 
+use cache::Storage as _;
 use std::time::SystemTime;
 
 use cache::CacheError;
