@@ -1,10 +1,12 @@
 #![forbid(unsafe_code)]
 //! Everything that talks to origins.
 //!
-//! Pools of endpoints with a balancing algorithm each (`balance`), active health checks
-//! (`health`), passive outlier ejection, retries within a budget and a circuit breaker, over one
-//! shared HTTP/1.1 keep-alive client whose idle connections are reused across all worker
-//! threads and across config reloads.
+//! Pools of endpoints (addresses, or names resolved by `dns`) with a balancing algorithm each
+//! (`balance`: round-robin, weighted, least-in-flight, P2C-EWMA, consistent hashing, client-IP
+//! hash, random), active health checks (`health`), passive outlier ejection, retries within a
+//! budget and a circuit breaker. Each pool has one client (HTTP/1.1 keep-alive or HTTP/2, plain
+//! or TLS, `connect`) shared by all worker threads and kept across config reloads when its
+//! settings do not change.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
