@@ -118,11 +118,7 @@ pub fn weaken_etag(headers: &mut HeaderMap) {
 }
 
 fn declared_len(headers: &HeaderMap, body: &ProxyBody) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .or_else(|| body.size_hint().exact())
+    cache::framing::declared_length(headers).or_else(|| body.size_hint().exact())
 }
 
 /// The compress phase for responses not negotiated by the cache: decode what the client cannot

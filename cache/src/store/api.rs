@@ -1,0 +1,235 @@
+//! The store's side of the `Storage` seam: lookups, fills, freshening, purges and disk reads.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{
+    CacheError, Fill, Found, Lookup, MemObject, Store, Ticket, codec, disk, encoded_key, keys,
+    now_ms, variant_key,
+};
+use crate::encoding::Coding;
+use crate::purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
+use crate::rules::{self, StoredMeta};
+use crate::storage::Storage;
+
+impl Storage for Store {
+    /// Bytes held by the memory tier (approximate, as moka weighs them).
+    async fn memory_bytes(&self) -> u64 {
+        self.inner.mem.run_pending_tasks().await;
+        self.inner.mem.weighted_size()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.inner.budget.total()
+    }
+
+    /// A ticket for an origin request that may fill the cache: take it before sending.
+    fn ticket(&self) -> Ticket {
+        self.inner.fences.ticket()
+    }
+
+    /// Finds the stored response for a request: memory first, then disk (promoting small
+    /// objects into memory). An object a purge fenced off is a miss.
+    async fn lookup(&self, primary: &str, req_headers: &HeaderMap) -> Lookup {
+        let Some(rec) = self.record(primary).await else {
+            return Lookup::Miss;
+        };
+        let names: Vec<HeaderName> = rec
+            .names
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        let vary = rules::vary_values(req_headers, &names);
+        let variant = variant_key(primary, &vary);
+        match self.find(variant.clone()).await {
+            Some(found) if self.inner.fences.is_fenced(primary, found.ticket()) => {
+                self.remove_variant(&variant).await;
+                Lookup::Miss
+            }
+            Some(found) => Lookup::Hit(found),
+            None if names.is_empty() => Lookup::Miss,
+            None => Lookup::VaryMiss { variant },
+        }
+    }
+
+    /// The stored `coding` variant of an identity object, if it was produced from the same
+    /// body: a variant made from an older body of the URL (before a refetch) is not returned.
+    async fn lookup_encoded(
+        &self,
+        primary: &str,
+        identity: &Found,
+        coding: Coding,
+    ) -> Option<Found> {
+        let generation = identity.meta().generation;
+        if generation == 0 {
+            return None;
+        }
+        let found = self
+            .find(encoded_key(&identity.variant(primary), coding))
+            .await?;
+        (found.meta().generation == generation).then_some(found)
+    }
+
+    /// Starts storing the `coding` variant of an identity object, given the identity's variant
+    /// key and generation (see [`Store::lookup_encoded`]). Its metadata only ties it to the
+    /// identity's body: responses take their header fields from the identity, which
+    /// revalidation keeps current.
+    fn fill_encoded(
+        &self,
+        primary: &str,
+        identity_variant: &str,
+        generation: u64,
+        coding: Coding,
+    ) -> Fill {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.as_str()),
+        );
+        let now = UNIX_EPOCH + std::time::Duration::from_millis(now_ms());
+        let meta = StoredMeta {
+            status: StatusCode::OK,
+            headers,
+            request_time: now,
+            response_time: now,
+            vary: Vec::new(),
+            body_len: 0,
+            generation,
+        };
+        let ticket = self.ticket();
+        self.fill_variant(
+            None,
+            primary,
+            encoded_key(identity_variant, coding),
+            meta,
+            Vec::new(),
+            ticket,
+        )
+    }
+
+    /// Opens a disk body for streaming. The reader verifies integrity at its end.
+    async fn open_disk(&self, found: &Found) -> Result<cacache::Reader, CacheError> {
+        let disk = self.disk_cfg()?;
+        let (variant, integrity) = found.disk_ref()?;
+        match cacache::Reader::open_hash(&disk.dir, integrity.clone()).await {
+            Ok(r) => Ok(r),
+            Err(source) => {
+                // Content gone (evicted under another key that shared it, or removed by hand).
+                self.remove_variant(variant).await;
+                Err(CacheError::Disk {
+                    dir: disk.dir.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Reads a whole (small) disk object in one trip to the blocking pool, verifying its
+    /// integrity. Streaming through an async reader costs one such trip per read call, which
+    /// dominates small disk hits.
+    async fn read_disk(&self, found: &Found) -> Result<Bytes, CacheError> {
+        let disk = self.disk_cfg()?.clone();
+        let (variant, integrity) = found.disk_ref()?;
+        if let Some(body) = disk::read_page_cached(&disk.dir, integrity, found.meta().body_len) {
+            return Ok(Bytes::from(body));
+        }
+        let sri = integrity.clone();
+        let dir = disk.dir.clone();
+        let read = tokio::task::spawn_blocking(move || cacache::read_hash_sync(&dir, &sri)).await;
+        match read {
+            Ok(Ok(body)) => Ok(Bytes::from(body)),
+            Ok(Err(source)) => {
+                self.remove_variant(variant).await;
+                Err(CacheError::Disk {
+                    dir: disk.dir,
+                    source,
+                })
+            }
+            Err(_) => Err(CacheError::WriterGone),
+        }
+    }
+
+    /// Starts storing a response to the origin request that took `ticket`. Feed it with
+    /// [`Fill::push`] and complete it with [`Fill::finish`]; dropping it unfinished stores
+    /// nothing.
+    fn fill(
+        &self,
+        primary: &str,
+        mut meta: StoredMeta,
+        vary_names: Vec<HeaderName>,
+        ticket: Ticket,
+    ) -> Fill {
+        meta.generation = keys::next_generation(now_ms() << 16 | 1);
+        let variant = variant_key(primary, &meta.vary);
+        self.fill_variant(
+            Some(primary.to_string()),
+            primary,
+            variant,
+            meta,
+            vary_names,
+            ticket,
+        )
+    }
+
+    /// Replaces the stored metadata of a variant (after a 304 to the revalidation that took
+    /// `ticket` freshened it). A purge since that revalidation started wins: nothing is
+    /// written back.
+    async fn update_meta(
+        &self,
+        primary: &str,
+        found: &Found,
+        mut meta: StoredMeta,
+        ticket: Ticket,
+    ) {
+        if self.inner.fences.is_fenced(primary, ticket) {
+            return;
+        }
+        meta.headers = keys::owned_headers(&meta.headers);
+        let variant = found.variant(primary);
+        self.inner.disk_meta.invalidate(&variant).await;
+        if let Found::Memory(obj) = found {
+            let updated = Arc::new(MemObject {
+                meta: meta.clone(),
+                body: obj.body.clone(),
+                ticket: obj.ticket,
+            });
+            self.inner.mem.insert(variant.clone(), updated).await;
+        }
+        if let Some(disk) = &self.inner.cfg.disk
+            && let Ok(Some(existing)) = cacache::metadata(&disk.dir, &variant).await
+        {
+            let opts = cacache::WriteOpts::new()
+                .integrity(existing.integrity)
+                .size(existing.size)
+                .metadata(codec::encode(&meta, found.ticket()));
+            if let Err(e) = cacache::index::insert_async(&disk.dir, &variant, opts).await {
+                tracing::warn!(error = %e, "could not update stored headers on disk");
+            }
+        }
+        if self.inner.fences.is_fenced(primary, ticket) {
+            self.remove_variant(&variant).await;
+        }
+    }
+
+    /// Takes objects out of the cache. In effect when this returns: the fence is raised before
+    /// anything is removed, so a fill that started earlier publishes nothing, whenever it ends.
+    async fn purge(&self, purge: &Purge) -> PurgeReport {
+        match (&purge.scope, purge.mode) {
+            (PurgeScope::Key(primary), PurgeMode::Hard) => {
+                let fence = self.inner.fences.raise(primary);
+                let objects = self.remove_key(primary).await;
+                PurgeReport { objects, fence }
+            }
+        }
+    }
+
+    /// Waits until the background writes started so far are done (shutdown: fresh objects
+    /// must reach the disk before the process goes).
+    async fn flush(&self) {
+        self.inner.writes.wait_idle().await;
+    }
+}
