@@ -6,19 +6,9 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 
-pub use origin_shield::{BoxError, ProxyBody};
-
-pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-pub fn empty() -> ProxyBody {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
+pub use edge_core::body::{BoxError, ProxyBody, empty, full};
 
 pub fn incoming(b: hyper::body::Incoming) -> ProxyBody {
     b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()

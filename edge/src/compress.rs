@@ -14,16 +14,14 @@ use async_compression::tokio::write::{
     BrotliDecoder, BrotliEncoder, GzipDecoder, GzipEncoder, ZstdDecoder, ZstdEncoder,
 };
 use bytes::Bytes;
-use cache::cache_control::CacheControl;
 use cache::encoding::{self, AcceptEncoding, Coding};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWrite;
 
 use crate::body::{BoxError, ProxyBody};
-use crate::headers;
 use crate::metrics::{METRICS, Made};
 
 /// What the compress phase needs to know about the request, taken before its headers move on.
@@ -49,19 +47,16 @@ impl RequestFacts {
 #[derive(Debug, Clone, Copy)]
 pub struct Negotiated;
 
-/// Whether a response's representation depends on `Accept-Encoding` under `cfg`: its media type
-/// is compressible, it is not encoded yet, `no-transform` is absent and it is not too small.
+/// Whether a response's representation depends on `Accept-Encoding` under `cfg` (the rule is
+/// `cache::encoding::CompressPolicy::eligible`).
 pub fn eligible(cfg: &config::Compression, headers: &HeaderMap, len: Option<u64>) -> bool {
-    cfg.enabled
-        && !encoding::has_content_encoding(headers)
-        && encoding::compressible_type(
-            headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-            &cfg.types,
-        )
-        && !no_transform(headers)
-        && len.is_none_or(|n| n >= cfg.min_bytes)
+    encoding::CompressPolicy {
+        enabled: cfg.enabled,
+        types: &cfg.types,
+        min_bytes: cfg.min_bytes,
+        prefer: &cfg.prefer,
+    }
+    .eligible(headers, len)
 }
 
 /// Whether a response to this request may carry a body in a coding at all: never for HEAD,
@@ -77,45 +72,7 @@ pub fn may_encode(req: &RequestFacts, status: StatusCode, headers: &HeaderMap) -
         && !headers.contains_key(header::CONTENT_RANGE)
 }
 
-/// Adds `Vary: Accept-Encoding` unless the response already varies on it (or on everything).
-pub fn add_vary(headers: &mut HeaderMap) {
-    let already = headers.get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("accept-encoding"))
-        })
-    });
-    if !already {
-        headers::append_list(headers, &header::VARY, "Accept-Encoding");
-    }
-}
-
-/// Header changes for a body now sent in `coding` (None: decoded to identity): the old
-/// length is gone, validators are weakened, ranges no longer apply to these bytes.
-pub fn mark_transformed(headers: &mut HeaderMap, coding: Option<Coding>) {
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::ACCEPT_RANGES);
-    match coding {
-        Some(c) => {
-            headers.insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(c.as_str()),
-            );
-        }
-        None => {
-            headers.remove(header::CONTENT_ENCODING);
-        }
-    }
-    weaken_etag(headers);
-}
-
-pub fn weaken_etag(headers: &mut HeaderMap) {
-    if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
-        && let Ok(v) = HeaderValue::from_str(&encoding::weaken_etag(etag))
-    {
-        headers.insert(header::ETAG, v);
-    }
-}
+pub use cache::encoding::{add_vary, mark_transformed, weaken_etag_field as weaken_etag};
 
 fn declared_len(headers: &HeaderMap, body: &ProxyBody) -> Option<u64> {
     cache::framing::declared_length(headers).or_else(|| body.size_hint().exact())
@@ -179,10 +136,7 @@ pub fn respond(
     Response::from_parts(parts, body)
 }
 
-/// `Cache-Control: no-transform`: intermediaries must not change the content (RFC 9111 §5.2.2.6).
-fn no_transform(headers: &HeaderMap) -> bool {
-    CacheControl::from_headers(headers, &header::CACHE_CONTROL).is_some_and(|c| c.no_transform)
-}
+use cache::encoding::no_transform;
 
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers

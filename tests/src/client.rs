@@ -80,7 +80,7 @@ pub struct Conn {
     pub peer_cert: Option<Vec<u8>>,
 }
 
-fn tls_config(target: &Target, alpn: &[&[u8]]) -> rustls::ClientConfig {
+pub(crate) fn tls_config(target: &Target, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

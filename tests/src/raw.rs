@@ -18,7 +18,6 @@ mod http3;
 mod origin;
 mod qpack;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use h1::{h1_exchange, h1_exchange_paced, parse_responses};
@@ -31,7 +30,7 @@ pub use http3::{H3Outcome, h3_frame, h3_raw, h3_raw_stream, h3_varint};
 pub use origin::{OriginMode, Recorded, RecordingOrigin};
 pub use qpack::{huffman_decode, qpack_decode, qpack_encode};
 
-use crate::Target;
+use crate::client::tls_config;
 
 /// Every network wait in this module is bounded by this, so a test never hangs.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,17 +83,4 @@ fn find_all<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
         .collect()
-}
-
-/// A TLS client config trusting `target.roots`, offering `alpn`.
-fn tls_config(target: &Target, alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(target.roots.clone())
-    .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    cfg
 }

@@ -1,3 +1,5 @@
+use http::header::HeaderValue;
+
 use super::*;
 use crate::body;
 use http_body_util::{BodyExt, StreamBody};
