@@ -9,6 +9,9 @@
 #        [--connections N] [--size BYTES] [--out FILE]
 # Build a baseline from an earlier commit with, for example:
 #   git worktree add /tmp/edge-base COMMIT && (cd /tmp/edge-base && cargo build --release -p edge)
+# PREBUILT=DIR compares DIR/edge (and uses DIR/edge-load) instead of building this tree.
+# The access log is off (as nginx's is in compare.sh); EDGE_ACCESS_LOG=json measures its cost.
+# CPU per request counts the whole run (no warm-up), from /proc/PID/stat.
 # Both edges are pinned to CPU 0 (one worker, one at a time under load); generator and origin
 # to CPU 1. Loopback only; every run is bounded in time.
 set -euo pipefail
@@ -60,7 +63,7 @@ hosts = ["localhost", "127.0.0.1"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOF
-  RUST_LOG=warn taskset -c 0 "${BIN[$v]}" run --config "$work/edge-$v.toml" --workers 1 \
+  RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "${BIN[$v]}" run --config "$work/edge-$v.toml" --workers 1 \
     > "$work/edge-$v.out" 2> "$work/edge-$v.err" & PID[$v]=$!; pids+=($!)
   H1[$v]=$(wait_addr "$work/edge-$v.out" "^listening http ")
   HS[$v]=$(wait_addr "$work/edge-$v.out" "^listening https ")
@@ -75,7 +78,7 @@ run() { # variant test proto addr path [extra args] -> one JSON line in results
   local before after r
   before=$(cpu_s "${PID[$v]}")
   r=$(taskset -c 1 "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" \
-    --path "$path" --ca "$work/cert.pem" -d "$DURATION" --json "$@" 2>>"$work/load.err" || echo '{}')
+    --path "$path" --ca "$work/cert.pem" -d "$DURATION" --warmup 0 --json "$@" 2>>"$work/load.err" || echo '{}')
   after=$(cpu_s "${PID[$v]}")
   echo "{\"round\":$round,\"test\":\"$test\",\"system\":\"$v\",\"cpu_s\":$(python3 -c "print($after - $before)"),\"r\":$r}" >> "$results"
 }

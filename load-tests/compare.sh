@@ -67,7 +67,7 @@ hosts = ["localhost", "127.0.0.1"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOF
-RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2> "$work/edge.err" & EDGE_PID=$!; pids+=($EDGE_PID)
+RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2> "$work/edge.err" & EDGE_PID=$!; pids+=($EDGE_PID)
 EDGE_HTTP=$(wait_addr "$work/edge.out" "^listening http ")
 EDGE_HTTPS=$(wait_addr "$work/edge.out" "^listening https ")
 
@@ -80,7 +80,7 @@ sed -e 's/^name = "bench-edge"/name = "bench-edge-disk"/' \
     -e 's/^memory_bytes = "1GiB"/memory_bytes = "1MiB"\ndisk_dir = "disk-cache"\ndisk_bytes = "4GiB"/' \
     -e 's/^max_object_memory_bytes = "8MiB"/max_object_memory_bytes = 256/' \
     "$work/edge.toml" > "$work/edge-disk.toml"
-RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge-disk.toml" --workers 1 > "$work/edge-disk.out" 2> "$work/edge-disk.err" & pids+=($!)
+RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge-disk.toml" --workers 1 > "$work/edge-disk.out" 2> "$work/edge-disk.err" & pids+=($!)
 DISK[edge]=$(wait_addr "$work/edge-disk.out" "^listening http ")
 
 if have nginx; then

@@ -53,7 +53,7 @@ hosts = ["localhost", "127.0.0.1"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOF
-RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2> "$work/edge.err" & pids+=($!)
+RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2> "$work/edge.err" & pids+=($!)
 EDGE_HTTP=$(wait_addr "$work/edge.out" "^listening http ")
 EDGE_HTTPS=$(wait_addr "$work/edge.out" "^listening https ")
 EDGE_ADMIN=$(wait_addr "$work/edge.out" "^listening admin ")

@@ -5,9 +5,14 @@
 # wait_addr, free_port and rss_kib.
 bench_name=$1
 
-echo "== building release binaries" >&2
-cargo build --release --locked -q -p edge -p load-tests
-EDGE=$PWD/target/release/edge LOAD=$PWD/target/release/edge-load
+# PREBUILT=DIR uses DIR/edge and DIR/edge-load as they are (an A/B of a fixed build).
+if [ -n "${PREBUILT:-}" ]; then
+  EDGE=$PREBUILT/edge LOAD=$PREBUILT/edge-load
+else
+  echo "== building release binaries" >&2
+  cargo build --release --locked -q -p edge -p load-tests
+  EDGE=$PWD/target/release/edge LOAD=$PWD/target/release/edge-load
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/edge-$bench_name.XXXXXX")
 pids=()

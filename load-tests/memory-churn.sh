@@ -25,7 +25,7 @@ for _ in $(seq 50); do [ -s "$work/origin.out" ] && break; sleep 0.1; done
 ORIGIN=$(awk '{print $2}' "$work/origin.out")
 printf '[listen]\nhttp = ["127.0.0.1:0"]\n[cache]\nmemory_bytes = "%s"\n[pools.origin]\nendpoints = ["%s"]\n[[sites]]\nname = "churn"\nhosts = ["localhost"]\nplain_http = "proxy"\nroutes = [{ pool = "origin" }]\n' \
   "$BUDGET" "$ORIGIN" > "$work/edge.toml"
-RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2>&1 & EP=$!; pids+=($EP)
+RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2>&1 & EP=$!; pids+=($EP)
 for _ in $(seq 50); do grep -q '^ready' "$work/edge.out" && break; sleep 0.1; done
 HTTP=$(awk '/^listening http / {print $3; exit}' "$work/edge.out")
 rss_mib() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$EP/status"; }

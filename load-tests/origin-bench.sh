@@ -59,7 +59,7 @@ hosts = ["localhost", "127.0.0.1"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOF
-  RUST_LOG=warn taskset -c 0 "$EDGE" run --config "$work/edge-$alg.toml" --workers 1 > "$work/edge-$alg.out" 2> "$work/edge-$alg.err" & pids+=($!)
+  RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge-$alg.toml" --workers 1 > "$work/edge-$alg.out" 2> "$work/edge-$alg.err" & pids+=($!)
   HTTP[$alg]=$(wait_addr "$work/edge-$alg.out" "^listening http ")
   ADMIN[$alg]=$(wait_addr "$work/edge-$alg.out" "^listening admin ")
 done
