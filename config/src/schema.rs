@@ -445,6 +445,9 @@ pub struct SiteCache {
     #[serde(deserialize_with = "opt_duration")]
     pub max_ttl: Option<Duration>,
     pub cdn_cache_control: bool,
+    /// How stale an object may be served while the origin cannot be reached; "0s": never.
+    #[serde(deserialize_with = "duration")]
+    pub serve_stale_when_origin_down: Duration,
     pub ignore_query: bool,
     pub ignore_params: Vec<String>,
     pub sort_query: bool,
@@ -463,6 +466,7 @@ impl Default for SiteCache {
             enabled: true,
             max_ttl: None,
             cdn_cache_control: true,
+            serve_stale_when_origin_down: Duration::from_secs(86_400),
             ignore_query: false,
             ignore_params: Vec::new(),
             sort_query: false,

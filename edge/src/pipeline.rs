@@ -204,10 +204,12 @@ async fn prepare_body(ctx: &mut RequestCtx, mut body: ProxyBody) -> Result<Proxy
     Ok(body)
 }
 
-/// A WebSocket upgrade the client asked for (HTTP/1.1, `Connection: upgrade`), if any: its
-/// upgrade handle and protocol.
+/// A WebSocket upgrade the client asked for (an HTTP/1.1 GET with `Connection: upgrade` and
+/// `Upgrade: websocket`), if any: its upgrade handle and protocol. Any other `Upgrade` is
+/// not one we support: its hop-by-hop headers go and the request is an ordinary one (else any
+/// client could make any request skip the cache by adding two headers).
 fn websocket(ctx: &mut RequestCtx) -> Option<(OnUpgrade, HeaderValue)> {
-    if ctx.version != Version::HTTP_11 {
+    if ctx.version != Version::HTTP_11 || ctx.method != Method::GET {
         return None;
     }
     let asks = ctx
@@ -219,7 +221,11 @@ fn websocket(ctx: &mut RequestCtx) -> Option<(OnUpgrade, HeaderValue)> {
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let proto = ctx.head.headers.get(header::UPGRADE)?.clone();
-    if !asks {
+    let websocket = proto.to_str().is_ok_and(|p| {
+        p.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
+    if !asks || !websocket {
         return None;
     }
     let client = ctx.head.extensions.remove::<OnUpgrade>()?;

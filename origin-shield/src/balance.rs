@@ -25,6 +25,8 @@ pub struct EndpointState {
     consecutive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
     ejections: AtomicU32,
+    /// Active checks passed in a row while passively ejected.
+    passes_while_ejected: AtomicU32,
 }
 
 impl Default for EndpointState {
@@ -37,6 +39,7 @@ impl Default for EndpointState {
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
+            passes_while_ejected: AtomicU32::new(0),
         }
     }
 }
@@ -94,6 +97,24 @@ impl EndpointState {
             return Some(ok);
         }
         None
+    }
+
+    /// An active check while passively ejected: `rise` passes in a row end the ejection (the
+    /// endpoint answers its health check, so it need not wait out the ejection time). True
+    /// when this check ended it.
+    pub fn readmit(&self, ok: bool, rise: u32, now_ms: u64) -> bool {
+        if !ok || !self.ejected(now_ms) {
+            self.passes_while_ejected.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let passes = self.passes_while_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        if passes < rise.max(1) {
+            return false;
+        }
+        self.passes_while_ejected.store(0, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejected_until_ms.store(0, Ordering::Relaxed);
+        true
     }
 
     pub fn passive_success(&self) {

@@ -48,6 +48,12 @@ async fn check_loop(pool: Weak<Pool>, client: OriginClient) {
         }))
         .await;
         for (ep, ok) in results {
+            if ep
+                .state
+                .readmit(ok.is_ok(), cfg.rise, crate::balance::now_ms())
+            {
+                tracing::warn!(pool = %name, endpoint = %ep.addr, "health check passed: passive ejection ended");
+            }
             match ep.state.check_result(ok.is_ok(), cfg.rise, cfg.fall) {
                 Some(true) => {
                     tracing::warn!(pool = %name, endpoint = %ep.addr, "health check passed: endpoint back in rotation")

@@ -108,6 +108,20 @@ impl OriginError {
         )
     }
 
+    /// The origin could not be reached (connect or TLS failure, timeout, none in rotation):
+    /// no answer at all, which is what "serve stale while the origin is down" covers. A 5xx
+    /// answer is not this (stale-if-error covers that).
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            OriginError::Connect { .. }
+                | OriginError::Tls { .. }
+                | OriginError::Timeout { .. }
+                | OriginError::NoHealthy { .. }
+                | OriginError::NoEndpoint { .. }
+        )
+    }
+
     /// The first error of type `E` in the source chain (e.g. a body-limit error).
     pub fn find_source<E: StdError + 'static>(&self) -> Option<&E> {
         let mut cur: Option<&(dyn StdError + 'static)> = self.source();

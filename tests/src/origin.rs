@@ -280,6 +280,11 @@ fn query_str<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
 /// content whose cache headers the test chooses. The body names the version (the n-th request
 /// for the path) unless `len` asks for N pattern bytes. A matching If-None-Match gets a 304
 /// carrying `x-revalidated: n`.
+///
+/// Also: `cdn` is percent-decoded (`%20` space, `%2C` comma, `%26` `&`, `%22` quote), so any
+/// field value can be sent; `expires_raw=V` sends `Expires: V` verbatim (percent-decoded);
+/// `age=V` sends `Age: V` with each `_` written as `, ` (`age=7200_0` → `Age: 7200, 0`);
+/// `echo=headers` makes the body list the request headers as the origin received them.
 async fn cacheable(
     req: Request<Incoming>,
     stats: Arc<Stats>,
@@ -320,7 +325,19 @@ async fn cacheable(
     if let Some(cdn) = query_str(&req, "cdn") {
         headers.insert(
             "cdn-cache-control",
-            HeaderValue::from_str(cdn).expect("cdn"),
+            HeaderValue::from_str(&percent_decode(cdn)).expect("cdn"),
+        );
+    }
+    if let Some(raw) = query_str(&req, "expires_raw") {
+        headers.insert(
+            header::EXPIRES,
+            HeaderValue::from_str(&percent_decode(raw)).expect("expires_raw"),
+        );
+    }
+    if let Some(age) = query_str(&req, "age") {
+        headers.insert(
+            header::AGE,
+            HeaderValue::from_str(&age.replace('_', ", ")).expect("age"),
         );
     }
     if let Some(e) = &etag {
@@ -433,6 +450,18 @@ async fn cacheable(
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-")
                 ),
+                // `echo=headers`: the body also lists the request's headers, one a line.
+                Some("headers") => {
+                    let mut out = String::from("\n");
+                    for (name, value) in req.headers() {
+                        out.push_str(&format!(
+                            "{}: {}\n",
+                            name,
+                            value.to_str().unwrap_or("<binary>")
+                        ));
+                    }
+                    out
+                }
                 _ => String::new(),
             };
             text(status, format!("{path} v{n} lang={lang}{ae}\n"))
@@ -514,6 +543,29 @@ pub async fn dead_addr() -> SocketAddr {
     let a = l.local_addr().expect("addr");
     drop(l);
     a
+}
+
+/// `%XX` escapes decoded (case-insensitive hex); anything else, a broken escape included, is kept.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn query_num(req: &Request<Incoming>, key: &str, default: u64) -> u64 {

@@ -49,6 +49,52 @@ impl CacheControl {
         Some(cc)
     }
 
+    /// `CDN-Cache-Control` (RFC 9213) is a Structured Field dictionary: parsed strictly, and a
+    /// field with any member that does not parse, or a known directive with a value of the
+    /// wrong type (`max-age="60"`, `no-store=1`), is ignored as a whole. This is stricter than
+    /// RFC 9213's minimum (which only says not to use the bad member): a half-understood
+    /// CDN-Cache-Control could override a `Cache-Control: no-store` it was never meant to.
+    /// `None`: absent or ignored.
+    pub fn from_cdn_headers(headers: &HeaderMap, name: &HeaderName) -> Option<CacheControl> {
+        let mut joined: Vec<u8> = Vec::new();
+        for v in headers.get_all(name) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(v.as_bytes());
+        }
+        if joined.is_empty() && !headers.contains_key(name) {
+            return None;
+        }
+        let members = crate::sfv::parse_dictionary(&joined)?;
+        let mut cc = CacheControl::default();
+        for (key, value) in members {
+            use crate::sfv::Item;
+            let delta = |v: &Item| match v {
+                Item::Integer(n) if *n >= 0 => Some(u64::try_from(*n).unwrap_or(0).min(DELTA_MAX)),
+                _ => None,
+            };
+            let flag = |v: &Item| matches!(v, Item::Boolean(true));
+            match key.as_str() {
+                "max-age" => cc.max_age = Some(delta(&value)?),
+                "s-maxage" => cc.s_maxage = Some(delta(&value)?),
+                "stale-while-revalidate" => cc.stale_while_revalidate = Some(delta(&value)?),
+                "stale-if-error" => cc.stale_if_error = Some(delta(&value)?),
+                "no-store" => cc.no_store = flag(&value).then_some(true)?,
+                "no-cache" => cc.no_cache = flag(&value).then_some(true)?,
+                "private" => cc.private = flag(&value).then_some(true)?,
+                "public" => cc.public = flag(&value).then_some(true)?,
+                "must-revalidate" => cc.must_revalidate = flag(&value).then_some(true)?,
+                "proxy-revalidate" => cc.proxy_revalidate = flag(&value).then_some(true)?,
+                "must-understand" => cc.must_understand = flag(&value).then_some(true)?,
+                "no-transform" => cc.no_transform = flag(&value).then_some(true)?,
+                "immutable" => cc.immutable = flag(&value).then_some(true)?,
+                _ => {} // Unknown directives are ignored, whatever their type.
+            }
+        }
+        Some(cc)
+    }
+
     /// A request's directives; `Pragma: no-cache` counts when there is no Cache-Control
     /// (RFC 9111 §5.4).
     pub fn request(headers: &HeaderMap) -> CacheControl {

@@ -4,9 +4,11 @@
 //! their own; `config` depends on this crate alone, not on the store.
 
 pub mod cache_control;
+pub mod dates;
 pub mod encoding;
 pub mod framing;
 pub mod key;
 pub mod plan;
 pub mod rules;
+pub mod sfv;
 pub mod status;

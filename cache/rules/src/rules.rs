@@ -30,6 +30,9 @@ pub struct Policy {
     pub forced_ttl: Option<Duration>,
     /// Obey `CDN-Cache-Control` (RFC 9213) over `Cache-Control`.
     pub cdn_cache_control: bool,
+    /// How stale a response may be and still be served while the origin cannot be reached
+    /// (RFC 9111 §4.2.4, "always online"); zero: never.
+    pub stale_when_down: Duration,
 }
 
 impl Default for Policy {
@@ -40,6 +43,7 @@ impl Default for Policy {
             max_ttl: None,
             forced_ttl: None,
             cdn_cache_control: true,
+            stale_when_down: Duration::from_secs(86_400),
         }
     }
 }
@@ -98,7 +102,7 @@ impl NotStorable {
 /// else Cache-Control.
 pub fn response_cc(headers: &HeaderMap, policy: &Policy) -> CacheControl {
     if policy.cdn_cache_control
-        && let Some(cc) = CacheControl::from_headers(headers, &CDN_CACHE_CONTROL)
+        && let Some(cc) = CacheControl::from_cdn_headers(headers, &CDN_CACHE_CONTROL)
     {
         return cc;
     }
@@ -170,15 +174,20 @@ pub fn storable(
         || policy.forced_ttl.is_some();
     let heuristic = heuristically_cacheable(status)
         && (cc.public || resp_headers.contains_key(header::LAST_MODIFIED));
-    if !(explicit || heuristic) {
+    // `no-cache` with a validator: stored and revalidated on every use, so that a 304 costs
+    // the origin no body (RFC 9111 §3, §4.2.4: no freshness needed to store).
+    let revalidated = cc.no_cache
+        && (resp_headers.contains_key(header::ETAG)
+            || resp_headers.contains_key(header::LAST_MODIFIED));
+    if !(explicit || heuristic || revalidated) {
         return Err(NotStorable::NoFreshness);
     }
     Ok(())
 }
 
+/// A date header, read leniently (see `dates`).
 pub fn http_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
-    let v = headers.get(name)?.to_str().ok()?;
-    httpdate::parse_http_date(v.trim()).ok()
+    crate::dates::parse(headers.get(name)?.to_str().ok()?)
 }
 
 fn since(later: SystemTime, earlier: SystemTime) -> Duration {
@@ -224,10 +233,13 @@ fn origin_lifetime(meta: &StoredMeta, policy: &Policy) -> Duration {
 
 /// RFC 9111 §4.2.3: the age of the stored response at `now`.
 pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
+    // A list-valued Age (`7200, 0`, as some intermediaries send) counts by its first member;
+    // only when that is invalid is the field ignored (RFC 9111 §5.1).
     let age_value = meta
         .headers
         .get(header::AGE)
-        .and_then(|v| parse_delta(v.as_bytes().trim_ascii()))
+        .and_then(|v| v.as_bytes().split(|b| *b == b',').next())
+        .and_then(|first| parse_delta(first.trim_ascii()))
         .map_or(Duration::ZERO, Duration::from_secs);
     let date = http_date(&meta.headers, &header::DATE).unwrap_or(meta.response_time);
     let apparent_age = since(meta.response_time, date);
@@ -235,6 +247,31 @@ pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
     let corrected_age_value = age_value + response_delay;
     let corrected_initial_age = apparent_age.max(corrected_age_value);
     corrected_initial_age + since(now, meta.response_time)
+}
+
+/// Whether a stored response may be served stale because the origin cannot be reached
+/// (connect or TLS failure, timeout; not an answer, however bad): within the policy's window,
+/// and unless a directive forbids stale serving (`must-revalidate`, `proxy-revalidate`,
+/// `s-maxage`, `no-cache`) or the client asked for a validated response.
+pub fn stale_when_down(
+    req_headers: &HeaderMap,
+    meta: &StoredMeta,
+    policy: &Policy,
+    now: SystemTime,
+) -> bool {
+    let cc = response_cc(&meta.headers, policy);
+    let req = CacheControl::request(req_headers);
+    if cc.must_revalidate
+        || cc.proxy_revalidate
+        || cc.s_maxage.is_some()
+        || cc.no_cache
+        || req.no_cache
+        || policy.stale_when_down.is_zero()
+    {
+        return false;
+    }
+    let staleness = current_age(meta, now).saturating_sub(freshness_lifetime(meta, policy));
+    staleness <= policy.stale_when_down
 }
 
 /// What to do with a stored response for a request.

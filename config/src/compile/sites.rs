@@ -307,6 +307,7 @@ impl Compiler<'_> {
                 max_ttl: c.max_ttl,
                 forced_ttl: None,
                 cdn_cache_control: c.cdn_cache_control,
+                stale_when_down: c.serve_stale_when_origin_down,
             },
             force_ttl,
             bypass_cookies: c.bypass_cookies.clone(),

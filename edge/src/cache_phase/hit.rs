@@ -106,6 +106,24 @@ async fn revalidate(
             tracing::info!(error = %e, "origin failed; serving stale (stale-if-error)");
             Ok((serve(ctx, &found, clock::wall()).await?, stale(None)))
         }
+        Err(Error::Origin(e))
+            if e.unreachable()
+                && rules::stale_when_down(
+                    &ctx.head.headers,
+                    found.meta(),
+                    &ctx.policy,
+                    clock::wall(),
+                ) =>
+        {
+            tracing::info!(error = %e, "origin unreachable; serving stale");
+            Ok((
+                serve(ctx, &found, clock::wall()).await?,
+                CacheStatus {
+                    detail: Some("origin-down"),
+                    ..stale(None)
+                },
+            ))
+        }
         Err(e) => Err(e),
         Ok(resp) => Ok(store_response(ctx, resp, request_time, ticket, fwd, None).await),
     }

@@ -199,6 +199,23 @@ pub(super) async fn store_response(
                 };
             }
             let small = declared.is_some_and(|n| n <= cache.store.config().max_object_memory_bytes);
+            if http_body::Body::is_end_stream(&incoming) {
+                // No body of its own (a 204, an empty 200): an HTTP/1.1 server never polls such
+                // a body, so the fill is finished here, not by its last poll.
+                let outcome = match fill.finish().await {
+                    Ok(()) => Outcome::Stored,
+                    Err(e) => {
+                        tracing::info!(error = %e, "response not stored");
+                        Outcome::Failed
+                    }
+                };
+                if let Some(l) = leader {
+                    l.complete(outcome);
+                }
+                headers::append_list(&mut parts.headers, &header::VIA, &ctx.rt.via);
+                let resp = Response::from_parts(parts, body::empty());
+                return (negotiated(ctx, resp, encode), cache_status);
+            }
             match leader {
                 Some(leader) if small => {
                     // Everyone reads the object as it arrives: this client and the collapsed
@@ -305,7 +322,8 @@ async fn drive_fill(
             None => break true,
         }
     };
-    inflight.finish(clean);
+    // Published before the readers see the end: a client that has the whole body finds the
+    // object with its next request.
     let outcome = if clean && storing {
         match fill.finish().await {
             Ok(()) => Outcome::Stored,
@@ -317,5 +335,6 @@ async fn drive_fill(
     } else {
         Outcome::Failed
     };
+    inflight.finish(clean);
     leader.complete(outcome);
 }

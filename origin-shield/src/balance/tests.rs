@@ -251,3 +251,19 @@ fn ejection_grows_exponentially_up_to_the_cap() {
     assert!(s.ejected(59_999));
     assert!(!s.ejected(60_000));
 }
+
+#[test]
+fn passing_checks_end_a_passive_ejection() {
+    let s = EndpointState::default();
+    s.eject(1_000, Duration::from_secs(30), Duration::from_secs(300));
+    assert!(s.ejected(2_000));
+    assert!(!s.readmit(true, 2, 2_000), "one pass of two");
+    assert!(!s.readmit(false, 2, 2_100), "a failure starts over");
+    assert!(!s.readmit(true, 2, 2_200));
+    assert!(s.readmit(true, 2, 2_300), "rise passes in a row end it");
+    assert!(!s.ejected(2_300));
+    assert!(
+        !s.readmit(true, 2, 2_400),
+        "nothing to end when not ejected"
+    );
+}

@@ -850,3 +850,72 @@ fn invalidation_after_unsafe_methods() {
         vec!["/x".to_string()]
     );
 }
+
+/// Issue 12: what real origins and intermediaries send, read the way RFC 9110/9111 allow.
+#[test]
+fn tolerant_ages_and_dates_and_strict_cdn_cache_control() {
+    let p = Policy::default();
+    // A list-valued Age counts by its first member.
+    for (age, want) in [("7200, 0", 7200), ("7200,0", 7200), (" 5 ", 5), ("x, 9", 0)] {
+        let m = stored(200, &[("cache-control", "max-age=3600"), ("age", age)]);
+        assert_eq!(current_age(&m, m.response_time).as_secs(), want, "{age:?}");
+    }
+    // Expires with a wrong weekday, a lower-case month or in asctime still gives freshness.
+    for expires in [
+        "Mon, 01 Jan 1970 01:00:00 GMT",
+        "thu, 01 jan 1970 01:00:00 gmt",
+        "Thu Jan  1 01:00:00 1970",
+    ] {
+        let m = stored(
+            200,
+            &[
+                ("date", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                ("expires", expires),
+            ],
+        );
+        assert_eq!(
+            freshness_lifetime(&m, &p),
+            Duration::from_secs(3600),
+            "{expires}"
+        );
+    }
+    let garbage = stored(200, &[("date", &date(0)), ("expires", "garbage")]);
+    assert_eq!(freshness_lifetime(&garbage, &p), Duration::ZERO);
+    // no-cache with a validator is stored (and revalidated on every use).
+    let req = HeaderMap::new();
+    let ok =
+        |pairs: &[(&str, &str)]| storable(&Method::GET, &req, StatusCode::OK, &headers(pairs), &p);
+    assert_eq!(
+        ok(&[("cache-control", "no-cache"), ("etag", "\"v1\"")]),
+        Ok(())
+    );
+    assert_eq!(
+        ok(&[("cache-control", "no-cache"), ("last-modified", &date(0))]),
+        Ok(())
+    );
+    assert_eq!(
+        ok(&[("cache-control", "no-cache")]),
+        Err(NotStorable::NoFreshness)
+    );
+    // A CDN-Cache-Control that is not a valid dictionary, or has a known directive of the
+    // wrong type, is ignored whole: Cache-Control applies.
+    for cdn in [
+        "max-age=10000, &&&&&",
+        "max-age=\"10000\"",
+        "no-store=1",
+        "MAX-AGE=1",
+    ] {
+        assert_eq!(
+            ok(&[("cache-control", "no-store"), ("cdn-cache-control", cdn)]),
+            Err(NotStorable::NoStore),
+            "{cdn}"
+        );
+    }
+    assert_eq!(
+        ok(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60, x-unknown=\"y\"")
+        ]),
+        Ok(())
+    );
+}
