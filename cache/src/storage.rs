@@ -47,6 +47,9 @@ pub trait Storage: Send + Sync {
         generation: u64,
         coding: Coding,
     ) -> Fill;
+    /// Starts storing a part of `primary` (a slice of a large object, its slice index) under
+    /// its own key `part`, fenced by `primary`'s purges.
+    fn fill_part(&self, primary: &str, part: &str, meta: StoredMeta, ticket: Ticket) -> Fill;
     /// Replaces a variant's metadata after a 304 to the revalidation that took `ticket`.
     fn update_meta(
         &self,

@@ -418,6 +418,12 @@ pub struct CacheNode {
     pub hit_for_pass: Duration,
     #[serde(deserialize_with = "duration")]
     pub collapse_timeout: Duration,
+    /// Size of the slices large objects are cached in when they are requested by range.
+    #[serde(deserialize_with = "size")]
+    pub slice_bytes: u64,
+    /// Objects above this size, requested by range, are cached in slices; smaller ones whole.
+    #[serde(deserialize_with = "size")]
+    pub slice_above_bytes: u64,
     pub heuristic_fraction: Spanned<f64>,
     #[serde(deserialize_with = "duration")]
     pub heuristic_max: Duration,
@@ -432,6 +438,8 @@ impl Default for CacheNode {
             disk_bytes: 10 << 30,
             hit_for_pass: Duration::from_secs(30),
             collapse_timeout: Duration::from_secs(10),
+            slice_bytes: 1 << 20,
+            slice_above_bytes: 16 << 20,
             heuristic_fraction: Spanned::new(0..0, 0.1),
             heuristic_max: Duration::from_secs(86_400),
         }

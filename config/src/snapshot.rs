@@ -172,6 +172,8 @@ pub struct CacheSettings {
     pub disk_bytes: u64,
     pub hit_for_pass: Duration,
     pub collapse_timeout: Duration,
+    pub slice_bytes: u64,
+    pub slice_above_bytes: u64,
 }
 
 /// A site's on-the-fly compression.

@@ -478,3 +478,54 @@ pub fn client_body_error(e: BoxError, max_body: u64) -> crate::Error {
         crate::Error::BadRequest("the request body could not be read")
     }
 }
+
+/// Bodies one after another (the parts of a multipart response).
+pub fn concat(parts: Vec<ProxyBody>) -> ProxyBody {
+    Concat {
+        parts: parts.into(),
+    }
+    .boxed_unsync()
+}
+
+struct Concat {
+    parts: std::collections::VecDeque<ProxyBody>,
+}
+
+impl Body for Concat {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        while let Some(first) = self.parts.front_mut() {
+            match ready!(Pin::new(first).poll_frame(cx)) {
+                Some(frame) => return Poll::Ready(Some(frame)),
+                None => {
+                    self.parts.pop_front();
+                }
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.iter().all(|p| p.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = SizeHint::new();
+        let (mut lower, mut upper) = (0u64, Some(0u64));
+        for p in &self.parts {
+            let h = p.size_hint();
+            lower += h.lower();
+            upper = upper.zip(h.upper()).map(|(a, b)| a + b);
+        }
+        if let Some(u) = upper {
+            hint.set_upper(u);
+        }
+        hint.set_lower(lower);
+        hint
+    }
+}

@@ -82,6 +82,11 @@ impl AccessLog {
         }
     }
 
+    /// Whether records are written at all (when not, the pipeline does not build them).
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn write(&self, rec: &Record) {
         let Some(tx) = &self.tx else { return };
         let line = match self.format {

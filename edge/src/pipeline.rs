@@ -234,6 +234,9 @@ fn websocket(ctx: &mut RequestCtx) -> Option<(OnUpgrade, HeaderValue)> {
 
 /// Phase: log. The record is written when the response body ends (or is dropped).
 fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    if !ctx.shared.access_log.enabled() {
+        return resp;
+    }
     let header = |name: header::HeaderName| {
         ctx.head
             .headers

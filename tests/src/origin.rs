@@ -42,6 +42,10 @@ struct Stats {
     accept_encoding: Mutex<HashMap<String, String>>,
     /// `/sse` sends its next event only when a permit is here.
     events: Gate,
+    /// Body bytes sent by `/big/` (what a ranged cache costs the origin).
+    big_bytes: AtomicU64,
+    /// `/big/` answers with this ETag version (a changed object).
+    big_version: AtomicU64,
 }
 
 struct Gate(tokio::sync::Semaphore);
@@ -188,6 +192,16 @@ impl Origin {
     }
 
     /// Requests seen for `path` (without query).
+    /// Body bytes `/big/` has sent so far.
+    pub fn big_bytes(&self) -> u64 {
+        self.stats.big_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Makes `/big/` objects a new version (another ETag).
+    pub fn bump_big_version(&self) {
+        self.stats.big_version.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn hits(&self, path: &str) -> u64 {
         self.stats
             .hits
@@ -653,6 +667,9 @@ async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Response<Orig
         return r;
     }
 
+    if let Some(n) = path.strip_prefix("/big/") {
+        return big(&req, &stats, n.parse().unwrap_or(0));
+    }
     if let Some(n) = path.strip_prefix("/bytes/") {
         let len: u64 = n.parse().unwrap_or(0);
         let mut r = Response::new(PatternBody { pos: 0, len }.boxed_unsync());
@@ -824,5 +841,102 @@ impl Body for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// `/big/N`: N pattern bytes (generated, never stored; N may be 10 GiB), cacheable for a
+/// minute, with an ETag and single byte ranges (`Range: bytes=A-B`, `A-`, `-N`), counting
+/// the body bytes it sends.
+fn big(req: &Request<Incoming>, stats: &Arc<Stats>, len: u64) -> Response<OriginBody> {
+    let version = stats.big_version.load(Ordering::Relaxed);
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .filter(|v| !v.contains(','))
+        .and_then(|v| {
+            let (a, b) = v.split_once('-')?;
+            match (a.trim(), b.trim()) {
+                ("", n) => {
+                    let n: u64 = n.parse().ok()?;
+                    Some((len.saturating_sub(n), len.checked_sub(1)?))
+                }
+                (a, "") => Some((a.parse().ok()?, len.checked_sub(1)?)),
+                (a, b) => Some((
+                    a.parse().ok()?,
+                    b.parse::<u64>().ok()?.min(len.checked_sub(1)?),
+                )),
+            }
+        })
+        .filter(|(a, b)| a <= b && *a < len);
+    let (start, end, status) = match range {
+        Some((a, b)) => (a, b + 1, StatusCode::PARTIAL_CONTENT),
+        None => (0, len, StatusCode::OK),
+    };
+    let counted = CountedPattern {
+        inner: PatternBody {
+            pos: start,
+            len: end,
+        },
+        stats: stats.clone(),
+    };
+    let mut r = Response::new(counted.boxed_unsync());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"big-{len}-v{version}\"")).expect("etag"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)).expect("range"),
+        );
+    }
+    r
+}
+
+/// A pattern body that counts what it sends.
+struct CountedPattern {
+    inner: PatternBody,
+    stats: Arc<Stats>,
+}
+
+impl Body for CountedPattern {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &polled
+            && let Some(d) = f.data_ref()
+        {
+            self.stats
+                .big_bytes
+                .fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -175,6 +175,20 @@ impl Storage for Store {
         )
     }
 
+    fn fill_part(&self, primary: &str, part: &str, mut meta: StoredMeta, ticket: Ticket) -> Fill {
+        meta.generation = keys::next_generation(now_ms() << 16 | 1);
+        meta.vary = Vec::new();
+        let variant = variant_key(part, &[]);
+        self.fill_variant(
+            Some(part.to_string()),
+            primary,
+            variant,
+            meta,
+            Vec::new(),
+            ticket,
+        )
+    }
+
     /// Replaces the stored metadata of a variant (after a 304 to the revalidation that took
     /// `ticket` freshened it). A purge since that revalidation started wins: nothing is
     /// written back.
@@ -221,7 +235,8 @@ impl Storage for Store {
         match (&purge.scope, purge.mode) {
             (PurgeScope::Key(primary), PurgeMode::Hard) => {
                 let fence = self.inner.fences.raise(primary);
-                let objects = self.remove_key(primary).await;
+                let mut objects = self.remove_key(primary).await;
+                objects += self.remove_slices(primary).await;
                 PurgeReport { objects, fence }
             }
         }

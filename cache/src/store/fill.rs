@@ -190,6 +190,15 @@ impl Fill {
         }
         let (variant, meta, ticket, fence_key) =
             (self.variant, self.meta, self.ticket, self.fence_key);
+        if store.inner.cfg.disk.is_none() {
+            // Nothing to write: only the encodings of a replaced body are left to drop.
+            if let Some((_, _, true)) = record {
+                store
+                    .remove_encodings(&variant, Some(meta.generation))
+                    .await;
+            }
+            return Ok(());
+        }
         let background = store.clone();
         store.background(async move {
             let store = background;

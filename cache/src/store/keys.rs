@@ -68,6 +68,20 @@ pub fn encoded_key(identity_variant: &str, coding: Coding) -> String {
     format!("{identity_variant}\ncontent-coding={coding}")
 }
 
+/// Where the slice index of a large object cached in slices is stored.
+pub fn slice_index_key(primary: &str) -> String {
+    format!("{primary}\nslices")
+}
+
+/// Where slice `n` of a large object is stored.
+pub fn slice_key(primary: &str, n: u64) -> String {
+    format!("{primary}\nslice={n}")
+}
+
+/// Internal header fields of a slice index: the object's total size and the slice size.
+pub const SLICE_TOTAL: &str = "x-edge-slice-total";
+pub const SLICE_SIZE: &str = "x-edge-slice-size";
+
 pub(crate) fn record_key(primary: &str) -> String {
     format!("v:{primary}")
 }

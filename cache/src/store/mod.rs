@@ -11,7 +11,7 @@
 //! `codec` (the on-disk metadata format), `fence` (purges that fills cannot undo), `keys`.
 
 mod api;
-mod codec;
+pub(crate) mod codec;
 mod disk;
 mod fence;
 mod fill;
@@ -29,7 +29,7 @@ use crate::rules::StoredMeta;
 
 pub use fence::Ticket;
 pub use fill::Fill;
-pub use keys::{encoded_key, variant_key};
+pub use keys::{SLICE_SIZE, SLICE_TOTAL, encoded_key, slice_index_key, slice_key, variant_key};
 
 /// A streaming reader of a disk object; call `check()` after reading it all.
 pub use cacache::Reader as DiskReader;
@@ -392,6 +392,30 @@ impl Store {
             self.inner.budget.forget(&keys::record_key(primary));
         }
         rec.variants.len()
+    }
+
+    /// Removes a large object's slices and their index; the number of objects removed.
+    async fn remove_slices(&self, primary: &str) -> usize {
+        let index = slice_index_key(primary);
+        let Some(found) = self.find(variant_key(&index, &[])).await else {
+            return 0;
+        };
+        let num = |name: &str| {
+            found
+                .meta()
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let (Some(total), Some(size)) = (num(SLICE_TOTAL), num(SLICE_SIZE)) else {
+            return self.remove_key(&index).await;
+        };
+        let mut removed = self.remove_key(&index).await;
+        for n in 0..total.div_ceil(size.max(1)) {
+            removed += self.remove_key(&slice_key(primary, n)).await;
+        }
+        removed
     }
 
     async fn remove_variant(&self, variant: &str) {

@@ -160,6 +160,9 @@ impl Compiler<'_> {
                 "cache.max_object_memory_bytes must not exceed cache.memory_bytes",
             );
         }
+        if !(4096..=64 << 20).contains(&file.cache.slice_bytes) {
+            self.error(0..0, "cache.slice_bytes must be between 4KiB and 64MiB");
+        }
         let disk_dir = file
             .cache
             .disk_dir
@@ -230,6 +233,8 @@ impl Compiler<'_> {
                 disk_bytes: file.cache.disk_bytes,
                 hit_for_pass: file.cache.hit_for_pass,
                 collapse_timeout: file.cache.collapse_timeout,
+                slice_bytes: file.cache.slice_bytes,
+                slice_above_bytes: file.cache.slice_above_bytes,
             },
             default_cert,
             sites,

@@ -282,3 +282,135 @@ impl Body for TeeBody {
         hint
     }
 }
+
+/// The client's ranges cut out of a whole representation as it streams by: one range as it is,
+/// several as a multipart/byteranges body (preambles and closing from the planner). Bytes
+/// before, between and after the ranges are skipped; once the last range is out the rest of
+/// the representation is not waited for.
+pub(super) struct RangesOf {
+    inner: ProxyBody,
+    /// Offset of the next byte the inner body yields.
+    pos: u64,
+    /// (preamble, first byte, last byte), in order.
+    parts: std::collections::VecDeque<(Option<Bytes>, u64, u64)>,
+    closing: Option<Bytes>,
+}
+
+impl RangesOf {
+    pub(super) fn single(inner: ProxyBody, start: u64, len: u64) -> Self {
+        RangesOf {
+            inner,
+            pos: 0,
+            parts: [(None, start, start + len.max(1) - 1)].into(),
+            closing: None,
+        }
+    }
+
+    pub(super) fn multipart(
+        inner: ProxyBody,
+        parts: Vec<cache::plan::MultipartPart>,
+        closing: String,
+    ) -> Self {
+        RangesOf {
+            inner,
+            pos: 0,
+            parts: parts
+                .into_iter()
+                .map(|p| (Some(Bytes::from(p.preamble)), p.start, p.end))
+                .collect(),
+            closing: Some(Bytes::from(closing)),
+        }
+    }
+}
+
+impl Body for RangesOf {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some((preamble, start, end)) = this.parts.front_mut() else {
+                return Poll::Ready(this.closing.take().map(|c| Ok(Frame::data(c))));
+            };
+            if let Some(p) = preamble.take() {
+                return Poll::Ready(Some(Ok(Frame::data(p))));
+            }
+            let (start, end) = (*start, *end);
+            let data = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    return Poll::Ready(Some(Err(
+                        "the representation ended before the requested range".into(),
+                    )));
+                }
+            };
+            let chunk_start = this.pos;
+            this.pos += data.len() as u64;
+            // The part of this chunk inside [start, end], if any.
+            let from = start.max(chunk_start);
+            let to = (end + 1).min(this.pos);
+            if from >= to {
+                if chunk_start > end {
+                    this.parts.pop_front();
+                }
+                continue;
+            }
+            let piece = data.slice(
+                usize::try_from(from - chunk_start).unwrap_or(0)
+                    ..usize::try_from(to - chunk_start).unwrap_or(data.len()),
+            );
+            if to > end {
+                this.parts.pop_front();
+                // The chunk may hold the next part's bytes too: keep what follows.
+                let rest = data.slice(usize::try_from(to - chunk_start).unwrap_or(data.len())..);
+                if !rest.is_empty() {
+                    this.pos = to;
+                    this.inner = Prefixed::boxed(
+                        rest,
+                        std::mem::replace(&mut this.inner, crate::body::empty()),
+                    );
+                }
+            }
+            return Poll::Ready(Some(Ok(Frame::data(piece))));
+        }
+    }
+}
+
+/// A body with some bytes put back in front of it.
+struct Prefixed {
+    first: Option<Bytes>,
+    rest: ProxyBody,
+}
+
+impl Prefixed {
+    fn boxed(first: Bytes, rest: ProxyBody) -> ProxyBody {
+        Prefixed {
+            first: Some(first),
+            rest,
+        }
+        .boxed_unsync()
+    }
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(f) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(f))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}

@@ -44,10 +44,25 @@ pub(super) async fn on_miss(
     };
     let marked = cache.hit_for_pass.is_marked(&ctx.key).await;
     match plan::miss(&ctx.method, &ctx.head.headers, marked) {
-        MissPlan::OnlyIfCached => return Err(Error::OnlyIfCached),
-        MissPlan::Pass(detail) => return Ok((fetch::pass(ctx, body).await?, pass_with(detail))),
-        MissPlan::Fetch => {}
+        MissPlan::OnlyIfCached => Err(Error::OnlyIfCached),
+        MissPlan::Pass(detail) => Ok((fetch::pass(ctx, body).await?, pass_with(detail))),
+        MissPlan::Range => super::ranges::on_range_miss(ctx, fwd, body).await,
+        MissPlan::Fetch => collapsed(ctx, fwd, variant, body).await,
     }
+}
+
+/// Fetches once for every request asking the same thing at once, and stores the answer.
+pub(super) async fn collapsed(
+    ctx: &RequestCtx,
+    fwd: Fwd,
+    variant: Option<String>,
+    body: ProxyBody,
+) -> Result<Served, Error> {
+    let cache = &ctx.shared.cache;
+    let pass_with = |detail| CacheStatus {
+        detail: Some(detail),
+        ..CacheStatus::fwd(fwd)
+    };
     let mut collapse_on = variant.unwrap_or_else(|| ctx.key.clone());
     // Two rounds at most: on the URL, then on this request's own variant.
     let mut outcome = Outcome::Failed;

@@ -12,6 +12,7 @@ mod bodies;
 mod fetch;
 mod hit;
 mod miss;
+mod ranges;
 mod serve;
 
 use cache::Storage as _;

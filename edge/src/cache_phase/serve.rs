@@ -59,6 +59,15 @@ pub(super) async fn serve(
         (StoredAnswer::Body { start, len, .. }, None) => {
             stored_body(ctx, found, start, len).await?
         }
+        (StoredAnswer::Multipart { parts, closing }, _) => {
+            let mut bodies = Vec::with_capacity(parts.len() * 2 + 1);
+            for p in parts {
+                bodies.push(body::full(p.preamble));
+                bodies.push(stored_body(ctx, found, p.start, p.end - p.start + 1).await?);
+            }
+            bodies.push(body::full(closing));
+            body::concat(bodies)
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;

@@ -104,7 +104,13 @@ fn miss_plan_table() {
             Method::GET,
             &[("range", "bytes=0-1")],
             false,
-            MissPlan::Pass("range"),
+            MissPlan::Range,
+        ),
+        (
+            Method::GET,
+            &[("range", "bytes=0-1")],
+            true,
+            MissPlan::Pass("hit-for-pass"),
         ),
         (Method::GET, &[], true, MissPlan::Pass("hit-for-pass")),
         (
@@ -352,4 +358,63 @@ fn stored_head_table() {
         "HEAD: no range, no coding"
     );
     assert_eq!(head_req.coding, None);
+}
+
+#[test]
+fn multipart_byteranges_from_a_stored_object() {
+    let types = vec!["text/*".to_string()];
+    let prefer = [Coding::Gzip];
+    let p = policy(&types, &prefer);
+    let meta = stored(&[("content-type", "application/octet-stream")], 100);
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_001);
+    let none = AcceptEncoding::parse("");
+    let sh = stored_head(
+        &Method::GET,
+        &h(&[("range", "bytes=50-59, 0-9, 5-12, 90-")]),
+        &none,
+        &meta,
+        &p,
+        now,
+    );
+    assert_eq!(sh.status, StatusCode::PARTIAL_CONTENT);
+    let StoredAnswer::Multipart { parts, closing } = &sh.answer else {
+        panic!("{:?}", sh.answer)
+    };
+    let spans: Vec<(u64, u64)> = parts.iter().map(|p| (p.start, p.end)).collect();
+    assert_eq!(
+        spans,
+        [(0, 12), (50, 59), (90, 99)],
+        "sorted, overlaps merged"
+    );
+    let ct = sh.headers["content-type"].to_str().expect("ct");
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("multipart type");
+    assert!(parts[0].preamble.starts_with(&format!("--{boundary}\r\n")));
+    assert!(
+        parts[1]
+            .preamble
+            .starts_with(&format!("\r\n--{boundary}\r\n"))
+    );
+    assert!(parts[0].preamble.contains(
+        "Content-Type: application/octet-stream\r\nContent-Range: bytes 0-12/100\r\n\r\n"
+    ));
+    assert_eq!(closing, &format!("\r\n--{boundary}--\r\n"));
+    let length: u64 = parts
+        .iter()
+        .map(|p| p.preamble.len() as u64 + p.end - p.start + 1)
+        .sum::<u64>()
+        + closing.len() as u64;
+    assert_eq!(sh.headers["content-length"], length.to_string().as_str());
+    // More ranges than the limit: the whole body, as RFC 9110 allows.
+    let many: Vec<String> = (0..20).map(|i| format!("{}-{}", i * 4, i * 4)).collect();
+    let whole = stored_head(
+        &Method::GET,
+        &h(&[("range", &format!("bytes={}", many.join(",")))]),
+        &none,
+        &meta,
+        &p,
+        now,
+    );
+    assert_eq!(whole.status, StatusCode::OK);
 }
