@@ -5,6 +5,7 @@
 pub use cache_rules::{cache_control, encoding, framing, key, plan, rules, status};
 
 pub mod collapse;
+pub mod fuzzing;
 pub mod inflight;
 pub mod purge;
 pub mod storage;

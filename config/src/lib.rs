@@ -16,6 +16,7 @@
 mod compile;
 mod diagnostics;
 mod document;
+pub mod fuzzing;
 mod net;
 mod schema;
 mod snapshot;

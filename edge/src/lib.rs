@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod demo;
 pub mod error;
 pub mod filters;
+pub mod fuzzing;
 pub mod headers;
 pub mod hygiene;
 pub mod lifecycle;

@@ -7,6 +7,7 @@ pub mod cache_control;
 pub mod dates;
 pub mod encoding;
 pub mod framing;
+pub mod fuzzing;
 pub mod key;
 pub mod plan;
 pub mod rules;
