@@ -3,22 +3,38 @@
 
 use crate::store::Ticket;
 
-/// Which objects a purge covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which objects a purge covers. Hosts are normalised (lower case, no trailing dot, no port):
+/// a purge covers every listener port and both schemes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PurgeScope {
-    /// Everything one primary key (a URL after key normalisation) can produce: every `Vary`
-    /// variant and every stored encoding of each.
+    /// One primary key exactly (every `Vary` variant and stored encoding of it): what an
+    /// unsafe method invalidates.
     Key(String),
+    /// Everything a URL can produce: both schemes, any port, every `Vary` variant and encoding
+    /// and every extra key dimension (key headers, key cookies). `path_query` is the path and
+    /// query as the cache key holds them (normalised by the site's key rules).
+    Url { host: String, path_query: String },
+    /// Every URL of `host` whose path starts with `path_prefix`.
+    Prefix { host: String, path_prefix: String },
+    /// Every object the origin tagged with this surrogate key.
+    Tag(String),
+    /// Everything of one host.
+    Host(String),
+    /// Everything on the node.
+    All,
 }
 
 /// What happens to the objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PurgeMode {
     /// Gone: the next request fetches from the origin.
     Hard,
+    /// Stale: served as stale content may be (`stale-while-revalidate`, `stale-if-error`,
+    /// the origin being down) and revalidated; a 304 makes it fresh again.
+    Soft,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Purge {
     pub scope: PurgeScope,
     pub mode: PurgeMode,
@@ -31,14 +47,81 @@ impl Purge {
             mode: PurgeMode::Hard,
         }
     }
+
+    pub fn new(scope: PurgeScope, mode: PurgeMode) -> Purge {
+        Purge { scope, mode }
+    }
 }
 
 /// What a purge did. It is in effect once this exists: the fence rejects fills that started
-/// before it, whatever physical removal is still to come.
+/// before it, and lookups treat older objects as gone (hard) or stale (soft), whatever
+/// physical removal is still to come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeReport {
-    /// Objects (variants and encodings) removed.
+    /// Objects (variants, encodings, slices) found and removed or marked now; fences also
+    /// cover objects not counted here (on disk only, or found later).
     pub objects: usize,
     /// Fills and stored objects whose ticket is older than this are invalid for the scope.
     pub fence: Ticket,
+}
+
+/// The parts of a primary key a purge matches on: `scheme://host[:port]/path[?query][\n…]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyParts<'a> {
+    /// Lower case, without the port.
+    pub host: &'a str,
+    /// Path and query, as the key holds them.
+    pub path_query: &'a str,
+}
+
+impl<'a> KeyParts<'a> {
+    /// Splits a primary key; `None` for keys that are not URLs (internal keys).
+    pub fn of(primary: &'a str) -> Option<KeyParts<'a>> {
+        let rest = primary
+            .strip_prefix("https://")
+            .or_else(|| primary.strip_prefix("http://"))?;
+        let url = rest.split('\n').next().unwrap_or(rest);
+        let slash = url.find('/')?;
+        let authority = &url[..slash];
+        let host = if authority.starts_with('[') {
+            authority
+                .find(']')
+                .map_or(authority, |end| &authority[..=end])
+        } else {
+            authority.split(':').next().unwrap_or(authority)
+        };
+        Some(KeyParts {
+            host,
+            path_query: &url[slash..],
+        })
+    }
+
+    pub fn path(&self) -> &'a str {
+        self.path_query.split('?').next().unwrap_or(self.path_query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_parts() {
+        let cases = [
+            ("https://a.test/x?y=1", Some(("a.test", "/x?y=1", "/x"))),
+            ("http://a.test:8080/x", Some(("a.test", "/x", "/x"))),
+            (
+                "https://a.test:8443/x\nh:x-device=m",
+                Some(("a.test", "/x", "/x")),
+            ),
+            ("https://[::1]:8443/p?q", Some(("[::1]", "/p?q", "/p"))),
+            ("https://a.test/x\nslices", Some(("a.test", "/x", "/x"))),
+            ("v:internal", None),
+            ("https://nopath", None),
+        ];
+        for (key, want) in cases {
+            let got = KeyParts::of(key).map(|k| (k.host, k.path_query, k.path()));
+            assert_eq!(got, want, "{key:?}");
+        }
+    }
 }

@@ -67,6 +67,8 @@ pub trait Storage: Send + Sync {
         &self,
         found: &Found,
     ) -> impl Future<Output = Result<DiskReader, CacheError>> + Send;
+    /// (tags, tagged objects, tag references) in the tag index, for metrics.
+    fn tag_index_size(&self) -> (usize, usize, usize);
     /// Waits for background writes started so far (shutdown).
     fn flush(&self) -> impl Future<Output = ()> + Send;
 }

@@ -453,6 +453,11 @@ pub struct SiteCache {
     #[serde(deserialize_with = "opt_duration")]
     pub max_ttl: Option<Duration>,
     pub cdn_cache_control: bool,
+    /// Response headers whose values tag objects for purges (Surrogate-Key: space-separated;
+    /// Cache-Tag: comma-separated).
+    pub tag_headers: Vec<Spanned<String>>,
+    /// Remove the tag headers from responses to clients.
+    pub strip_tag_headers: bool,
     /// How stale an object may be served while the origin cannot be reached; "0s": never.
     #[serde(deserialize_with = "duration")]
     pub serve_stale_when_origin_down: Duration,
@@ -475,6 +480,11 @@ impl Default for SiteCache {
             max_ttl: None,
             cdn_cache_control: true,
             serve_stale_when_origin_down: Duration::from_secs(86_400),
+            tag_headers: ["surrogate-key", "cache-tag"]
+                .iter()
+                .map(|h| Spanned::new(0..0, h.to_string()))
+                .collect(),
+            strip_tag_headers: true,
             ignore_query: false,
             ignore_params: Vec::new(),
             sort_query: false,

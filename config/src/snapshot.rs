@@ -240,6 +240,9 @@ pub struct SiteCache {
     pub bypass_authorization: bool,
     /// Send the query parameters left out of the key to the origin anyway.
     pub forward_ignored_params: bool,
+    /// Response headers that tag objects (surrogate keys), lower case.
+    pub tag_headers: Vec<http::HeaderName>,
+    pub strip_tag_headers: bool,
 }
 
 impl SiteCache {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
 use crate::lifecycle::shutting_down;
-use crate::metrics::METRICS;
+use crate::metrics::{METRICS, PURGE_METRICS};
 use crate::pipeline::Shared;
 
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -48,6 +48,7 @@ async fn answer(shared: &Shared, method: &Method, path: &str) -> Response<ProxyB
         (&Method::GET, "/metrics") => {
             let store = &shared.cache.store;
             let mut text = METRICS.render(store.memory_bytes().await, store.disk_bytes());
+            PURGE_METRICS.render(&mut text, store.tag_index_size());
             render_pools(&shared.runtime().pools, &mut text);
             (
                 StatusCode::OK,

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cache::encoding::Coding;
 use cache::status::{CacheStatus, Fwd};
 
+pub mod purge;
+pub use purge::PURGE_METRICS;
+
 /// Why a body was encoded: per request at the fast level, or once for the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Made {

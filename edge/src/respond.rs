@@ -82,6 +82,15 @@ pub fn finish(ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
         v.set_sensitive(true);
         h.insert(&headers::X_REQUEST_ID, v);
     }
+    if !ctx.trusted
+        && let Some(site) = &ctx.site
+        && site.cache.strip_tag_headers
+    {
+        // Surrogate keys are for purging, not for visitors (they may name internal things).
+        for name in &site.cache.tag_headers {
+            h.remove(name);
+        }
+    }
     if let Some(age) = h.get_mut(header::AGE) {
         age.set_sensitive(true);
     }

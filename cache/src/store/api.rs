@@ -8,8 +8,8 @@ use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
-    CacheError, Fill, Found, Lookup, MemObject, Store, Ticket, codec, disk, encoded_key, keys,
-    now_ms, variant_key,
+    CacheError, Fenced, Fill, Found, Lookup, MemObject, Store, Ticket, codec, disk, encoded_key,
+    keys, now_ms, variant_key,
 };
 use crate::encoding::Coding;
 use crate::purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
@@ -46,11 +46,18 @@ impl Storage for Store {
         let vary = rules::vary_values(req_headers, &names);
         let variant = variant_key(primary, &vary);
         match self.find(variant.clone()).await {
-            Some(found) if self.inner.fences.is_fenced(primary, found.ticket()) => {
-                self.remove_variant(&variant).await;
-                Lookup::Miss
-            }
-            Some(found) => Lookup::Hit(found),
+            Some(found) => match self
+                .inner
+                .fences
+                .check(primary, found.ticket(), found.tags())
+            {
+                Fenced::No => Lookup::Hit(found),
+                Fenced::Soft => Lookup::Stale(found),
+                Fenced::Hard => {
+                    self.remove_variant(&variant).await;
+                    Lookup::Miss
+                }
+            },
             None if names.is_empty() => Lookup::Miss,
             None => Lookup::VaryMiss { variant },
         }
@@ -199,17 +206,23 @@ impl Storage for Store {
         mut meta: StoredMeta,
         ticket: Ticket,
     ) {
-        if self.inner.fences.is_fenced(primary, ticket) {
+        if self
+            .inner
+            .fences
+            .fill_refused(primary, ticket, found.tags())
+        {
             return;
         }
         meta.headers = keys::owned_headers(&meta.headers);
         let variant = found.variant(primary);
         self.inner.disk_meta.invalidate(&variant).await;
         if let Found::Memory(obj) = found {
+            // Revalidated now: as new as this request (older soft purges no longer apply).
             let updated = Arc::new(MemObject {
                 meta: meta.clone(),
                 body: obj.body.clone(),
-                ticket: obj.ticket,
+                ticket,
+                tags: obj.tags.clone(),
             });
             self.inner.mem.insert(variant.clone(), updated).await;
         }
@@ -219,12 +232,22 @@ impl Storage for Store {
             let opts = cacache::WriteOpts::new()
                 .integrity(existing.integrity)
                 .size(existing.size)
-                .metadata(codec::encode(&meta, found.ticket()));
+                .metadata(codec::encode(
+                    &meta,
+                    &codec::Extra {
+                        ticket,
+                        tags: found.tags().to_vec(),
+                    },
+                ));
             if let Err(e) = cacache::index::insert_async(&disk.dir, &variant, opts).await {
                 tracing::warn!(error = %e, "could not update stored headers on disk");
             }
         }
-        if self.inner.fences.is_fenced(primary, ticket) {
+        if self
+            .inner
+            .fences
+            .fill_refused(primary, ticket, found.tags())
+        {
             self.remove_variant(&variant).await;
         }
     }
@@ -232,14 +255,55 @@ impl Storage for Store {
     /// Takes objects out of the cache. In effect when this returns: the fence is raised before
     /// anything is removed, so a fill that started earlier publishes nothing, whenever it ends.
     async fn purge(&self, purge: &Purge) -> PurgeReport {
-        match (&purge.scope, purge.mode) {
-            (PurgeScope::Key(primary), PurgeMode::Hard) => {
-                let fence = self.inner.fences.raise(primary);
-                let mut objects = self.remove_key(primary).await;
-                objects += self.remove_slices(primary).await;
-                PurgeReport { objects, fence }
+        let fence = self.inner.fences.raise(&purge.scope, purge.mode);
+        let hard = purge.mode == PurgeMode::Hard;
+        let objects = match &purge.scope {
+            PurgeScope::Key(primary) => {
+                if hard {
+                    self.remove_key(primary).await + self.remove_slices(primary).await
+                } else {
+                    self.count_key(primary).await
+                }
             }
-        }
+            // The fence covers every port and extra key dimension; the plain keys of both
+            // schemes are also removed (or counted) now.
+            PurgeScope::Url { host, path_query } => {
+                let mut n = 0;
+                for scheme in ["https", "http"] {
+                    let primary = format!("{scheme}://{host}{path_query}");
+                    n += if hard {
+                        self.remove_key(&primary).await + self.remove_slices(&primary).await
+                    } else {
+                        self.count_key(&primary).await
+                    };
+                }
+                n
+            }
+            PurgeScope::Tag(tag) => {
+                let variants = self.inner.tags.variants(tag);
+                let n = variants.len();
+                if hard {
+                    // In effect already (the tag fence); the objects go in the background,
+                    // then the fence is dropped.
+                    let store = self.clone();
+                    let tag = tag.clone();
+                    self.background(async move {
+                        for v in variants {
+                            store.remove_variant(&v).await;
+                        }
+                        store.inner.fences.drop_tag(&tag, fence);
+                    });
+                }
+                n
+            }
+            // Fences only: objects under them are gone (or stale) at their next lookup.
+            PurgeScope::Prefix { .. } | PurgeScope::Host(_) | PurgeScope::All => 0,
+        };
+        PurgeReport { objects, fence }
+    }
+
+    fn tag_index_size(&self) -> (usize, usize, usize) {
+        self.inner.tags.size()
     }
 
     /// Waits until the background writes started so far are done (shutdown: fresh objects

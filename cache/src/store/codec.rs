@@ -8,11 +8,21 @@ use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use super::{CacheError, Ticket};
 use crate::rules::StoredMeta;
 
 /// Bumped whenever what is written changes meaning. 2: objects carry their fill ticket.
-pub(crate) const FORMAT: &str = "edge-cache-format 2";
+/// 3: and their surrogate keys (tags).
+pub(crate) const FORMAT: &str = "edge-cache-format 3";
+
+/// What the store keeps beside the rules' metadata: the fill's ticket and the object's tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    pub ticket: Ticket,
+    pub tags: Vec<Arc<str>>,
+}
 const MARKER: &str = "edge-format";
 
 #[derive(Serialize, Deserialize)]
@@ -25,6 +35,8 @@ struct MetaJson {
     body_len: u64,
     generation: u64,
     ticket: u64,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -32,7 +44,7 @@ fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(crate) fn encode(m: &StoredMeta, ticket: Ticket) -> serde_json::Value {
+pub(crate) fn encode(m: &StoredMeta, extra: &Extra) -> serde_json::Value {
     let json = MetaJson {
         status: m.status.as_u16(),
         // Stored header values are visible ASCII in practice; others are not kept.
@@ -50,12 +62,13 @@ pub(crate) fn encode(m: &StoredMeta, ticket: Ticket) -> serde_json::Value {
             .collect(),
         body_len: m.body_len,
         generation: m.generation,
-        ticket: ticket.0,
+        ticket: extra.ticket.0,
+        tags: extra.tags.iter().map(|t| t.to_string()).collect(),
     };
     serde_json::to_value(json).unwrap_or_default()
 }
 
-pub(crate) fn decode(key: &str, v: serde_json::Value) -> Result<(StoredMeta, Ticket), CacheError> {
+pub(crate) fn decode(key: &str, v: serde_json::Value) -> Result<(StoredMeta, Extra), CacheError> {
     let corrupt = |reason: String| CacheError::Corrupt {
         key: key.to_string(),
         reason,
@@ -83,7 +96,11 @@ pub(crate) fn decode(key: &str, v: serde_json::Value) -> Result<(StoredMeta, Tic
         body_len: j.body_len,
         generation: j.generation,
     };
-    Ok((meta, Ticket(j.ticket)))
+    let extra = Extra {
+        ticket: Ticket(j.ticket),
+        tags: j.tags.into_iter().map(Arc::from).collect(),
+    };
+    Ok((meta, extra))
 }
 
 /// Makes `dir` hold this format: a directory written by another one (or by a version that
@@ -142,11 +159,15 @@ mod tests {
             body_len: 5,
             generation: 7,
         };
-        let (back, ticket) = decode("k", encode(&meta, Ticket(42))).expect("decode");
+        let extra = Extra {
+            ticket: Ticket(42),
+            tags: vec![Arc::from("product-7"), Arc::from("home")],
+        };
+        let (back, back_extra) = decode("k", encode(&meta, &extra)).expect("decode");
         assert_eq!(back, meta);
-        assert_eq!(ticket, Ticket(42));
+        assert_eq!(back_extra, extra);
         // Format 1 had no ticket: never read as ticket 0 (which no fence could reject).
-        let mut old = encode(&meta, Ticket(1));
+        let mut old = encode(&meta, &extra);
         old.as_object_mut().expect("object").remove("ticket");
         assert!(decode("k", old).is_err());
     }

@@ -10,7 +10,8 @@ use http::header::HeaderName;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::{CacheError, MemObject, Store, Ticket, codec};
+use super::codec::Extra;
+use super::{CacheError, MemObject, Store, Tags, Ticket, codec};
 use crate::rules::StoredMeta;
 
 /// An object being stored while it streams to the client.
@@ -24,6 +25,7 @@ pub struct Fill {
     pub(super) meta: StoredMeta,
     pub(super) vary_names: Vec<HeaderName>,
     pub(super) ticket: Ticket,
+    pub(super) tags: Tags,
     pub(super) buf: BytesMut,
     pub(super) spill: Option<Spill>,
     pub(super) received: u64,
@@ -36,9 +38,21 @@ pub(super) struct Spill {
 }
 
 impl Fill {
+    fn extra(&self) -> Extra {
+        Extra {
+            ticket: self.ticket,
+            tags: self.tags.to_vec(),
+        }
+    }
+
     /// The key this fill stores under.
     pub fn variant(&self) -> &str {
         &self.variant
+    }
+
+    /// Tags the object with surrogate keys (for tag purges).
+    pub fn set_tags(&mut self, tags: Vec<Arc<str>>) {
+        self.tags = Tags::from(tags);
     }
 
     /// The generation of the body being stored (see [`StoredMeta::generation`]).
@@ -111,7 +125,7 @@ impl Fill {
         self.store
             .inner
             .fences
-            .is_fenced(&self.fence_key, self.ticket)
+            .fill_refused(&self.fence_key, self.ticket, &self.tags)
     }
 
     /// The body ended cleanly: verify its length and make the object visible, unless a purge
@@ -149,7 +163,7 @@ impl Fill {
                 let opts = cacache::WriteOpts::new()
                     .integrity(sri)
                     .size(usize::try_from(size).unwrap_or(usize::MAX))
-                    .metadata(codec::encode(&self.meta, self.ticket));
+                    .metadata(codec::encode(&self.meta, &self.extra()));
                 cacache::index::insert_async(&disk.dir, &self.variant, opts)
                     .await
                     .map_err(|source| CacheError::Disk {
@@ -168,6 +182,7 @@ impl Fill {
                     meta: self.meta.clone(),
                     body: body.clone(),
                     ticket: self.ticket,
+                    tags: self.tags.clone(),
                 });
                 store.inner.mem.insert(self.variant.clone(), obj).await;
                 disk_copy = Some(body);
@@ -182,14 +197,21 @@ impl Fill {
                 .await;
             record = Some((primary.clone(), rec, replaced));
         }
+        store.inner.tags.insert(&self.variant, &self.tags);
         // A purge that raced with the publication (its fence after our check, its removal
         // before our insert) is honoured here: published, then taken back.
         if self.fenced() {
             store.remove_variant(&self.variant).await;
             return Err(CacheError::Fenced);
         }
-        let (variant, meta, ticket, fence_key) =
-            (self.variant, self.meta, self.ticket, self.fence_key);
+        let extra = self.extra();
+        let (variant, meta, ticket, fence_key, tags) = (
+            self.variant,
+            self.meta,
+            self.ticket,
+            self.fence_key,
+            self.tags,
+        );
         if store.inner.cfg.disk.is_none() {
             // Nothing to write: only the encodings of a replaced body are left to drop.
             if let Some((_, _, true)) = record {
@@ -202,12 +224,12 @@ impl Fill {
         let background = store.clone();
         store.background(async move {
             let store = background;
-            let fenced = || store.inner.fences.is_fenced(&fence_key, ticket);
+            let fenced = || store.inner.fences.fill_refused(&fence_key, ticket, &tags);
             if let (Some(body), Some(disk)) = (disk_copy, store.inner.cfg.disk.clone())
                 && !fenced()
             {
                 let opts = cacache::WriteOpts::new()
-                    .metadata(codec::encode(&meta, ticket))
+                    .metadata(codec::encode(&meta, &extra))
                     .size(body.len());
                 match opts.open(&disk.dir, &variant).await {
                     Ok(mut w) => {

@@ -16,6 +16,7 @@ mod disk;
 mod fence;
 mod fill;
 mod keys;
+mod tags;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::Coding;
 use crate::rules::StoredMeta;
 
-pub use fence::Ticket;
+pub use fence::{Fenced, Ticket};
 pub use fill::Fill;
 pub use keys::{SLICE_SIZE, SLICE_TOTAL, encoded_key, slice_index_key, slice_key, variant_key};
+pub use tags::{MAX_TAG_BYTES, MAX_TAG_HEADER_BYTES, MAX_TAGS, parse_tags};
 
 /// A streaming reader of a disk object; call `check()` after reading it all.
 pub use cacache::Reader as DiskReader;
@@ -80,9 +82,14 @@ pub struct StoreConfig {
 pub struct MemObject {
     pub meta: StoredMeta,
     pub body: Bytes,
-    /// The ticket of the origin request that produced it (see [`Ticket`]).
+    /// The ticket of the origin request that produced (or last revalidated) it.
     pub ticket: Ticket,
+    /// Its surrogate keys, for tag purges.
+    pub tags: Tags,
 }
+
+/// An object's surrogate keys.
+pub type Tags = Arc<[Arc<str>]>;
 
 /// Where a found object's body is.
 #[derive(Debug, Clone)]
@@ -94,6 +101,7 @@ pub enum Found {
         /// Content address: opening by hash skips a second index read.
         integrity: cacache::Integrity,
         ticket: Ticket,
+        tags: Tags,
     },
 }
 
@@ -125,6 +133,13 @@ impl Found {
         }
     }
 
+    pub fn tags(&self) -> &[Arc<str>] {
+        match self {
+            Found::Memory(o) => &o.tags,
+            Found::Disk { tags, .. } => tags,
+        }
+    }
+
     pub fn variant(&self, primary: &str) -> String {
         match self {
             Found::Memory(o) => variant_key(primary, &o.meta.vary),
@@ -132,24 +147,27 @@ impl Found {
         }
     }
 
-    /// The same object with new metadata (after a 304 freshened it).
-    pub fn with_meta(&self, meta: StoredMeta) -> Found {
+    /// The same object with new metadata, revalidated by the request that took `ticket`
+    /// (after a 304: it is as new as that request, so older soft purges no longer cover it).
+    pub fn with_meta(&self, meta: StoredMeta, ticket: Ticket) -> Found {
         match self {
             Found::Memory(obj) => Found::Memory(Arc::new(MemObject {
                 meta,
                 body: obj.body.clone(),
-                ticket: obj.ticket,
+                ticket,
+                tags: obj.tags.clone(),
             })),
             Found::Disk {
                 variant,
                 integrity,
-                ticket,
+                tags,
                 ..
             } => Found::Disk {
                 meta: Box::new(meta),
                 variant: variant.clone(),
                 integrity: integrity.clone(),
-                ticket: *ticket,
+                ticket,
+                tags: tags.clone(),
             },
         }
     }
@@ -165,6 +183,8 @@ pub enum Lookup {
         variant: String,
     },
     Hit(Found),
+    /// Stored, but a soft purge made it stale: serve it as stale content may be, revalidate.
+    Stale(Found),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -179,6 +199,7 @@ struct DiskEntry {
     meta: StoredMeta,
     integrity: cacache::Integrity,
     ticket: Ticket,
+    tags: Tags,
 }
 
 struct Inner {
@@ -189,6 +210,7 @@ struct Inner {
     budget: disk::Budget,
     fences: fence::Fences,
     writes: disk::Writes,
+    tags: Arc<tags::TagIndex>,
 }
 
 /// The tiered store. Cheap to clone.
@@ -208,10 +230,20 @@ impl Store {
     pub async fn open(cfg: StoreConfig) -> Result<Store, CacheError> {
         // `memory_bytes` covers everything the store keeps in memory: objects get three
         // quarters, the Vary records and decoded disk metadata an eighth each.
-        let mem = moka::future::Cache::builder()
+        let tag_index = Arc::new(tags::TagIndex::default());
+        let mut mem = moka::future::Cache::builder()
             .max_capacity(cfg.memory_bytes / 4 * 3)
-            .weigher(|k: &String, v: &Arc<MemObject>| keys::weight(k.len(), &v.meta, v.body.len()))
-            .build();
+            .weigher(|k: &String, v: &Arc<MemObject>| keys::weight(k.len(), &v.meta, v.body.len()));
+        if cfg.disk.is_none() {
+            // Memory is the last tier: an evicted object leaves the tag index.
+            let index = tag_index.clone();
+            mem = mem.eviction_listener(move |k: Arc<String>, v: Arc<MemObject>, cause| {
+                if cause.was_evicted() && !v.tags.is_empty() {
+                    index.remove(&k);
+                }
+            });
+        }
+        let mem = mem.build();
         let records = moka::future::Cache::builder()
             .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
             .weigher(|k: &String, v: &Arc<VaryRecord>| {
@@ -226,7 +258,7 @@ impl Store {
             .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
             .weigher(|k: &String, v: &Arc<DiskEntry>| keys::weight(k.len(), &v.meta, 0))
             .build();
-        let mut listed = Vec::new();
+        let mut listed = (Vec::new(), Vec::new());
         if let Some(disk) = &cfg.disk {
             let dir = disk.dir.clone();
             listed = tokio::task::spawn_blocking(move || {
@@ -234,17 +266,28 @@ impl Store {
                     dir: dir.clone(),
                     source: cacache::Error::IoError(e, "checking the cache format".into()),
                 })?;
-                Ok::<_, CacheError>(
-                    cacache::index::ls(&dir)
-                        .filter_map(Result::ok)
-                        .map(|m| (m.key, m.size as u64, m.time as u64))
-                        .collect::<Vec<_>>(),
-                )
+                // The sizes for the budget, and the tags of tagged objects for the index.
+                let mut listed = Vec::new();
+                let mut tagged = Vec::new();
+                for m in cacache::index::ls(&dir).filter_map(Result::ok) {
+                    if m.key.starts_with("o:")
+                        && let Ok((_, extra)) = codec::decode(&m.key, m.metadata.clone())
+                        && !extra.tags.is_empty()
+                    {
+                        tagged.push((m.key.clone(), extra.tags));
+                    }
+                    listed.push((m.key, m.size as u64, m.time as u64));
+                }
+                Ok::<_, CacheError>((listed, tagged))
             })
             .await
             .map_err(|_| CacheError::WriterGone)??;
         }
         let seed = now_ms() << 16 | 1;
+        let (listed, tagged) = listed;
+        for (variant, t) in tagged {
+            tag_index.insert(&variant, &Tags::from(t));
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 cfg,
@@ -254,6 +297,7 @@ impl Store {
                 budget: disk::Budget::from_listing(listed),
                 fences: fence::Fences::new(seed),
                 writes: disk::Writes::default(),
+                tags: tag_index,
             }),
         })
     }
@@ -293,11 +337,12 @@ impl Store {
                 variant,
                 integrity: entry.integrity.clone(),
                 ticket: entry.ticket,
+                tags: entry.tags.clone(),
             });
         }
         let meta = cacache::metadata(&disk.dir, &variant).await.ok()??;
         let integrity = meta.integrity.clone();
-        let (stored, ticket) = match codec::decode(&variant, meta.metadata) {
+        let (stored, extra) = match codec::decode(&variant, meta.metadata) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "dropping unreadable cache entry");
@@ -313,7 +358,8 @@ impl Store {
                     let obj = Arc::new(MemObject {
                         meta: stored,
                         body: Bytes::from(body),
-                        ticket,
+                        ticket: extra.ticket,
+                        tags: Tags::from(extra.tags),
                     });
                     self.inner.mem.insert(variant, obj.clone()).await;
                     return Some(Found::Memory(obj));
@@ -325,17 +371,20 @@ impl Store {
                 }
             }
         }
+        let tags = Tags::from(extra.tags);
         let entry = Arc::new(DiskEntry {
             meta: stored.clone(),
             integrity: integrity.clone(),
-            ticket,
+            ticket: extra.ticket,
+            tags: tags.clone(),
         });
         self.inner.disk_meta.insert(variant.clone(), entry).await;
         Some(Found::Disk {
             meta: Box::new(stored),
             variant,
             integrity,
-            ticket,
+            ticket: extra.ticket,
+            tags,
         })
     }
 
@@ -362,6 +411,7 @@ impl Store {
             store: self.clone(),
             primary,
             fence_key: fence_key.to_string(),
+            tags: Tags::from(Vec::new()),
             variant,
             meta,
             vary_names,
@@ -394,6 +444,11 @@ impl Store {
         rec.variants.len()
     }
 
+    /// How many variants a primary key has stored (a soft purge marks them, removes nothing).
+    async fn count_key(&self, primary: &str) -> usize {
+        self.record(primary).await.map_or(0, |r| r.variants.len())
+    }
+
     /// Removes a large object's slices and their index; the number of objects removed.
     async fn remove_slices(&self, primary: &str) -> usize {
         let index = slice_index_key(primary);
@@ -419,6 +474,7 @@ impl Store {
     }
 
     async fn remove_variant(&self, variant: &str) {
+        self.inner.tags.remove(variant);
         self.inner.mem.invalidate(variant).await;
         self.inner.disk_meta.invalidate(variant).await;
         if let Some(disk) = &self.inner.cfg.disk {
@@ -547,6 +603,7 @@ impl Store {
             return;
         };
         for v in victims {
+            self.inner.tags.remove(&v);
             self.inner.mem.invalidate(&*v).await;
             self.inner.disk_meta.invalidate(&*v).await;
             let _ = cacache::RemoveOpts::new()

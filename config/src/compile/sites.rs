@@ -313,6 +313,8 @@ impl Compiler<'_> {
             bypass_cookies: c.bypass_cookies.clone(),
             bypass_authorization: c.bypass_authorization,
             forward_ignored_params: c.forward_ignored_params,
+            tag_headers: self.header_names(&c.tag_headers),
+            strip_tag_headers: c.strip_tag_headers,
         }
     }
 }

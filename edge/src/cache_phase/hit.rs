@@ -21,13 +21,26 @@ use crate::body::ProxyBody;
 use crate::ctx::RequestCtx;
 use crate::error::Error;
 
+/// `soft_purged`: a soft purge covers the object: it is stale whatever its lifetime says, and
+/// served only as stale content may be (stale-while-revalidate, stale-if-error, origin down).
 pub(super) async fn on_hit(
     ctx: &RequestCtx,
     found: Found,
+    soft_purged: bool,
     body: ProxyBody,
 ) -> Result<Served, Error> {
     let now = clock::wall();
-    let verdict = rules::evaluate(&ctx.head.headers, found.meta(), &ctx.policy, now);
+    let purged_policy;
+    let policy = if soft_purged {
+        purged_policy = cache::rules::Policy {
+            forced_ttl: Some(std::time::Duration::ZERO),
+            ..ctx.policy.clone()
+        };
+        &purged_policy
+    } else {
+        &ctx.policy
+    };
+    let verdict = rules::evaluate(&ctx.head.headers, found.meta(), policy, now);
     let ttl = verdict.ttl_secs();
     match verdict.action {
         Action::Fresh | Action::StaleOk => match serve(ctx, &found, now).await {
@@ -146,7 +159,7 @@ async fn freshen(
         .store
         .update_meta(&ctx.key, found, meta.clone(), ticket)
         .await;
-    found.with_meta(meta)
+    found.with_meta(meta, ticket)
 }
 
 /// One background refresh per stored object: the client already has the stale copy.

@@ -154,6 +154,11 @@ pub(super) async fn store_response(
     let idle = ctx.rt.snapshot.timeouts.origin_body_idle;
     let status = resp.status();
     let (mut parts, incoming) = resp.into_parts();
+    let tags = ctx
+        .site
+        .as_ref()
+        .map(|s| super::response_tags(s, &parts.headers))
+        .unwrap_or_default();
     let broken_framing = headers::broken_framing(&parts.headers);
     headers::drop_length_beside_transfer_encoding(&mut parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -187,7 +192,8 @@ pub(super) async fn store_response(
                 generation: 0,
             };
             let vary_names = names.clone();
-            let fill = cache.store.fill(&ctx.key, meta, names, ticket);
+            let mut fill = cache.store.fill(&ctx.key, meta, names, ticket);
+            fill.set_tags(tags);
             cache.hit_for_pass.forget(&ctx.key).await;
             cache_status.stored = true;
             let declared = cache::framing::declared_length(&parts.headers);

@@ -72,6 +72,33 @@ impl CacheRuntime {
     }
 }
 
+/// The surrogate keys a response tags itself with (the site's tag headers). The headers stay
+/// in the stored copy: `respond::finish` strips them from visitors' responses, while a trusted
+/// peer (an edge asking this node as its shield) gets them, so its copy purges by tag too.
+pub(crate) fn response_tags(
+    site: &config::Site,
+    headers: &http::HeaderMap,
+) -> Vec<std::sync::Arc<str>> {
+    let names = &site.cache.tag_headers;
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let values = names.iter().flat_map(|n| {
+        // Cache-Tag (Cloudflare) lists with commas; Surrogate-Key (Fastly) with spaces.
+        let sep = if n.as_str() == "cache-tag" {
+            b','
+        } else {
+            b' '
+        };
+        headers.get_all(n).iter().map(move |v| (v.as_bytes(), sep))
+    });
+    let (tags, dropped) = cache::store::parse_tags(values);
+    if dropped > 0 {
+        crate::metrics::PURGE_METRICS.tags_dropped(dropped as u64);
+    }
+    tags
+}
+
 /// The site's compression settings as the representation rules take them.
 fn compress_policy(c: &config::Compression) -> CompressPolicy<'_> {
     CompressPolicy {
@@ -147,7 +174,8 @@ pub(crate) async fn handle(
         .lookup(&ctx.key, &ctx.head.headers)
         .await;
     let (resp, status) = match lookup {
-        Lookup::Hit(found) => hit::on_hit(ctx, found, body).await?,
+        Lookup::Hit(found) => hit::on_hit(ctx, found, false, body).await?,
+        Lookup::Stale(found) => hit::on_hit(ctx, found, true, body).await?,
         Lookup::Miss => miss::on_miss(ctx, Fwd::UriMiss, None, body).await?,
         Lookup::VaryMiss { variant } => {
             miss::on_miss(ctx, Fwd::VaryMiss, Some(variant), body).await?

@@ -290,6 +290,14 @@ async fn read_all(
     Ok(out.freeze())
 }
 
+/// Every slice carries the object's surrogate keys: a tag purge finds them all.
+fn slice_tags(ctx: &RequestCtx, headers: &HeaderMap) -> Vec<std::sync::Arc<str>> {
+    ctx.site
+        .as_ref()
+        .map(|s| super::response_tags(s, headers))
+        .unwrap_or_default()
+}
+
 /// Stores the slice index (the object's headers, size and slice size) and slice 0.
 async fn store_first_slice(
     ctx: &RequestCtx,
@@ -319,6 +327,7 @@ async fn store_first_slice(
         return Err(Error::BadRequest("not cacheable in slices"));
     }
     let data = read_all(incoming, ctx, size).await?;
+    let tags = slice_tags(ctx, &whole);
     let meta = |headers: HeaderMap, len: u64| StoredMeta {
         status: StatusCode::OK,
         headers,
@@ -332,15 +341,17 @@ async fn store_first_slice(
     index_headers.remove(header::CONTENT_LENGTH);
     index_headers.insert(SLICE_TOTAL, HeaderValue::from(total));
     index_headers.insert(SLICE_SIZE, HeaderValue::from(size));
-    let index = store.fill_part(
+    let mut index = store.fill_part(
         &ctx.key,
         &slice_index_key(&ctx.key),
         meta(index_headers, 0),
         ticket,
     );
+    index.set_tags(tags.clone());
     let mut first = whole;
     first.insert(header::CONTENT_LENGTH, HeaderValue::from(data.len() as u64));
     let mut slice = store.fill_part(&ctx.key, &slice_key(&ctx.key, 0), meta(first, 0), ticket);
+    slice.set_tags(tags);
     let stored = async {
         slice.push(data).await?;
         slice.finish().await?;
@@ -504,7 +515,9 @@ impl Slices {
             body_len: 0,
             generation: 0,
         };
+        let tags = slice_tags(ctx, &meta.headers);
         let mut fill = store.fill_part(&ctx.key, key, meta, ticket);
+        fill.set_tags(tags);
         let stored = async {
             fill.push(data.clone()).await?;
             fill.finish().await
