@@ -19,14 +19,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        // Bytes, not `to_str`: one obs-text member must not hide the names beside it.
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .filter_map(|t| {
-            let t = t.trim();
-            if t.eq_ignore_ascii_case("upgrade") {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"upgrade") {
                 upgrade = true;
             }
-            HeaderName::from_bytes(t.as_bytes()).ok()
+            HeaderName::from_bytes(t).ok()
         })
         .collect();
     for name in named {

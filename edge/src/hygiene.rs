@@ -73,7 +73,8 @@ pub fn parse_host(raw: &str) -> Result<(Cow<'_, str>, Option<u16>), &'static str
         },
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.len() > 253 {
+    // One trailing dot is the root label; a second (`a..`) is an empty label, not a name.
+    if host.is_empty() || host.len() > 253 || host.ends_with('.') {
         return Err("invalid Host");
     }
     if !host.starts_with('[')
@@ -131,7 +132,9 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, &'static str> {
         return Ok(Cow::Borrowed(path));
     }
     let bytes = path.as_bytes();
-    let mut decoded = String::with_capacity(path.len());
+    // Bytes, not chars: the URI parser lets UTF-8 through, and a multi-byte character must
+    // come out as the same bytes.
+    let mut decoded: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
@@ -143,19 +146,20 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, &'static str> {
             };
             let v = h << 4 | l;
             if is_unreserved(v) {
-                decoded.push(char::from(v));
+                decoded.push(v);
             } else {
-                decoded.push('%');
-                decoded.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
-                decoded.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+                decoded.push(b'%');
+                decoded.push(b"0123456789ABCDEF"[usize::from(h)]);
+                decoded.push(b"0123456789ABCDEF"[usize::from(l)]);
             }
             i += 3;
         } else {
-            // The URI parser only lets ASCII through, so byte = char here.
-            decoded.push(char::from(bytes[i]));
+            decoded.push(bytes[i]);
             i += 1;
         }
     }
+    // Only ASCII was decoded, so the bytes are as valid UTF-8 as the input.
+    let decoded = String::from_utf8(decoded).map_err(|_| "invalid path")?;
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = decoded[1..].split('/').collect();
     let last = segments.len() - 1;

@@ -63,7 +63,9 @@ impl CacheControl {
             }
             joined.extend_from_slice(v.as_bytes());
         }
-        if joined.is_empty() && !headers.contains_key(name) {
+        // Absent, or present but empty: RFC 9213 §2.1 says ignore an empty field (an empty
+        // dictionary obeyed would override `Cache-Control: private, no-store`).
+        if joined.trim_ascii().is_empty() {
             return None;
         }
         let members = crate::sfv::parse_dictionary(&joined)?;

@@ -266,6 +266,18 @@ fn storability() {
             ],
             Ok(()),
         ),
+        (
+            "an empty CDN-Cache-Control is ignored, not obeyed (RFC 9213 §2.1)",
+            &get,
+            &[],
+            200,
+            &[
+                ("cache-control", "private, no-store"),
+                ("cdn-cache-control", ""),
+                ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ],
+            Err(NotStorable::NoStore),
+        ),
     ];
     for (name, method, req, status, resp, want) in cases {
         let got = storable(
