@@ -16,12 +16,27 @@ pub enum PurgeScope {
     Url { host: String, path_query: String },
     /// Every URL of `host` whose path starts with `path_prefix`.
     Prefix { host: String, path_prefix: String },
-    /// Every object the origin tagged with this surrogate key.
-    Tag(String),
+    /// Every object the origin tagged with this surrogate key: of one site (stored tags are
+    /// namespaced by site, see [`site_tag`]), or of every site (`site: None`, an admin's
+    /// purge).
+    Tag { site: Option<String>, tag: String },
     /// Everything of one host.
     Host(String),
+    /// Everything of every subdomain of this domain (what a site's `*.domain` host serves).
+    Domain(String),
     /// Everything on the node.
     All,
+}
+
+/// How the store holds a site's surrogate key: tenants' keys never meet, so one site's tag
+/// purge cannot touch another's objects. Tags are visible ASCII, so the space separates.
+pub fn site_tag(site: &str, tag: &str) -> String {
+    format!("{site} {tag}")
+}
+
+/// The tag of a stored (namespaced) tag, without its site.
+pub fn bare_tag(stored: &str) -> &str {
+    stored.rsplit_once(' ').map_or(stored, |(_, t)| t)
 }
 
 /// What happens to the objects.

@@ -54,7 +54,8 @@ impl Storage for Store {
                 Fenced::No => Lookup::Hit(found),
                 Fenced::Soft => Lookup::Stale(found),
                 Fenced::Hard => {
-                    self.remove_variant(&variant).await;
+                    // This body and older ones; one published since stays.
+                    self.remove_purged(&variant, found.ticket().next()).await;
                     Lookup::Miss
                 }
             },
@@ -216,6 +217,12 @@ impl Storage for Store {
         meta.headers = keys::owned_headers(&meta.headers);
         let variant = found.variant(primary);
         self.inner.disk_meta.invalidate(&variant).await;
+        if !found.tags().is_empty() {
+            // The index follows the body's new ticket: a purge raised before this revalidation
+            // began leaves it alone.
+            let tags: super::Tags = found.tags().iter().cloned().collect();
+            self.inner.tags.insert(&variant, &tags, ticket);
+        }
         if let Found::Memory(obj) = found {
             // Revalidated now: as new as this request (older soft purges no longer apply).
             let updated = Arc::new(MemObject {
@@ -260,7 +267,8 @@ impl Storage for Store {
         let objects = match &purge.scope {
             PurgeScope::Key(primary) => {
                 if hard {
-                    self.remove_key(primary).await + self.remove_slices(primary).await
+                    self.remove_key(primary, Some(fence)).await
+                        + self.remove_slices(primary, Some(fence)).await
                 } else {
                     self.count_key(primary).await
                 }
@@ -272,32 +280,39 @@ impl Storage for Store {
                 for scheme in ["https", "http"] {
                     let primary = format!("{scheme}://{host}{path_query}");
                     n += if hard {
-                        self.remove_key(&primary).await + self.remove_slices(&primary).await
+                        self.remove_key(&primary, Some(fence)).await
+                            + self.remove_slices(&primary, Some(fence)).await
                     } else {
                         self.count_key(&primary).await
                     };
                 }
                 n
             }
-            PurgeScope::Tag(tag) => {
-                let variants = self.inner.tags.variants(tag);
+            PurgeScope::Tag { site, tag } => {
+                let variants = match site {
+                    Some(site) => self.inner.tags.variants(&crate::purge::site_tag(site, tag)),
+                    None => self.inner.tags.variants_of_any_site(tag),
+                };
                 let n = variants.len();
                 if hard {
                     // In effect already (the tag fence); the objects go in the background,
                     // then the fence is dropped.
                     let store = self.clone();
-                    let tag = tag.clone();
+                    let (site, tag) = (site.clone(), tag.clone());
                     self.background(async move {
                         for v in variants {
-                            store.remove_variant(&v).await;
+                            store.remove_purged(&v, fence).await;
                         }
-                        store.inner.fences.drop_tag(&tag, fence);
+                        store.inner.fences.drop_tag(site.as_deref(), &tag, fence);
                     });
                 }
                 n
             }
             // Fences only: objects under them are gone (or stale) at their next lookup.
-            PurgeScope::Prefix { .. } | PurgeScope::Host(_) | PurgeScope::All => 0,
+            PurgeScope::Prefix { .. }
+            | PurgeScope::Host(_)
+            | PurgeScope::Domain(_)
+            | PurgeScope::All => 0,
         };
         PurgeReport { objects, fence }
     }

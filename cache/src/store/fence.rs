@@ -17,12 +17,19 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::purge::{KeyParts, PurgeMode, PurgeScope};
+use crate::purge::{KeyParts, PurgeMode, PurgeScope, bare_tag, site_tag};
 
 /// Orders origin requests and purges. Seeded from the wall clock, so tickets written to disk by
 /// an earlier process stay below the ones this process hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// The ticket right after this one: `remove_purged(v, t.next())` takes bodies up to `t`.
+    pub fn next(self) -> Ticket {
+        Ticket(self.0.saturating_add(1))
+    }
+}
 
 /// What the fences say about an object or a fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +118,10 @@ pub(crate) struct Fences {
     none: AtomicBool,
     /// No URL fence was ever raised: lookups skip building the URL's name.
     no_urls: AtomicBool,
+    /// No domain fence was ever raised: lookups skip walking the host's parent domains.
+    no_domains: AtomicBool,
+    /// No every-site tag fence was ever raised: lookups skip the bare-tag names.
+    no_any_site_tags: AtomicBool,
     /// Serialises purges (read-modify-write of a pair, the prefix table).
     write: Mutex<()>,
 }
@@ -169,6 +180,8 @@ impl Fences {
             floors,
             none: AtomicBool::new(true),
             no_urls: AtomicBool::new(true),
+            no_domains: AtomicBool::new(true),
+            no_any_site_tags: AtomicBool::new(true),
             write: Mutex::new(()),
         }
     }
@@ -198,7 +211,16 @@ impl Fences {
                 self.no_urls.store(false, Ordering::Release);
             }
             PurgeScope::Host(host) => Self::raise_in(&self.hosts, host.clone(), mode, f),
-            PurgeScope::Tag(tag) => Self::raise_in(&self.tags, tag.clone(), mode, f),
+            PurgeScope::Domain(domain) => {
+                Self::raise_in(&self.hosts, format!("*.{domain}"), mode, f);
+                self.no_domains.store(false, Ordering::Release);
+            }
+            PurgeScope::Tag { site, tag } => {
+                Self::raise_in(&self.tags, tag_fence_name(site.as_deref(), tag), mode, f);
+                if site.is_none() {
+                    self.no_any_site_tags.store(false, Ordering::Release);
+                }
+            }
             PurgeScope::Prefix { host, path_prefix } => {
                 let mut next = (**self.prefixes.load()).clone();
                 let list = next.by_host.entry(host.clone()).or_default();
@@ -247,6 +269,15 @@ impl Fences {
                 if let Some(p) = self.hosts.get(parts.host) {
                     verdict = verdict.max(p);
                 }
+                if !self.no_domains.load(Ordering::Acquire) {
+                    let mut rest = parts.host;
+                    while let Some(dot) = rest.find('.') {
+                        rest = &rest[dot + 1..];
+                        if let Some(p) = self.hosts.get(&format!("*.{rest}")) {
+                            verdict = verdict.max(p);
+                        }
+                    }
+                }
                 if !self.no_urls.load(Ordering::Acquire)
                     && let Some(p) = self
                         .urls
@@ -264,8 +295,12 @@ impl Fences {
                     }
                 }
             }
+            let any_site = !self.no_any_site_tags.load(Ordering::Acquire);
             for tag in tags {
                 if let Some(p) = self.tags.get(&**tag) {
+                    verdict = verdict.max(p);
+                }
+                if any_site && let Some(p) = self.tags.get(&tag_fence_name(None, bare_tag(tag))) {
                     verdict = verdict.max(p);
                 }
             }
@@ -280,7 +315,8 @@ impl Fences {
     }
 
     /// A tag fence no longer needed: its objects were removed (hard purges only).
-    pub(crate) fn drop_tag(&self, tag: &str, fence: Ticket) {
+    pub(crate) fn drop_tag(&self, site: Option<&str>, tag: &str, fence: Ticket) {
+        let tag = &tag_fence_name(site, tag);
         let _w = self.write.lock();
         let removable = self
             .tags
@@ -292,6 +328,12 @@ impl Fences {
             self.floors.fill.fetch_max(fence.0, Ordering::AcqRel);
         }
     }
+}
+
+/// The fence table's name for a tag purge: the stored (namespaced) tag for one site's, the
+/// bare tag behind a space (no site name is empty) for every site's.
+fn tag_fence_name(site: Option<&str>, tag: &str) -> String {
+    site_tag(site.unwrap_or(""), tag)
 }
 
 trait Tap {
@@ -317,7 +359,7 @@ mod tests {
     fn every_scope_covers_what_it_names_and_nothing_else() {
         let f = Fences::new(100);
         let before = f.ticket();
-        let tags: Vec<Arc<str>> = vec![Arc::from("product-7")];
+        let tags: Vec<Arc<str>> = vec![Arc::from(site_tag("shop", "product-7"))];
         let u = "https://a.test:8443/shop/item?id=1\nh:x-device=m";
         let other = "https://b.test/shop/item?id=1";
         assert_eq!(f.check(u, before, &tags), Fenced::No);
@@ -344,7 +386,25 @@ mod tests {
         );
         assert_eq!(f.check(other, before, &[]), Fenced::No);
 
-        f.raise(&PurgeScope::Tag("product-7".into()), PurgeMode::Hard);
+        f.raise(
+            &PurgeScope::Tag {
+                site: Some("other".into()),
+                tag: "product-7".into(),
+            },
+            PurgeMode::Hard,
+        );
+        assert_eq!(
+            f.check(u, before, &tags),
+            Fenced::Soft,
+            "another site's tag"
+        );
+        f.raise(
+            &PurgeScope::Tag {
+                site: Some("shop".into()),
+                tag: "product-7".into(),
+            },
+            PurgeMode::Hard,
+        );
         assert_eq!(f.check(u, before, &tags), Fenced::Hard, "hard wins");
         assert_eq!(f.check(other, before, &[]), Fenced::No);
 
@@ -360,6 +420,30 @@ mod tests {
 
         f.raise(&PurgeScope::Host("c.test".into()), PurgeMode::Soft);
         assert_eq!(f.check("https://c.test:443/x", before, &[]), Fenced::Soft);
+
+        f.raise(&PurgeScope::Domain("w.test".into()), PurgeMode::Hard);
+        assert_eq!(f.check("https://a.b.w.test/x", before, &[]), Fenced::Hard);
+        assert_eq!(
+            f.check("https://w.test/x", before, &[]),
+            Fenced::No,
+            "only subdomains"
+        );
+        assert_eq!(f.check("https://aw.test/x", before, &[]), Fenced::No);
+
+        let other_site: Vec<Arc<str>> = vec![Arc::from(site_tag("blog", "t9"))];
+        assert_eq!(f.check("https://e.test/x", before, &other_site), Fenced::No);
+        f.raise(
+            &PurgeScope::Tag {
+                site: None,
+                tag: "t9".into(),
+            },
+            PurgeMode::Hard,
+        );
+        assert_eq!(
+            f.check("https://e.test/x", before, &other_site),
+            Fenced::Hard,
+            "every site's"
+        );
 
         let after = f.ticket();
         for k in [u, other, "https://c.test/x"] {
@@ -402,9 +486,15 @@ mod tests {
     fn a_dropped_tag_fence_still_refuses_older_fills() {
         let f = Fences::new(1);
         let old = f.ticket();
-        let tags: Vec<Arc<str>> = vec![Arc::from("t")];
-        let fence = f.raise(&PurgeScope::Tag("t".into()), PurgeMode::Hard);
-        f.drop_tag("t", fence);
+        let tags: Vec<Arc<str>> = vec![Arc::from(site_tag("s", "t"))];
+        let fence = f.raise(
+            &PurgeScope::Tag {
+                site: Some("s".into()),
+                tag: "t".into(),
+            },
+            PurgeMode::Hard,
+        );
+        f.drop_tag(Some("s"), "t", fence);
         assert_eq!(f.check("https://a.test/x", old, &tags), Fenced::No);
         assert!(f.fill_refused("https://a.test/x", old, &tags));
         assert!(!f.fill_refused("https://a.test/x", f.ticket(), &tags));

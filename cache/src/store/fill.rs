@@ -164,12 +164,16 @@ impl Fill {
                     .integrity(sri)
                     .size(usize::try_from(size).unwrap_or(usize::MAX))
                     .metadata(codec::encode(&self.meta, &self.extra()));
+                let _order = store.disk_order(&self.variant).await;
                 cacache::index::insert_async(&disk.dir, &self.variant, opts)
                     .await
                     .map_err(|source| CacheError::Disk {
                         dir: disk.dir.clone(),
                         source,
                     })?;
+                // A smaller body this one replaces may still be in memory, where lookups look
+                // first; its disk copy, if still to be written, sees it is no longer current.
+                store.inner.mem.invalidate(&self.variant).await;
             }
             None => {
                 // A buffer grown by doubling may hold up to twice the body: keep only the body.
@@ -197,11 +201,14 @@ impl Fill {
                 .await;
             record = Some((primary.clone(), rec, replaced));
         }
-        store.inner.tags.insert(&self.variant, &self.tags);
+        store
+            .inner
+            .tags
+            .insert(&self.variant, &self.tags, self.ticket);
         // A purge that raced with the publication (its fence after our check, its removal
         // before our insert) is honoured here: published, then taken back.
         if self.fenced() {
-            store.remove_variant(&self.variant).await;
+            store.remove_purged(&self.variant, self.ticket.next()).await;
             return Err(CacheError::Fenced);
         }
         let extra = self.extra();
@@ -225,7 +232,20 @@ impl Fill {
         store.background(async move {
             let store = background;
             let fenced = || store.inner.fences.fill_refused(&fence_key, ticket, &tags);
+            let order = store.disk_order(&variant).await;
+            // Replaced since it was published: the newer body owns the disk entry. (Evicted
+            // from memory already: written unless the disk holds a newer body.)
+            let current = match store.inner.mem.get(&variant).await {
+                Some(o) => o.meta.generation == meta.generation,
+                None => store
+                    .disk_generation(&variant)
+                    .await
+                    .is_none_or(|g| g < meta.generation),
+            };
+            // A body too large for memory is on disk already (published by `finish`).
+            let mut written = disk_copy.is_none();
             if let (Some(body), Some(disk)) = (disk_copy, store.inner.cfg.disk.clone())
+                && current
                 && !fenced()
             {
                 let opts = cacache::WriteOpts::new()
@@ -233,9 +253,13 @@ impl Fill {
                     .size(body.len());
                 match opts.open(&disk.dir, &variant).await {
                     Ok(mut w) => {
-                        let ok = w.write_all(&body).await.is_ok();
-                        if ok && let Err(e) = w.commit().await {
-                            tracing::warn!(error = %e, "disk write failed; object stays in memory only");
+                        if w.write_all(&body).await.is_ok() {
+                            match w.commit().await {
+                                Ok(_) => written = true,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "disk write failed; object stays in memory only");
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -243,6 +267,7 @@ impl Fill {
                     }
                 }
             }
+            drop(order);
             if let Some((primary, rec, replaced)) = record {
                 store.write_record(&primary, &rec).await;
                 // The encoded variants of the body this one replaced are dead weight now. (A
@@ -251,10 +276,12 @@ impl Fill {
                     store.remove_encodings(&variant, Some(meta.generation)).await;
                 }
             }
-            store.account(&variant, size).await;
+            if written {
+                store.account(&variant, size).await;
+            }
             // Purged while the disk copy was being written: take that back too.
             if fenced() {
-                store.remove_variant(&variant).await;
+                store.remove_purged(&variant, ticket.next()).await;
             }
         });
         Ok(())

@@ -211,7 +211,12 @@ struct Inner {
     fences: fence::Fences,
     writes: disk::Writes,
     tags: Arc<tags::TagIndex>,
+    /// Orders the disk publications of one variant (striped by key hash): a replacement's disk
+    /// entry must land after, never before, the one it replaces.
+    disk_order: Vec<tokio::sync::Mutex<()>>,
 }
+
+const DISK_ORDER_STRIPES: usize = 64;
 
 /// The tiered store. Cheap to clone.
 #[derive(Clone)]
@@ -274,7 +279,7 @@ impl Store {
                         && let Ok((_, extra)) = codec::decode(&m.key, m.metadata.clone())
                         && !extra.tags.is_empty()
                     {
-                        tagged.push((m.key.clone(), extra.tags));
+                        tagged.push((m.key.clone(), extra.tags, extra.ticket));
                     }
                     listed.push((m.key, m.size as u64, m.time as u64));
                 }
@@ -285,8 +290,8 @@ impl Store {
         }
         let seed = now_ms() << 16 | 1;
         let (listed, tagged) = listed;
-        for (variant, t) in tagged {
-            tag_index.insert(&variant, &Tags::from(t));
+        for (variant, t, ticket) in tagged {
+            tag_index.insert(&variant, &Tags::from(t), ticket);
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -298,6 +303,9 @@ impl Store {
                 fences: fence::Fences::new(seed),
                 writes: disk::Writes::default(),
                 tags: tag_index,
+                disk_order: (0..DISK_ORDER_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         })
     }
@@ -427,14 +435,25 @@ impl Store {
         fill
     }
 
-    /// Removes every variant (and its encodings) of a URL from both tiers.
-    async fn remove_key(&self, primary: &str) -> usize {
+    /// Removes every variant (and its encodings) of a URL from both tiers: those older than
+    /// `fence` (a purge's), or all of them.
+    async fn remove_key(&self, primary: &str, fence: Option<Ticket>) -> usize {
         let Some(rec) = self.record(primary).await else {
             return 0;
         };
+        let mut kept = false;
         for v in &rec.variants {
-            self.remove_variant(v).await;
-            self.remove_encodings(v, None).await;
+            match fence {
+                Some(fence) => kept |= self.remove_purged(v, fence).await,
+                None => {
+                    self.remove_variant(v).await;
+                    self.remove_encodings(v, None).await;
+                }
+            }
+        }
+        if kept {
+            // A body published since the purge still needs the URL's Vary record.
+            return rec.variants.len();
         }
         self.inner.records.invalidate(primary).await;
         if let Some(disk) = &self.inner.cfg.disk {
@@ -450,7 +469,7 @@ impl Store {
     }
 
     /// Removes a large object's slices and their index; the number of objects removed.
-    async fn remove_slices(&self, primary: &str) -> usize {
+    async fn remove_slices(&self, primary: &str, fence: Option<Ticket>) -> usize {
         let index = slice_index_key(primary);
         let Some(found) = self.find(variant_key(&index, &[])).await else {
             return 0;
@@ -464,13 +483,55 @@ impl Store {
                 .and_then(|v| v.parse::<u64>().ok())
         };
         let (Some(total), Some(size)) = (num(SLICE_TOTAL), num(SLICE_SIZE)) else {
-            return self.remove_key(&index).await;
+            return self.remove_key(&index, fence).await;
         };
-        let mut removed = self.remove_key(&index).await;
+        let mut removed = self.remove_key(&index, fence).await;
         for n in 0..total.div_ceil(size.max(1)) {
-            removed += self.remove_key(&slice_key(primary, n)).await;
+            removed += self.remove_key(&slice_key(primary, n), fence).await;
         }
         removed
+    }
+
+    /// Removes what a purge fenced under `variant`: bodies ticketed before `fence`. A body
+    /// published since (in memory, on disk, in the index) stays; the answer says whether one
+    /// did.
+    async fn remove_purged(&self, variant: &str, fence: Ticket) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let _order = self.disk_order(variant).await;
+        self.inner.tags.remove_older(variant, fence);
+        let mem = self
+            .inner
+            .mem
+            .entry(variant.to_string())
+            .and_compute_with(|e| {
+                let op = match e {
+                    Some(e) if e.value().ticket < fence => Op::Remove,
+                    _ => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        let mut newer = matches!(mem, CompResult::Unchanged(_));
+        if let Some(disk) = &self.inner.cfg.disk {
+            let older = match cacache::metadata(&disk.dir, variant).await {
+                Ok(Some(m)) => {
+                    let older =
+                        codec::decode(variant, m.metadata).map_or(true, |(_, x)| x.ticket < fence);
+                    newer |= !older;
+                    older
+                }
+                _ => false,
+            };
+            if older {
+                self.inner.disk_meta.invalidate(variant).await;
+                let _ = cacache::remove(&disk.dir, variant).await;
+                self.inner.budget.forget(variant);
+            }
+        }
+        if !newer {
+            self.remove_encodings(variant, None).await;
+        }
+        newer
     }
 
     async fn remove_variant(&self, variant: &str) {
@@ -573,6 +634,25 @@ impl Store {
 
     /// Runs second-tier work (disk copies, records, eviction) off the request's path, counted
     /// so that shutdown can wait for it.
+    /// The generation of the body the disk holds for `variant`, if any.
+    async fn disk_generation(&self, variant: &str) -> Option<u64> {
+        let disk = self.inner.cfg.disk.as_ref()?;
+        let meta = cacache::metadata(&disk.dir, variant).await.ok()??;
+        codec::decode(variant, meta.metadata)
+            .ok()
+            .map(|(m, _)| m.generation)
+    }
+
+    /// Held while a variant's disk entry is published (background only, or a fill too large
+    /// for memory as it ends): never on a hit.
+    async fn disk_order(&self, variant: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        variant.hash(&mut h);
+        let i = (h.finish() as usize) % DISK_ORDER_STRIPES;
+        self.inner.disk_order[i].lock().await
+    }
+
     fn background(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
         let guard = self.inner.writes.enter();
         tokio::spawn(async move {
@@ -614,5 +694,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod tag_tests;
 #[cfg(test)]
 mod tests;

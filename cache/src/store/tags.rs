@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use super::Ticket;
+
 /// Limits on what one response may tag itself with; the rest is dropped and counted.
 pub const MAX_TAGS: usize = 1024;
 pub const MAX_TAG_BYTES: usize = 1024;
@@ -14,7 +16,9 @@ pub const MAX_TAG_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Default)]
 struct Index {
     by_tag: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    by_variant: HashMap<Arc<str>, Arc<[Arc<str>]>>,
+    /// A variant's tags and the ticket of the body they came with (so that a purge's removal
+    /// leaves alone a body published after it).
+    by_variant: HashMap<Arc<str>, (super::Tags, Ticket)>,
 }
 
 #[derive(Default)]
@@ -24,7 +28,7 @@ pub(crate) struct TagIndex {
 
 impl TagIndex {
     /// Records `variant`'s tags (replacing what it had).
-    pub(crate) fn insert(&self, variant: &str, tags: &Arc<[Arc<str>]>) {
+    pub(crate) fn insert(&self, variant: &str, tags: &Arc<[Arc<str>]>, ticket: Ticket) {
         let Ok(mut ix) = self.inner.lock() else {
             return;
         };
@@ -36,7 +40,7 @@ impl TagIndex {
         for t in tags.iter() {
             ix.by_tag.entry(t.clone()).or_default().insert(v.clone());
         }
-        ix.by_variant.insert(v, tags.clone());
+        ix.by_variant.insert(v, (tags.clone(), ticket));
     }
 
     pub(crate) fn remove(&self, variant: &str) {
@@ -45,8 +49,17 @@ impl TagIndex {
         }
     }
 
+    /// Removes `variant` if its indexed body is older than `fence` (a purge's removal).
+    pub(crate) fn remove_older(&self, variant: &str, fence: Ticket) {
+        if let Ok(mut ix) = self.inner.lock()
+            && ix.by_variant.get(variant).is_some_and(|(_, t)| *t < fence)
+        {
+            Self::unlink(&mut ix, variant);
+        }
+    }
+
     fn unlink(ix: &mut Index, variant: &str) {
-        let Some(tags) = ix.by_variant.remove(variant) else {
+        let Some((tags, _)) = ix.by_variant.remove(variant) else {
             return;
         };
         for t in tags.iter() {
@@ -72,12 +85,27 @@ impl TagIndex {
             .unwrap_or_default()
     }
 
+    /// The variants carrying `tag` in any site (an admin's every-site tag purge: rare, so a
+    /// walk over the distinct tags rather than a second index).
+    pub(crate) fn variants_of_any_site(&self, tag: &str) -> Vec<Arc<str>> {
+        self.inner
+            .lock()
+            .map(|ix| {
+                ix.by_tag
+                    .iter()
+                    .filter(|(t, _)| crate::purge::bare_tag(t) == tag)
+                    .flat_map(|(_, s)| s.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// (tags, tagged variants, tag references): what the index holds, for metrics.
     pub(crate) fn size(&self) -> (usize, usize, usize) {
         self.inner
             .lock()
             .map(|ix| {
-                let refs = ix.by_variant.values().map(|t| t.len()).sum();
+                let refs = ix.by_variant.values().map(|(t, _)| t.len()).sum();
                 (ix.by_tag.len(), ix.by_variant.len(), refs)
             })
             .unwrap_or_default()
@@ -156,10 +184,10 @@ mod tests {
         let ix = TagIndex::default();
         let t =
             |names: &[&str]| -> Arc<[Arc<str>]> { names.iter().map(|n| Arc::from(*n)).collect() };
-        ix.insert("o:a", &t(&["x", "y"]));
-        ix.insert("o:b", &t(&["y"]));
+        ix.insert("o:a", &t(&["x", "y"]), Ticket(1));
+        ix.insert("o:b", &t(&["y"]), Ticket(1));
         assert_eq!(ix.variants("y").len(), 2);
-        ix.insert("o:a", &t(&["z"]));
+        ix.insert("o:a", &t(&["z"]), Ticket(1));
         assert!(ix.variants("x").is_empty(), "replaced tags leave");
         assert_eq!(ix.variants("z"), vec![Arc::<str>::from("o:a")]);
         ix.remove("o:b");

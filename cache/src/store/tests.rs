@@ -550,3 +550,48 @@ async fn a_purge_fences_off_fills_that_started_before_it() {
             .expect("another key's fill is not fenced");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_wins_over_the_object_it_replaces_in_every_tier() {
+    let dir = temp_dir("replace");
+    let small = 1024u64;
+    let store = Store::open(cfg(Some(&dir), 1 << 20, small, 1 << 30))
+        .await
+        .expect("open");
+    let url = "https://a/replaced";
+    // A small object (memory, disk copy in the background), then a large one (disk only).
+    put(&store, url, &[1u8; 100], vec![], vec![]).await;
+    put(&store, url, &[2u8; 5000], vec![], vec![]).await;
+    let found = lookup_hit(&store, url).await;
+    assert_eq!(
+        body_of(&store, &found).await,
+        vec![2u8; 5000],
+        "large replaced small"
+    );
+    // Many quick replacements, their disk copies written in the background in any order:
+    // the last one is what memory and, after a restart, the disk hold.
+    for round in 0..30u8 {
+        let mut fills = Vec::new();
+        for i in 0..4u8 {
+            let body = vec![round * 4 + i; 64];
+            let mut fill = store.fill(url, meta(Some(64), vec![]), vec![], store.ticket());
+            fill.push(Bytes::from(body)).await.expect("push");
+            fills.push(fill);
+        }
+        for fill in fills {
+            fill.finish().await.expect("finish");
+        }
+    }
+    store.flush().await;
+    let last = vec![29 * 4 + 3; 64];
+    assert_eq!(body_of(&store, &lookup_hit(&store, url).await).await, last);
+    drop(store);
+    let store = Store::open(cfg(Some(&dir), 1 << 20, small, 1 << 30))
+        .await
+        .expect("reopen");
+    assert_eq!(
+        body_of(&store, &lookup_hit(&store, url).await).await,
+        last,
+        "the disk holds the last replacement"
+    );
+}
