@@ -96,7 +96,9 @@ pub(crate) fn response_tags(
     if dropped > 0 {
         crate::metrics::PURGE_METRICS.tags_dropped(dropped as u64);
     }
-    tags
+    tags.iter()
+        .map(|t| std::sync::Arc::from(cache::purge::site_tag(&site.name, t)))
+        .collect()
 }
 
 /// The site's compression settings as the representation rules take them.
