@@ -35,13 +35,24 @@ impl PartialEq for Outcome {
 }
 
 type Slot = watch::Receiver<Option<Outcome>>;
-/// A slot and the number of the leader that owns it: a leader only ever removes its own.
-type Slots = HashMap<String, (u64, Slot)>;
+/// A slot, the number of the leader that owns it (a leader only ever removes its own) and the
+/// purge clock's reading when it began.
+type Slots = HashMap<String, (u64, u64, Slot)>;
+
+/// Orders fetches and purges (the store's tickets): a fetch that began before the last purge
+/// may carry purged content, so nobody arriving after that purge follows it.
+pub trait PurgeClock: Send + Sync {
+    /// The current reading (the next ticket).
+    fn now(&self) -> u64;
+    /// The fence of the most recent purge of any kind.
+    fn last_purge(&self) -> u64;
+}
 
 #[derive(Clone, Default)]
 pub struct Collapser {
     inflight: Arc<Mutex<Slots>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
+    clock: Option<Arc<dyn PurgeClock>>,
 }
 
 pub enum Role {
@@ -50,6 +61,15 @@ pub enum Role {
 }
 
 impl Collapser {
+    /// With a purge clock: a fetch in flight when a purge comes is not followed by requests
+    /// that arrive after it (the purge may cover it: tags are not known until its response).
+    pub fn with_clock(clock: Arc<dyn PurgeClock>) -> Collapser {
+        Collapser {
+            clock: Some(clock),
+            ..Collapser::default()
+        }
+    }
+
     /// Leads the fetch for `key`, or follows the one in flight.
     pub fn join(&self, key: &str) -> Role {
         let id = self
@@ -65,11 +85,19 @@ impl Collapser {
                 owner: None,
             });
         };
-        if let Some((_, rx)) = map.get(key) {
+        let (began, last_purge) = self
+            .clock
+            .as_ref()
+            .map_or((0, 0), |c| (c.now(), c.last_purge()));
+        if let Some((_, slot_began, rx)) = map.get(key)
+            && *slot_began >= last_purge
+        {
             return Role::Follower(Follower { rx: rx.clone() });
         }
+        // Nobody fetching, or the fetch began before a purge: lead a new one. (The old leader
+        // still finishes for its own followers; it no longer owns the slot.)
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_string(), (id, rx));
+        map.insert(key.to_string(), (id, began, rx));
         Role::Leader(Leader {
             key: key.to_string(),
             id,
@@ -122,7 +150,7 @@ impl Leader {
     fn release(&mut self, outcome: Outcome) {
         if let Some(owner) = self.owner.take() {
             if let Ok(mut map) = owner.lock()
-                && map.get(&self.key).is_some_and(|(id, _)| *id == self.id)
+                && map.get(&self.key).is_some_and(|(id, _, _)| *id == self.id)
             {
                 map.remove(&self.key);
             }
@@ -184,6 +212,57 @@ impl HitForPass {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    struct Clock {
+        now: AtomicU64,
+        last: AtomicU64,
+    }
+
+    impl PurgeClock for Clock {
+        fn now(&self) -> u64 {
+            self.now.fetch_add(1, Ordering::SeqCst)
+        }
+        fn last_purge(&self) -> u64 {
+            self.last.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn nobody_arriving_after_a_purge_follows_a_fetch_that_began_before_it() {
+        let clock = Arc::new(Clock::default());
+        let c = Collapser::with_clock(clock.clone());
+        let Role::Leader(old) = c.join("k") else {
+            panic!("lead")
+        };
+        let Role::Follower(before) = c.join("k") else {
+            panic!("before the purge: follows")
+        };
+        // A purge: its fence is the clock's next reading.
+        clock
+            .last
+            .store(clock.now.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+        let Role::Leader(new) = c.join("k") else {
+            panic!("after the purge: leads a fetch of its own")
+        };
+        let Role::Follower(after) = c.join("k") else {
+            panic!("follows the new fetch")
+        };
+        // The old leader ends: its follower hears, and the new slot stays.
+        old.complete(Outcome::Stored);
+        assert_eq!(before.wait(Duration::from_secs(5)).await, Outcome::Stored);
+        assert_eq!(
+            c.in_flight(),
+            1,
+            "the old leader does not remove the new slot"
+        );
+        new.complete(Outcome::Uncacheable);
+        assert_eq!(
+            after.wait(Duration::from_secs(5)).await,
+            Outcome::Uncacheable
+        );
+    }
 
     #[tokio::test]
     async fn one_leader_many_followers() {

@@ -12,8 +12,14 @@ pub enum PurgeScope {
     Key(String),
     /// Everything a URL can produce: both schemes, any port, every `Vary` variant and encoding
     /// and every extra key dimension (key headers, key cookies). `path_query` is the path and
-    /// query as the cache key holds them (normalised by the site's key rules).
-    Url { host: String, path_query: String },
+    /// query as the cache key holds them (normalised by the site's key rules). `ports`: the
+    /// non-default ports keys may carry (the node's listeners), so that their objects are
+    /// removed now too rather than at their next lookup.
+    Url {
+        host: String,
+        path_query: String,
+        ports: Vec<u16>,
+    },
     /// Every URL of `host` whose path starts with `path_prefix`.
     Prefix { host: String, path_prefix: String },
     /// Every object the origin tagged with this surrogate key: of one site (stored tags are

@@ -31,9 +31,9 @@ pub use document::{Document, referenced_blobs};
 pub use net::Cidr;
 pub use schema::{Algorithm, OriginProtocol, PlainHttp, parse_duration, parse_size};
 pub use snapshot::{
-    CacheSettings, Compression, DEFAULT_STRIP_REQUEST_HEADERS, DnsEndpoint, DnsSettings,
-    HealthCheck, Levels, Limits, Listen, OriginSettings, OriginTls, OriginTransport, Outlier, Pool,
-    Reload, Route, Site, SiteCache, Snapshot, Timeouts, normalize_host,
+    AdminSettings, CacheSettings, Compression, DEFAULT_STRIP_REQUEST_HEADERS, DnsEndpoint,
+    DnsSettings, HealthCheck, Levels, Limits, Listen, OriginSettings, OriginTls, OriginTransport,
+    Outlier, Pool, Reload, Route, Site, SiteCache, Snapshot, Timeouts, normalize_host,
 };
 pub use source::{ConfigSource, FileSource, load};
 

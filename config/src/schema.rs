@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+pub mod admin;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
@@ -28,6 +30,8 @@ pub struct File {
     pub pools: BTreeMap<String, Spanned<Pool>>,
     #[serde(default)]
     pub sites: Vec<Spanned<Site>>,
+    #[serde(default)]
+    pub admin: admin::Admin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +462,9 @@ pub struct SiteCache {
     pub tag_headers: Vec<Spanned<String>>,
     /// Remove the tag headers from responses to clients.
     pub strip_tag_headers: bool,
+    /// Accept the `PURGE` method on the site's URLs (with an admin bearer token allowed to
+    /// purge URLs of the site).
+    pub purge_method: bool,
     /// How stale an object may be served while the origin cannot be reached; "0s": never.
     #[serde(deserialize_with = "duration")]
     pub serve_stale_when_origin_down: Duration,
@@ -485,6 +492,7 @@ impl Default for SiteCache {
                 .map(|h| Spanned::new(0..0, h.to_string()))
                 .collect(),
             strip_tag_headers: true,
+            purge_method: false,
             ignore_query: false,
             ignore_params: Vec::new(),
             sort_query: false,

@@ -243,6 +243,8 @@ pub struct SiteCache {
     /// Response headers that tag objects (surrogate keys), lower case.
     pub tag_headers: Vec<http::HeaderName>,
     pub strip_tag_headers: bool,
+    /// The `PURGE` method is a purge (with an admin token), not a request for the origin.
+    pub purge_method: bool,
 }
 
 impl SiteCache {
@@ -298,6 +300,19 @@ impl Site {
     }
 }
 
+/// Who may use the admin listener, and how it is served.
+#[derive(Debug)]
+pub struct AdminSettings {
+    /// Served over TLS with this certificate (required off loopback).
+    pub tls: Option<Arc<CertifiedKey>>,
+    /// `/metrics` without a token.
+    pub open_metrics: bool,
+    /// Per token: purges per second, and the burst.
+    pub purge_rate: f64,
+    pub purge_burst: u32,
+    pub tokens: purge_api::Tokens,
+}
+
 /// One immutable, compiled configuration.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -317,6 +332,7 @@ pub struct Snapshot {
     /// to are edges we believe (this is what stops a node that lists itself from looping).
     pub shield_peers: Vec<std::net::IpAddr>,
     pub listen: Listen,
+    pub admin: AdminSettings,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub origin: OriginSettings,

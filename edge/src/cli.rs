@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `demo`.
+//! Command line: `run`, `check`, `demo`, `purge`, `token-hash`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,39 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Purge through a node's admin API; exits 0 only when the purge is done.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["url", "prefix", "tag", "host", "everything"])))]
+    Purge {
+        /// The admin listener: http://127.0.0.1:9000 or https://edge-1.example:9443.
+        #[arg(long)]
+        admin: String,
+        /// A file holding the bearer token (the secret, not its hash).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Trust this certificate (or CA) for an https admin listener.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// A URL to purge (repeatable): every scheme, variant and encoding of it.
+        #[arg(long, conflicts_with_all = ["prefix", "tag", "host", "everything"])]
+        url: Vec<String>,
+        /// A path prefix on a host, `host/path` (repeatable).
+        #[arg(long, conflicts_with_all = ["tag", "host", "everything"])]
+        prefix: Vec<String>,
+        /// A surrogate key (repeatable).
+        #[arg(long, conflicts_with_all = ["host", "everything"])]
+        tag: Vec<String>,
+        /// Everything of a host (repeatable).
+        #[arg(long, conflicts_with = "everything")]
+        host: Vec<String>,
+        /// Everything the token may purge.
+        #[arg(long)]
+        everything: bool,
+        /// Mark stale (revalidated, served stale where allowed) instead of removing.
+        #[arg(long)]
+        soft: bool,
+    },
+    /// Prints the SHA-256 of a token secret read from stdin: the `sha256` of `[[admin.tokens]]`.
+    TokenHash,
 }
 
 pub fn main() -> ExitCode {
@@ -51,6 +84,43 @@ pub fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Check { config } => return check(&config),
+        Command::TokenHash => return token_hash(),
+        Command::Purge {
+            admin,
+            token_file,
+            ca_file,
+            url,
+            prefix,
+            tag,
+            host,
+            everything,
+            soft,
+        } => {
+            let targets = crate::purge_cli::Targets {
+                urls: url,
+                prefixes: prefix,
+                tags: tag,
+                hosts: host,
+                everything,
+                soft,
+            };
+            let done = runtime(Some(1)).and_then(|rt| {
+                rt.block_on(crate::purge_cli::run(
+                    &admin,
+                    &token_file,
+                    ca_file.as_ref(),
+                    &targets,
+                ))
+            });
+            return match done {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("edge purge: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Run { config, workers } => {
             runtime(workers).and_then(|rt| rt.block_on(server::serve(config, server::print_bound)))
         }
@@ -68,6 +138,19 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn token_hash() -> ExitCode {
+    let mut secret = String::new();
+    if std::io::stdin().read_line(&mut secret).is_err() || secret.trim().is_empty() {
+        eprintln!("edge token-hash: give the secret on stdin");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}",
+        purge_api::auth::hex(&purge_api::auth::hash_secret(secret.trim()))
+    );
+    ExitCode::SUCCESS
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod metrics;
 pub mod pipeline;
+pub mod purge_cli;
 pub mod quic;
 pub mod respond;
 pub mod server;

@@ -1,7 +1,7 @@
 //! The request pipeline: one function per request whose phases read in order, over one
 //! per-request context (`RequestCtx`) and one config snapshot read at its start:
 //!
-//! hygiene → route → request filters (limits, …) → body → cache (lookup; on a miss the upstream
+//! hygiene → route → request filters (limits, …) → `PURGE` (when the site enables it) → body → cache (lookup; on a miss the upstream
 //! rewrite and the origin) or pass → response filters (compress) → finish → log after the body.
 
 use std::sync::Arc;
@@ -56,6 +56,9 @@ async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBo
     }
     if let Some(answer) = ctx.rt.clone().filters.run(ctx)? {
         return Ok(answer);
+    }
+    if ctx.method.as_str() == "PURGE" && ctx.site()?.cache.purge_method {
+        return crate::admin::purge::purge_method(ctx).await;
     }
     let body = prepare_body(ctx, body).await?;
     if let Some((client, proto)) = websocket(ctx) {

@@ -142,6 +142,15 @@ async fn serve_source<S: ConfigSource>(
         );
     }
 
+    let mut ports: Vec<u16> = bound
+        .https
+        .iter()
+        .chain(&bound.http)
+        .map(|a| a.port())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let _ = shared.listen_ports.set(ports);
     for addr in &listen.admin {
         let (tcp, local) = bind_tcp(*addr, "admin").await?;
         bound.admin.push(local);

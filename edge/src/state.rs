@@ -25,6 +25,8 @@ pub struct Runtime {
     pub pools: Pools,
     /// The request filters, in order (limits first).
     pub filters: Chain,
+    /// Per-token purge rate limits (kept across reloads that do not change the rate).
+    pub purge_limiter: Arc<purge_api::RateLimiter>,
 }
 
 impl Runtime {
@@ -45,6 +47,18 @@ impl Runtime {
                 format!("3 {node}"),
             ],
             filters: Chain::for_snapshot(&snapshot),
+            purge_limiter: match previous {
+                Some(p)
+                    if p.snapshot.admin.purge_rate == snapshot.admin.purge_rate
+                        && p.snapshot.admin.purge_burst == snapshot.admin.purge_burst =>
+                {
+                    p.purge_limiter.clone()
+                }
+                _ => Arc::new(purge_api::RateLimiter::new(
+                    snapshot.admin.purge_rate,
+                    snapshot.admin.purge_burst,
+                )),
+            },
             snapshot,
         }
     }
@@ -67,6 +81,10 @@ pub struct Shared {
     /// The port of the first HTTPS listener as bound (config may say 0), for redirects.
     pub https_port: AtomicU16,
     pub access_log: crate::log::AccessLog,
+    /// The ports of the HTTPS and HTTP listeners as bound (cache keys carry non-default ones).
+    pub listen_ports: std::sync::OnceLock<Vec<u16>>,
+    /// The purges this node made recently (`GET /purge/{id}`).
+    pub purges: purge_api::Journal,
     id_base: u64,
     next_id: AtomicU64,
 }
@@ -84,9 +102,24 @@ impl Shared {
             config_path,
             https_port: AtomicU16::new(443),
             access_log: crate::log::AccessLog::stderr(crate::log::Format::from_env()),
+            listen_ports: std::sync::OnceLock::new(),
+            purges: purge_api::Journal::default(),
             id_base: seed,
             next_id: AtomicU64::new(0),
         }
+    }
+
+    /// The listener ports other than 80 and 443.
+    pub fn listen_ports(&self) -> Vec<u16> {
+        self.listen_ports
+            .get()
+            .map(|p| {
+                p.iter()
+                    .copied()
+                    .filter(|p| *p != 80 && *p != 443)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {

@@ -4,6 +4,7 @@
 //! clients.
 #![allow(clippy::unwrap_used)]
 
+pub mod admin;
 pub mod client;
 pub mod origin;
 pub mod raw;

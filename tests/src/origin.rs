@@ -290,7 +290,7 @@ fn query_str<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// `/c/NAME?cc=..&etag=..&lm=SECS_AGO&expires=SECS&cdn=..&vary=..&len=N&delay_ms=..&status=..`:
+/// `/c/NAME?cc=..&etag=..&lm=SECS_AGO&expires=SECS&cdn=..&vary=..&len=N&delay_ms=..&status=..&sk=..&ctag=..`:
 /// content whose cache headers the test chooses. The body names the version (the n-th request
 /// for the path) unless `len` asks for N pattern bytes. A matching If-None-Match gets a 304
 /// carrying `x-revalidated: n`.
@@ -373,6 +373,19 @@ async fn cacheable(
     }
     if let Some(v) = query_str(&req, "vary") {
         headers.insert(header::VARY, HeaderValue::from_str(v).expect("vary"));
+    }
+    // Surrogate keys: `sk=a%20b` (Fastly's Surrogate-Key), `ctag=a,b` (Cloudflare's Cache-Tag).
+    if let Some(v) = query_str(&req, "sk") {
+        headers.insert(
+            "surrogate-key",
+            HeaderValue::from_str(&percent_decode(v)).expect("sk"),
+        );
+    }
+    if let Some(v) = query_str(&req, "ctag") {
+        headers.insert(
+            "cache-tag",
+            HeaderValue::from_str(&percent_decode(v)).expect("ctag"),
+        );
     }
     if let (Some(e), Some(inm)) = (&etag, req.headers().get(header::IF_NONE_MATCH)) {
         *stats

@@ -275,16 +275,24 @@ impl Storage for Store {
             }
             // The fence covers every port and extra key dimension; the plain keys of both
             // schemes are also removed (or counted) now.
-            PurgeScope::Url { host, path_query } => {
+            PurgeScope::Url {
+                host,
+                path_query,
+                ports,
+            } => {
                 let mut n = 0;
-                for scheme in ["https", "http"] {
-                    let primary = format!("{scheme}://{host}{path_query}");
-                    n += if hard {
-                        self.remove_key(&primary, Some(fence)).await
-                            + self.remove_slices(&primary, Some(fence)).await
-                    } else {
-                        self.count_key(&primary).await
-                    };
+                let authorities = std::iter::once(host.clone())
+                    .chain(ports.iter().map(|p| format!("{host}:{p}")));
+                for authority in authorities {
+                    for scheme in ["https", "http"] {
+                        let primary = format!("{scheme}://{authority}{path_query}");
+                        n += if hard {
+                            self.remove_key(&primary, Some(fence)).await
+                                + self.remove_slices(&primary, Some(fence)).await
+                        } else {
+                            self.count_key(&primary).await
+                        };
+                    }
                 }
                 n
             }

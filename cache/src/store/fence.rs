@@ -108,6 +108,8 @@ type FenceMap = moka::sync::Cache<String, Pair>;
 
 pub(crate) struct Fences {
     next: AtomicU64,
+    /// The highest fence raised (any scope): see `collapse::PurgeClock`.
+    last: AtomicU64,
     keys: FenceMap,
     urls: FenceMap,
     hosts: FenceMap,
@@ -172,6 +174,7 @@ impl Fences {
             .build();
         Fences {
             next: AtomicU64::new(seed),
+            last: AtomicU64::new(0),
             keys,
             urls,
             hosts,
@@ -190,6 +193,14 @@ impl Fences {
         Ticket(self.next.fetch_add(1, Ordering::AcqRel))
     }
 
+    pub(crate) fn now(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
+    }
+
     fn raise_in(map: &FenceMap, name: String, mode: PurgeMode, fence: u64) {
         let p = map.get(&name).unwrap_or_default().tap(mode, fence);
         map.insert(name, p);
@@ -200,13 +211,16 @@ impl Fences {
         let fence = self.ticket();
         let f = fence.0;
         let _w = self.write.lock();
+        self.last.fetch_max(f, Ordering::AcqRel);
         match scope {
             PurgeScope::All => {
                 self.floors.fold(Pair::default().tap(mode, f));
                 return fence;
             }
             PurgeScope::Key(k) => Self::raise_in(&self.keys, k.clone(), mode, f),
-            PurgeScope::Url { host, path_query } => {
+            PurgeScope::Url {
+                host, path_query, ..
+            } => {
                 Self::raise_in(&self.urls, format!("{host}\n{path_query}"), mode, f);
                 self.no_urls.store(false, Ordering::Release);
             }
@@ -368,6 +382,7 @@ mod tests {
             &PurgeScope::Url {
                 host: "a.test".into(),
                 path_query: "/shop/item?id=1".into(),
+                ports: Vec::new(),
             },
             PurgeMode::Soft,
         );
@@ -467,6 +482,7 @@ mod tests {
                 &PurgeScope::Url {
                     host: "a.test".into(),
                     path_query: format!("/p{i}"),
+                    ports: Vec::new(),
                 },
                 PurgeMode::Hard,
             );

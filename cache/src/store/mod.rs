@@ -634,6 +634,11 @@ impl Store {
 
     /// Runs second-tier work (disk copies, records, eviction) off the request's path, counted
     /// so that shutdown can wait for it.
+    /// The store's tickets as the collapser reads them.
+    pub fn purge_clock(&self) -> Arc<dyn crate::collapse::PurgeClock> {
+        Arc::new(self.clone())
+    }
+
     /// The generation of the body the disk holds for `variant`, if any.
     async fn disk_generation(&self, variant: &str) -> Option<u64> {
         let disk = self.inner.cfg.disk.as_ref()?;
@@ -696,5 +701,15 @@ impl Store {
 
 #[cfg(test)]
 mod tag_tests;
+impl crate::collapse::PurgeClock for Store {
+    fn now(&self) -> u64 {
+        self.inner.fences.now()
+    }
+
+    fn last_purge(&self) -> u64 {
+        self.inner.fences.last()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! `tls` (certificates from blobs), `pools`, `sites`; this file holds the driver, the node-wide
 //! sections and the assembly of the snapshot.
 
+mod admin;
 mod pools;
 mod sites;
 mod tls;
@@ -172,6 +173,8 @@ impl Compiler<'_> {
             self.error(0..0, "reload.poll_interval must be at least 100ms");
         }
 
+        let admin_settings = self.admin(&file.admin, &file.listen.admin, &admin, &sites);
+
         if !self.errors.is_empty() {
             return None;
         }
@@ -190,6 +193,7 @@ impl Compiler<'_> {
             node_name,
             trusted_peers,
             shield_peers,
+            admin: admin_settings,
             listen: Listen {
                 https,
                 http,

@@ -315,6 +315,7 @@ impl Compiler<'_> {
             forward_ignored_params: c.forward_ignored_params,
             tag_headers: self.header_names(&c.tag_headers),
             strip_tag_headers: c.strip_tag_headers,
+            purge_method: c.purge_method,
         }
     }
 }

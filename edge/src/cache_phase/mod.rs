@@ -55,8 +55,8 @@ impl CacheRuntime {
         })
         .await?;
         Ok(CacheRuntime {
+            collapser: Collapser::with_clock(store.purge_clock()),
             store,
-            collapser: Collapser::default(),
             hit_for_pass: HitForPass::new(settings.hit_for_pass, 1 << 20),
             settings: settings.clone(),
         })

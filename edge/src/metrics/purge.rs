@@ -4,17 +4,21 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// What a purge targeted: the `kind` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Url,
-    Prefix,
-    Tag,
-    Host,
-    Everything,
-}
+use purge_api::Kind;
 
-pub const KINDS: [&str; 5] = ["url", "prefix", "tag", "host", "everything"];
+/// The `kind` label: what a purge targeted, or `unknown` for one refused before that was read.
+pub const KINDS: [&str; 6] = ["url", "prefix", "tag", "host", "everything", "unknown"];
+
+fn ki(kind: Option<Kind>) -> usize {
+    match kind {
+        Some(Kind::Url) => 0,
+        Some(Kind::Prefix) => 1,
+        Some(Kind::Tag) => 2,
+        Some(Kind::Host) => 3,
+        Some(Kind::Everything) => 4,
+        None => 5,
+    }
+}
 
 /// How a purge request ended: the `result` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,14 +70,14 @@ pub static PURGE_METRICS: PurgeMetrics = PurgeMetrics {
 };
 
 impl PurgeMetrics {
-    pub fn purge(&self, kind: Kind, soft: bool, outcome: Outcome) {
-        self.requests[kind as usize][usize::from(soft)][outcome as usize]
+    pub fn purge(&self, kind: Option<Kind>, soft: bool, outcome: Outcome) {
+        self.requests[ki(kind)][usize::from(soft)][outcome as usize]
             .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A purge that took effect: objects removed (or marked) and the time to effect.
     pub fn done(&self, kind: Kind, objects: u64, took: Duration) {
-        self.objects[kind as usize].fetch_add(objects, Ordering::Relaxed);
+        self.objects[ki(Some(kind))].fetch_add(objects, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let bucket = BUCKETS
             .iter()

@@ -1,0 +1,255 @@
+//! The admin listener: HTTP/1.1 for operators and purge tooling, never for site traffic.
+//! Over TLS whenever it is off loopback (config refuses otherwise). Routes (see
+//! `purge_api::openapi::ROUTES`, served as an OpenAPI document at `/openapi.json`):
+//! `GET /metrics` (Prometheus text), `POST /purge`, `GET /purge/{id}`, `GET /openapi.json`.
+
+use cache::Storage as _;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, ProxyBody};
+use crate::lifecycle::shutting_down;
+use crate::metrics::{METRICS, PURGE_METRICS};
+use crate::pipeline::Shared;
+
+pub mod purge;
+
+/// What the router serves; each is one entry of `purge_api::openapi::ROUTES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Metrics,
+    Purge,
+    PurgeRecord(String),
+    OpenApi,
+}
+
+/// The route for a method and path: `Ok(None)` for an unknown path, `Err(allowed)` for a known
+/// path asked with the wrong method.
+pub fn route(method: &Method, path: &str) -> Result<Option<Route>, &'static str> {
+    let (route, allowed) = match path {
+        "/metrics" => (Route::Metrics, Method::GET),
+        "/purge" => (Route::Purge, Method::POST),
+        "/openapi.json" => (Route::OpenApi, Method::GET),
+        p => match p.strip_prefix("/purge/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => {
+                (Route::PurgeRecord(id.to_string()), Method::GET)
+            }
+            _ => return Ok(None),
+        },
+    };
+    if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
+        Ok(Some(route))
+    } else if allowed == Method::GET {
+        Err("GET, HEAD")
+    } else {
+        Err("POST")
+    }
+}
+
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutting_down(&mut shutdown) => break,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            // The certificate is the current snapshot's, per connection: a reload changes it.
+            let tls = shared.runtime().snapshot.admin.tls.clone();
+            let service_shared = shared.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let shared = service_shared.clone();
+                async move { Ok::<_, Infallible>(answer(&shared, req).await) }
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(cert) => {
+                    let Some(cfg) = tls_config(cert) else {
+                        return;
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                    let handshake = tokio::time::timeout(
+                        shared.runtime().snapshot.timeouts.tls_handshake,
+                        acceptor.accept(stream),
+                    );
+                    if let Ok(Ok(tls)) = handshake.await {
+                        let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// TLS 1.2/1.3, HTTP/1.1 only, the admin certificate for every name.
+fn tls_config(cert: Arc<rustls::sign::CertifiedKey>) -> Option<Arc<rustls::ServerConfig>> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(Fixed(cert)));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(Arc::new(cfg))
+}
+
+async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+    let route = match route(req.method(), req.uri().path()) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: see GET /openapi.json for the admin API\n".into(),
+            );
+        }
+        Err(allowed) => {
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allowed}\n"));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            return resp;
+        }
+    };
+    let rt = shared.runtime();
+    let admin = &rt.snapshot.admin;
+    match route {
+        Route::OpenApi => json(StatusCode::OK, &purge_api::openapi::document()),
+        Route::Metrics => {
+            if !admin.open_metrics
+                && let Err(resp) = purge::reader(admin, req.headers())
+            {
+                return *resp;
+            }
+            let store = &shared.cache.store;
+            let mut out = METRICS.render(store.memory_bytes().await, store.disk_bytes());
+            PURGE_METRICS.render(&mut out, store.tag_index_size());
+            render_pools(&rt.pools, &mut out);
+            let mut resp = text(StatusCode::OK, out);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        Route::PurgeRecord(id) => {
+            if let Err(resp) = purge::reader(admin, req.headers()) {
+                return *resp;
+            }
+            match shared.purges.get(&id) {
+                Some(record) => json(StatusCode::OK, &record),
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!("no purge {id} in this node's journal")}),
+                ),
+            }
+        }
+        Route::Purge => purge::post(shared, &rt, req).await,
+    }
+}
+
+pub(crate) fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ProxyBody> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut resp = Response::new(body::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// One certificate for every name.
+#[derive(Debug)]
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Per-pool and per-endpoint metrics of the current snapshot's pools.
+fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let mut pools: Vec<_> = pools.iter().collect();
+    pools.sort_by(|a, b| a.name.cmp(&b.name));
+    out.push_str("# HELP edge_origin_connections_opened_total Connections opened to the pool's endpoints (the rest of its requests reused one).\n# TYPE edge_origin_connections_opened_total counter\n");
+    for p in &pools {
+        let _ = writeln!(
+            out,
+            "edge_origin_connections_opened_total{{pool=\"{}\"}} {}",
+            p.name,
+            p.client.connections_opened()
+        );
+    }
+    type Gauge = fn(&origin_shield::Endpoint, &[std::net::SocketAddr]) -> String;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "edge_origin_endpoint_up",
+            "1 when the endpoint is in rotation (healthy and not ejected).",
+            |e, up| u8::from(up.contains(&e.addr)).to_string(),
+        ),
+        (
+            "edge_origin_endpoint_in_flight",
+            "Requests in flight to the endpoint.",
+            |e, _| e.state.in_flight.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "edge_origin_endpoint_latency_ewma_seconds",
+            "Moving average of response-head latency.",
+            |e, _| format!("{:.6}", e.state.ewma().as_secs_f64()),
+        ),
+    ];
+    let members: Vec<_> = pools
+        .iter()
+        .map(|p| (p, p.members(), p.in_rotation()))
+        .collect();
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (p, m, up) in &members {
+            for e in &m.endpoints {
+                let _ = writeln!(
+                    out,
+                    "{name}{{pool=\"{}\",endpoint=\"{}\"}} {}",
+                    p.name,
+                    e.addr,
+                    value(e, up)
+                );
+            }
+        }
+    }
+}
