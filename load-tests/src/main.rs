@@ -99,6 +99,9 @@ struct RunArgs {
     zipf: Option<usize>,
     #[arg(long, default_value_t = 1.0)]
     zipf_s: f64,
+    /// With --zipf N: ranks 1..=N in order instead of drawn (every object once per N requests).
+    #[arg(long)]
+    sequential: bool,
     #[arg(long, default_value = "/obj/{}?size=1024")]
     template: String,
     /// Share of requests (0..1) made unique so they miss.
@@ -312,6 +315,10 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
     let target = target_of(&a.target)?;
     let proto = a.target.proto;
     let urls = match a.zipf {
+        Some(n) if a.sequential => UrlSet::Sequence {
+            template: a.template.clone(),
+            n,
+        },
         Some(n) => UrlSet::zipf(&a.template, n, a.zipf_s, a.miss_ratio),
         None if a.paths.is_empty() => UrlSet::List(vec!["/".into()]),
         None => UrlSet::List(a.paths.clone()),

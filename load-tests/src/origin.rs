@@ -1,6 +1,6 @@
 //! A minimal benchmark origin: `/obj/<name>?size=N` (or `/<N>k`) returns N bytes with
 //! `Cache-Control: public, max-age=3600` (`&type=text`: compressible text/html instead of
-//! binary). Anything else is 404.
+//! binary; `&tag=T`: a `Surrogate-Key: T` header, for purge benchmarks). Anything else is 404.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +80,9 @@ fn respond(req: &Request<Incoming>, payload: &Bytes, text: &Bytes) -> Response<F
         }),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Some(tag) = param(req, "tag").and_then(|t| HeaderValue::from_str(t).ok()) {
+        h.insert("surrogate-key", tag);
+    }
     r
 }
 

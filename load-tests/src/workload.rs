@@ -36,6 +36,9 @@ pub enum UrlSet {
         cumulative: Vec<f64>,
         miss_ratio: f64,
     },
+    /// `template` with `{}` replaced by ranks 1..=n in order, then again: every object once
+    /// per n requests (warming a population).
+    Sequence { template: String, n: usize },
 }
 
 impl UrlSet {
@@ -59,6 +62,10 @@ impl UrlSet {
     /// The path for request number `seq`.
     pub fn pick(&self, rng: &mut Rng, seq: u64) -> String {
         match self {
+            UrlSet::Sequence { template, n } => {
+                let rank = seq % (*n).max(1) as u64 + 1;
+                template.replace("{}", &rank.to_string())
+            }
             UrlSet::List(list) => list[(seq as usize) % list.len().max(1)].clone(),
             UrlSet::Zipf {
                 template,

@@ -16,6 +16,10 @@ use crate::purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
 use crate::rules::{self, StoredMeta};
 use crate::storage::Storage;
 
+/// Objects a tag purge removes between pauses, and the pause.
+const RECLAIM_BATCH: usize = 64;
+const RECLAIM_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl Storage for Store {
     /// Bytes held by the memory tier (approximate, as moka weighs them).
     async fn memory_bytes(&self) -> u64 {
@@ -308,8 +312,14 @@ impl Storage for Store {
                     let store = self.clone();
                     let (site, tag) = (site.clone(), tag.clone());
                     self.background(async move {
-                        for v in variants {
-                            store.remove_purged(&v, fence).await;
+                        for (i, v) in variants.iter().enumerate() {
+                            store.remove_purged(v, fence).await;
+                            // A tag may cover most of the cache. The purge is in effect already,
+                            // so reclaiming is paced to leave hits most of the CPU: a batch
+                            // (well under a millisecond), then a pause.
+                            if i % RECLAIM_BATCH == RECLAIM_BATCH - 1 {
+                                tokio::time::sleep(RECLAIM_PAUSE).await;
+                            }
                         }
                         store.inner.fences.drop_tag(site.as_deref(), &tag, fence);
                     });

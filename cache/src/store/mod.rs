@@ -554,7 +554,10 @@ impl Store {
         let stale = |generation: u64| keep != Some(generation);
         for coding in Coding::ALL {
             let key = encoded_key(variant, coding);
-            if let Some(obj) = self.inner.mem.get(&key).await
+            // `contains_key` first: most variants have no encodings, and a `get` would count
+            // as a read (moka's bookkeeping), which a purge of 100,000 objects feels.
+            if self.inner.mem.contains_key(&key)
+                && let Some(obj) = self.inner.mem.get(&key).await
                 && stale(obj.meta.generation)
             {
                 self.inner.mem.invalidate(&key).await;
