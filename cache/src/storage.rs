@@ -14,8 +14,11 @@ use crate::rules::StoredMeta;
 use crate::store::{CacheError, DiskReader, Fill, Found, Lookup, Ticket};
 
 pub trait Storage: Send + Sync {
-    /// Bytes held by the memory tier (approximate).
+    /// Bytes held by the memory tier (approximate), after pending bookkeeping is done.
     fn memory_bytes(&self) -> impl Future<Output = u64> + Send;
+    /// The same without waiting for pending bookkeeping: for scrapes, which must not make a
+    /// worker process a backlog (a large purge leaves one).
+    fn memory_bytes_now(&self) -> u64;
     /// Bytes held by the disk tier.
     fn disk_bytes(&self) -> u64;
     /// A ticket for an origin request that may fill the cache: take it before sending.

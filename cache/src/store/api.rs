@@ -27,6 +27,10 @@ impl Storage for Store {
         self.inner.mem.weighted_size()
     }
 
+    fn memory_bytes_now(&self) -> u64 {
+        self.inner.mem.weighted_size()
+    }
+
     fn disk_bytes(&self) -> u64 {
         self.inner.budget.total()
     }
@@ -301,19 +305,23 @@ impl Storage for Store {
                 n
             }
             PurgeScope::Tag { site, tag } => {
-                let variants = match site {
-                    Some(site) => self.inner.tags.variants(&crate::purge::site_tag(site, tag)),
-                    None => self.inner.tags.variants_of_any_site(tag),
+                let name = match site {
+                    Some(site) => crate::purge::site_tag(site, tag),
+                    None => tag.clone(),
                 };
-                let n = variants.len();
-                if hard {
+                if !hard {
+                    self.inner.tags.count(&name, site.is_none())
+                } else {
                     // In effect already (the tag fence); the objects go in the background,
                     // then the fence is dropped.
+                    let sets = self.inner.tags.take(&name, site.is_none());
+                    let n = sets.iter().map(|s| s.len()).sum();
                     let store = self.clone();
                     let (site, tag) = (site.clone(), tag.clone());
                     self.background(async move {
-                        for (i, v) in variants.iter().enumerate() {
-                            store.remove_purged(v, fence).await;
+                        // Consumed as it goes: 100,000 names are not freed in one go either.
+                        for (i, v) in sets.into_iter().flatten().enumerate() {
+                            store.remove_purged(&v, fence).await;
                             // A tag may cover most of the cache. The purge is in effect already,
                             // so reclaiming is paced to leave hits most of the CPU: a batch
                             // (well under a millisecond), then a pause.
@@ -323,8 +331,8 @@ impl Storage for Store {
                         }
                         store.inner.fences.drop_tag(site.as_deref(), &tag, fence);
                     });
+                    n
                 }
-                n
             }
             // Fences only: objects under them are gone (or stale) at their next lookup.
             PurgeScope::Prefix { .. }

@@ -139,7 +139,7 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
                 return *resp;
             }
             let store = &shared.cache.store;
-            let mut out = METRICS.render(store.memory_bytes().await, store.disk_bytes());
+            let mut out = METRICS.render(store.memory_bytes_now(), store.disk_bytes());
             PURGE_METRICS.render(&mut out, store.tag_index_size());
             render_pools(&rt.pools, &mut out);
             let mut resp = text(StatusCode::OK, out);
