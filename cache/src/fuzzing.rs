@@ -6,6 +6,9 @@ use http::HeaderMap;
 
 use crate::store::codec;
 
+/// For the crates above this one (edge), which do not depend on the rules crate directly.
+pub use cache_rules::fuzzing::replay_corpus;
+
 /// Metadata JSON as found on disk: decoding never panics, and what decodes survives
 /// encode→decode unchanged, except header values that are not visible ASCII, which `encode`
 /// drops on purpose.

@@ -3,9 +3,6 @@
 //! for every input. The cargo-fuzz targets in `fuzz/` call these; the tests below replay the
 //! committed corpus on stable.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Uri, Version};
@@ -220,46 +217,15 @@ pub fn hop_by_hop(data: &[u8]) {
     assert_eq!(broken_framing(&h), lengths.iter().any(|l| *l != lengths[0]));
 }
 
-/// Runs `entry` on every file of a corpus directory and fails, naming the files, if any of
-/// them panics; a missing or empty directory fails too (a regression test that reads nothing
-/// must not pass).
-pub fn replay_corpus(dir: &Path, entry: fn(&[u8])) {
-    let entries = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()));
-    let mut files: Vec<_> = entries
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()));
-    files.retain(|p| p.is_file());
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "corpus directory {} is empty",
-        dir.display()
-    );
-    let mut failed = Vec::new();
-    for file in &files {
-        let data =
-            std::fs::read(file).unwrap_or_else(|e| panic!("corpus file {}: {e}", file.display()));
-        if catch_unwind(AssertUnwindSafe(|| entry(&data))).is_err() {
-            failed.push(file.display().to_string());
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} of {} corpus files fail (panic messages above):\n{}",
-        failed.len(),
-        files.len(),
-        failed.join("\n")
-    );
-}
+/// The corpus replay shared by every crate's fuzzing module.
+pub use cache::fuzzing::replay_corpus;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn corpus(target: &str) -> std::path::PathBuf {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus")).join(target)
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus")).join(target)
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod client;
 pub mod origin;
+pub mod purge_node;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

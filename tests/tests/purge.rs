@@ -9,6 +9,7 @@ use bytes::Bytes;
 use edge_e2e::admin::{self, token_toml};
 use edge_e2e::client::{self, Proto, Reply};
 use edge_e2e::origin::Origin;
+use edge_e2e::purge_node::{PurgeNode, key, version};
 use edge_e2e::{Edge, Setup, Target};
 use http::Method;
 use serde_json::json;
@@ -29,49 +30,27 @@ async fn fetch(proto: Proto, target: &Target, path: &str) -> Reply {
     fetch_with(proto, target, path, &[]).await
 }
 
-fn key(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
-}
-
-/// The origin body's version: `/c/NAME v3 lang=-` → 3.
-fn version(r: &Reply) -> u64 {
-    let text = r.text();
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix('v')?.parse().ok())
-        .unwrap_or_else(|| panic!("no version in {text:?}"))
-}
-
-struct Node {
-    setup: Setup,
-    origin: Origin,
-    edge: Edge,
-}
+/// A purge node with one admin token (OPS).
+struct Node(PurgeNode);
 
 impl Node {
     async fn start(tag: &str, extra: &str) -> Node {
-        let setup = Setup::new(tag);
-        let origin = Origin::start().await;
-        let tokens = token_toml("ops", OPS, "");
-        let config = setup.config(origin.addr, &format!("{extra}\n{tokens}"));
-        let edge = Edge::start(&setup.dir, &config);
-        Node {
-            setup,
-            origin,
-            edge,
-        }
+        Node(PurgeNode::start(tag, extra, &[("ops", OPS, "")]).await)
     }
 
     fn target(&self, host: &str) -> Target {
-        self.setup.target(self.edge.https(), host)
+        self.0.target(host)
     }
 
     async fn purge(&self, body: serde_json::Value) -> serde_json::Value {
-        let admin = self.edge.admin.expect("admin listener");
-        let reply = admin::purge(admin, OPS, &body).await;
-        assert_eq!(reply.status, 200, "purge {body}: {}", reply.body);
-        let answer = reply.json();
-        assert_eq!(answer["status"], "done", "{answer}");
-        answer
+        self.0.purge(OPS, body).await
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = PurgeNode;
+    fn deref(&self) -> &PurgeNode {
+        &self.0
     }
 }
 

@@ -6,12 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use edge_e2e::admin::{self, AdminReply, token_toml};
-use edge_e2e::client::{self, Proto, Reply};
-use edge_e2e::origin::Origin;
-use edge_e2e::{Edge, Setup, Target};
-use http::Method;
+use edge_e2e::admin::{self, AdminReply};
+use edge_e2e::purge_node::{PurgeNode as Node, key, version};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -21,18 +17,6 @@ const OPS: &str = "ops-secret-0123456789";
 const SCOPED: &str = "scoped-secret-abcdef";
 /// `read_only = true`.
 const READER: &str = "reader-secret-987654";
-
-fn key(path: &str) -> &str {
-    path.split('?').next().unwrap_or(path)
-}
-
-/// The origin body's version: `/c/NAME v3 lang=-` → 3.
-fn version(r: &Reply) -> u64 {
-    let text = r.text();
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix('v')?.parse().ok())
-        .unwrap_or_else(|| panic!("no version in {text:?}"))
-}
 
 fn bearer(secret: &str) -> String {
     format!("Bearer {secret}")
@@ -52,118 +36,18 @@ async fn call(
     }
 }
 
-struct Node {
-    setup: Setup,
-    origin: Origin,
-    edge: Edge,
-}
-
-impl Node {
-    /// An edge with three tokens (OPS, SCOPED, READER); `extra` goes before them.
-    async fn start(tag: &str, extra: &str) -> Node {
-        let setup = Setup::new(tag);
-        let origin = Origin::start().await;
-        let tokens = [
-            token_toml("ops", OPS, ""),
-            token_toml("scoped", SCOPED, "sites = [\"a\"]\nkinds = [\"tag\"]"),
-            token_toml("reader", READER, "read_only = true"),
-        ]
-        .concat();
-        let config = setup.config(origin.addr, &format!("{extra}\n{tokens}"));
-        let edge = Edge::start(&setup.dir, &config);
-        Node {
-            setup,
-            origin,
-            edge,
-        }
-    }
-
-    fn admin(&self) -> SocketAddr {
-        self.edge.admin.expect("admin listener")
-    }
-
-    fn target(&self, host: &str) -> Target {
-        self.setup.target(self.edge.https(), host)
-    }
-
-    async fn send(
-        &self,
-        proto: Proto,
-        host: &str,
-        method: &str,
-        path: &str,
-        h: &[(&str, &str)],
-    ) -> Reply {
-        let m = Method::from_bytes(method.as_bytes()).expect("method");
-        let target = self.target(host);
-        let req = client::request(proto, &target, m, path, h, Bytes::new());
-        match tokio::time::timeout(WAIT, req).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => panic!("{method} {host}{path} over {proto:?}: {e}"),
-            Err(_) => panic!("{method} {host}{path} over {proto:?}: no answer within {WAIT:?}"),
-        }
-    }
-
-    async fn get(&self, host: &str, path: &str) -> Reply {
-        let r = self.send(Proto::H2, host, "GET", path, &[]).await;
-        assert_eq!(r.status, 200, "GET {host}{path}: {}", r.text());
-        r
-    }
-
-    /// Fetches `path` until it is cached (a second fetch is a hit); returns its version.
-    async fn cache(&self, host: &str, path: &str) -> u64 {
-        let before = self.origin.hits(key(path));
-        let first = version(&self.get(host, path).await);
-        assert_eq!(
-            version(&self.get(host, path).await),
-            first,
-            "{host}{path} cached"
-        );
-        assert_eq!(
-            self.origin.hits(key(path)),
-            before + 1,
-            "{host}{path}: one fill"
-        );
-        first
-    }
-
-    /// The next GET is served from the cache: the origin sees nothing.
-    async fn assert_hit(&self, host: &str, path: &str, what: &str) {
-        let before = self.origin.hits(key(path));
-        self.get(host, path).await;
-        assert_eq!(
-            self.origin.hits(key(path)),
-            before,
-            "{what}: {host}{path} must still be a hit"
-        );
-    }
-
-    /// The next GET goes to the origin and gets new content.
-    async fn assert_miss(&self, host: &str, path: &str, what: &str) {
-        let before = self.origin.hits(key(path));
-        let r = self.get(host, path).await;
-        assert_eq!(
-            self.origin.hits(key(path)),
-            before + 1,
-            "{what}: {host}{path} must be a miss"
-        );
-        assert!(version(&r) > before, "{what}: new content: {}", r.text());
-    }
-
-    /// `POST /purge` with `secret`, expecting it done.
-    async fn purge(&self, secret: &str, body: Value) -> Value {
-        let reply = admin::purge(self.admin(), secret, &body).await;
-        assert_eq!(reply.status, 200, "purge {body}: {}", reply.body);
-        let answer = reply.json();
-        assert_eq!(answer["status"], "done", "{answer}");
-        assert!(
-            answer["id"].as_str().is_some_and(|s| !s.is_empty()),
-            "{answer}"
-        );
-        assert!(answer["purged"].is_u64(), "{answer}");
-        assert!(answer["took_us"].is_u64(), "{answer}");
-        answer
-    }
+/// An edge with three tokens (OPS, SCOPED, READER); `extra` goes before them.
+async fn start(tag: &str, extra: &str) -> Node {
+    Node::start(
+        tag,
+        extra,
+        &[
+            ("ops", OPS, ""),
+            ("scoped", SCOPED, "sites = [\"a\"]\nkinds = [\"tag\"]"),
+            ("reader", READER, "read_only = true"),
+        ],
+    )
+    .await
 }
 
 /// A refusal: the status, a JSON body with an `error` string.
@@ -186,7 +70,7 @@ fn assert_refused(reply: &AdminReply, status: u16, what: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_scopes_refuse_before_anything_is_purged() {
-    let node = Node::start("api-auth", "").await;
+    let node = start("api-auth", "").await;
     let (a, b) = (
         "/c/auth-a?cc=max-age=600&ctag=shared",
         "/c/auth-b?cc=max-age=600&ctag=shared",
@@ -247,7 +131,7 @@ async fn tokens_and_scopes_refuse_before_anything_is_purged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_are_refused_naming_the_field_and_purge_nothing() {
-    let node = Node::start("api-bodies", "").await;
+    let node = start("api-bodies", "").await;
     let path = "/c/body?cc=max-age=600&ctag=bt";
     node.cache("a.test", path).await;
     let url = format!("https://a.test{path}");
@@ -330,7 +214,7 @@ async fn bad_bodies_are_refused_naming_the_field_and_purge_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudflare_and_fastly_shapes_purge_what_they_name() {
-    let node = Node::start("api-shapes", "").await;
+    let node = start("api-shapes", "").await;
     let cc = "cc=max-age=600";
     // Cloudflare `files`: a string, and an object with headers.
     let (f1, f2, f3) = (
@@ -477,7 +361,7 @@ async fn cloudflare_and_fastly_shapes_purge_what_they_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_live_route() {
-    let node = Node::start("api-openapi", "").await;
+    let node = start("api-openapi", "").await;
     let auth = bearer(OPS);
     let h = [("authorization", auth.as_str())];
     let reply = call(node.admin(), "GET", "/openapi.json", &[], b"").await;
@@ -548,7 +432,7 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_metrics_count_requests_and_the_tag_index() {
-    let node = Node::start("api-metrics", "").await;
+    let node = start("api-metrics", "").await;
     let tagged = [
         "/c/m1?cc=max-age=600&ctag=mt",
         "/c/m2?cc=max-age=600&sk=mt%20x",
@@ -603,7 +487,7 @@ async fn purge_metrics_count_requests_and_the_tag_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_metrics_need_a_token() {
-    let node = Node::start("api-closed-metrics", "[admin]\nopen_metrics = false\n").await;
+    let node = start("api-closed-metrics", "[admin]\nopen_metrics = false\n").await;
     let anonymous = call(node.admin(), "GET", "/metrics", &[], b"").await;
     assert_refused(&anonymous, 401, "metrics without a token");
     let auth = bearer(READER);
@@ -621,7 +505,7 @@ async fn closed_metrics_need_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_is_per_token() {
-    let node = Node::start("api-rate", "[admin]\npurge_rate = 0.001\npurge_burst = 2\n").await;
+    let node = start("api-rate", "[admin]\npurge_rate = 0.001\npurge_burst = 2\n").await;
     let path = "/c/rl?cc=max-age=600&ctag=rl";
     node.purge(OPS, json!({"tags": ["rl"]})).await;
     node.purge(OPS, json!({"tags": ["rl"]})).await;

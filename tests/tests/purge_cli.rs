@@ -6,29 +6,16 @@ use std::net::SocketAddr;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
 use edge_e2e::admin::{self, token_toml};
-use edge_e2e::client::{self, Proto, Reply, TLS_PROTOS};
-use edge_e2e::origin::Origin;
-use edge_e2e::{Edge, Setup, edge_binary};
-use http::Method;
+use edge_e2e::client::{Proto, TLS_PROTOS};
+use edge_e2e::purge_node::{PurgeNode, key, version};
+use edge_e2e::{Setup, edge_binary};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
 const OPS: &str = "ops-secret-0123456789";
 /// `sites = ["a"]`, `kinds = ["url"]`.
 const SITE_A: &str = "site-a-secret-424242";
-
-fn key(path: &str) -> &str {
-    path.split('?').next().unwrap_or(path)
-}
-
-fn version(r: &Reply) -> u64 {
-    let text = r.text();
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix('v')?.parse().ok())
-        .unwrap_or_else(|| panic!("no version in {text:?}"))
-}
 
 /// `edge ARGS...`, bounded; killed (it is our child) if it overruns.
 async fn edge(args: &[&str]) -> Output {
@@ -53,93 +40,35 @@ fn explain(out: &Output) -> String {
     )
 }
 
-struct Node {
-    setup: Setup,
-    origin: Origin,
-    edge: Edge,
+/// A purge node with two tokens (OPS, SITE_A) and their secrets in files `token` (OPS) and
+/// `wrong-token`.
+struct Node(PurgeNode);
+
+impl std::ops::Deref for Node {
+    type Target = PurgeNode;
+    fn deref(&self) -> &PurgeNode {
+        &self.0
+    }
 }
 
 impl Node {
     async fn start(tag: &str, extra: &str) -> Node {
-        let setup = Setup::new(tag);
-        let origin = Origin::start().await;
-        let tokens = token_toml("ops", OPS, "")
-            + &token_toml("site-a", SITE_A, "sites = [\"a\"]\nkinds = [\"url\"]");
-        let config = setup.config(origin.addr, &format!("{extra}\n{tokens}"));
-        let edge = Edge::start(&setup.dir, &config);
-        std::fs::write(setup.dir.join("token"), format!("{OPS}\n")).expect("token file");
-        std::fs::write(setup.dir.join("wrong-token"), "not-the-secret\n").expect("token file");
-        Node {
-            setup,
-            origin,
-            edge,
-        }
-    }
-
-    fn admin(&self) -> SocketAddr {
-        self.edge.admin.expect("admin listener")
+        let node = PurgeNode::start(
+            tag,
+            extra,
+            &[
+                ("ops", OPS, ""),
+                ("site-a", SITE_A, "sites = [\"a\"]\nkinds = [\"url\"]"),
+            ],
+        )
+        .await;
+        std::fs::write(node.setup.dir.join("token"), format!("{OPS}\n")).expect("token file");
+        std::fs::write(node.setup.dir.join("wrong-token"), "not-the-secret\n").expect("token file");
+        Node(node)
     }
 
     fn file(&self, name: &str) -> String {
         self.setup.dir.join(name).display().to_string()
-    }
-
-    async fn send(
-        &self,
-        proto: Proto,
-        host: &str,
-        method: &str,
-        path: &str,
-        h: &[(&str, &str)],
-    ) -> Reply {
-        let target = self.setup.target(self.edge.https(), host);
-        let m = Method::from_bytes(method.as_bytes()).expect("method");
-        let req = client::request(proto, &target, m, path, h, Bytes::new());
-        match tokio::time::timeout(WAIT, req).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => panic!("{method} {host}{path} over {proto:?}: {e}"),
-            Err(_) => panic!("{method} {host}{path} over {proto:?}: no answer within {WAIT:?}"),
-        }
-    }
-
-    async fn get(&self, host: &str, path: &str) -> Reply {
-        let r = self.send(Proto::H2, host, "GET", path, &[]).await;
-        assert_eq!(r.status, 200, "GET {host}{path}: {}", r.text());
-        r
-    }
-
-    /// Fetches `path` until it is cached; returns its version.
-    async fn cache(&self, host: &str, path: &str) -> u64 {
-        let before = self.origin.hits(key(path));
-        let v = version(&self.get(host, path).await);
-        self.get(host, path).await;
-        assert_eq!(
-            self.origin.hits(key(path)),
-            before + 1,
-            "{host}{path} cached"
-        );
-        v
-    }
-
-    async fn assert_hit(&self, host: &str, path: &str, what: &str) {
-        let before = self.origin.hits(key(path));
-        self.get(host, path).await;
-        assert_eq!(
-            self.origin.hits(key(path)),
-            before,
-            "{what}: {host}{path} must be a hit"
-        );
-    }
-
-    async fn assert_miss(&self, host: &str, path: &str, what: &str) {
-        let before = self.origin.hits(key(path));
-        let r = self.get(host, path).await;
-        assert_eq!(
-            self.origin.hits(key(path)),
-            before + 1,
-            "{what}: {host}{path} must be a miss"
-        );
-        assert!(version(&r) > before, "{what}: new content: {}", r.text());
     }
 
     /// `edge purge --admin ADMIN --token-file FILE ARGS...`.
