@@ -13,6 +13,7 @@ use http::{Method, Version};
 use origin_shield::Pool;
 
 use crate::compress::RequestFacts;
+use crate::interim::Interim;
 use crate::state::{ConnInfo, Runtime, Shared};
 
 #[derive(Clone)]
@@ -57,11 +58,18 @@ pub struct RequestCtx {
     /// The client's own `Accept-Encoding` fields, when the cache phase replaced them with
     /// `identity` (one identity object per URL), to restore on requests passed through.
     pub client_ae: Option<Vec<HeaderValue>>,
+    /// Where the origin's 1xx interim responses go (none for HTTP/1.0 clients).
+    pub interim: Option<Interim>,
 }
 
 impl RequestCtx {
-    pub fn new(shared: Arc<Shared>, conn: Arc<ConnInfo>, head: http::request::Parts) -> RequestCtx {
+    pub fn new(
+        shared: Arc<Shared>,
+        conn: Arc<ConnInfo>,
+        mut head: http::request::Parts,
+    ) -> RequestCtx {
         let rt = shared.runtime();
+        let interim = Interim::take(&mut head.extensions);
         RequestCtx {
             id: shared.next_request_id(),
             start: clock::now(),
@@ -87,6 +95,7 @@ impl RequestCtx {
             key: String::new(),
             policy: Policy::default(),
             client_ae: None,
+            interim,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod filters;
 pub mod fuzzing;
 pub mod headers;
 pub mod hygiene;
+pub mod interim;
 pub mod lifecycle;
 pub mod log;
 pub mod metrics;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use h3::error::Code;
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::body::{self, Activity, H3RequestBody, ProxyBody};
 use crate::hygiene;
@@ -152,7 +152,30 @@ async fn serve_request(
         }
     }
     let is_head = req.method() == Method::HEAD;
-    let resp = pipeline::handle(shared, info, req.map(|()| body)).await;
+    let mut req = req.map(|()| body);
+    // 1xx interim responses (crate::interim) go out as HEADERS frames before the final one.
+    let (interim_tx, mut interim_rx) = mpsc::unbounded_channel::<Response<()>>();
+    req.extensions_mut().insert(interim_tx);
+    let handled = pipeline::handle(shared, info, req);
+    tokio::pin!(handled);
+    let resp = loop {
+        tokio::select! {
+            biased;
+            Some(interim) = interim_rx.recv() => {
+                if let Err(e) = send.send_response(interim).await {
+                    tracing::debug!(error = %e, "HTTP/3 interim response not sent");
+                }
+            }
+            resp = &mut handled => break resp,
+        }
+    };
+    // Those queued while the final response was made still go first.
+    while let Ok(interim) = interim_rx.try_recv() {
+        if let Err(e) = send.send_response(interim).await {
+            tracing::debug!(error = %e, "HTTP/3 interim response not sent");
+        }
+    }
+    drop(interim_rx);
     if mismatch.load(Ordering::Relaxed) {
         tracing::info!("HTTP/3 request body does not match its content-length; resetting");
         send.stop_stream(Code::H3_MESSAGE_ERROR);

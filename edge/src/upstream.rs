@@ -40,12 +40,22 @@ pub fn rewrite(ctx: &RequestCtx, mut fields: HeaderMap) -> HeaderMap {
     fields
 }
 
-/// A request for the origin: `method` and `uri` with `fields` (already rewritten) and `body`.
-pub fn request(method: Method, uri: Uri, fields: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
+/// A request for the origin: `method` and `uri` with `fields` (already rewritten) and `body`;
+/// the origin's interim responses to it go on to `ctx`'s client.
+pub fn request(
+    ctx: &RequestCtx,
+    method: Method,
+    uri: Uri,
+    fields: HeaderMap,
+    body: ProxyBody,
+) -> Request<ProxyBody> {
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = fields;
+    if let Some(interim) = &ctx.interim {
+        interim.forward_from(&mut req);
+    }
     req
 }
 
@@ -59,7 +69,7 @@ pub async fn pass(ctx: &RequestCtx, body: ProxyBody) -> Result<Response<ProxyBod
         }
     }
     let fields = rewrite(ctx, fields);
-    let req = request(ctx.method.clone(), ctx.head.uri.clone(), fields, body);
+    let req = request(ctx, ctx.method.clone(), ctx.head.uri.clone(), fields, body);
     let pool = ctx.pool()?.clone();
     let resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
     Ok(origin_response(resp, &ctx.rt))
@@ -116,7 +126,7 @@ pub async fn upgrade(
     let mut fields = rewrite(ctx, ctx.head.headers.clone());
     fields.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     fields.insert(header::UPGRADE, proto);
-    let req = request(ctx.method.clone(), ctx.head.uri.clone(), fields, body);
+    let req = request(ctx, ctx.method.clone(), ctx.head.uri.clone(), fields, body);
     let pool = ctx.pool()?.clone();
     let mut resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {

@@ -15,6 +15,7 @@
 mod h1;
 mod http2;
 mod http3;
+mod interim;
 mod origin;
 mod qpack;
 
@@ -27,6 +28,7 @@ pub use http3::{
     H3_REQUEST_INCOMPLETE, H3_REQUEST_REJECTED,
 };
 pub use http3::{H3Outcome, h3_frame, h3_raw, h3_raw_stream, h3_varint};
+pub use interim::{WithInterim, get_with_interim, h1_version};
 pub use origin::{OriginMode, Recorded, RecordingOrigin};
 pub use qpack::{huffman_decode, qpack_decode, qpack_encode};
 

@@ -57,6 +57,7 @@ pub async fn fetch(
 ) -> Result<Response<hyper::body::Incoming>, Error> {
     let make = || {
         upstream::request(
+            ctx,
             Method::GET,
             ctx.head.uri.clone(),
             fields.clone(),

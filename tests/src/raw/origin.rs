@@ -74,7 +74,6 @@ impl std::fmt::Debug for Recorded {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     next_seq: AtomicU64,
     /// (sequence number, request): the number lets a request recorded at its head be updated
@@ -83,6 +82,20 @@ struct Shared {
     /// Bytes received, per connection number.
     bytes: Mutex<BTreeMap<u64, Vec<u8>>>,
     connections: AtomicU64,
+    /// Held `/early-hints/held` responses wait for a permit.
+    hints_gate: tokio::sync::Semaphore,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            next_seq: AtomicU64::new(0),
+            requests: Mutex::default(),
+            bytes: Mutex::default(),
+            connections: AtomicU64::new(0),
+            hints_gate: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 impl Shared {
@@ -112,6 +125,10 @@ impl Shared {
 ///   Content-Length 5 with `Transfer-Encoding: chunked` and a chunked `hello`. Both are
 ///   cacheable, and the connection is closed after them;
 /// - path starting with `/slow-read`: as the default, but always after reading the body.
+/// - path starting with `/early-hints`: first a `103 Early Hints` (two `Link` fields, an
+///   `X-Hint` field, and a hop-by-hop `X-Hop` named by `Connection`), then the default
+///   response; under `/early-hints/held` the final response waits (10 s at most) for
+///   [`RecordingOrigin::release_hints`].
 ///
 /// A request with unusable framing (a Transfer-Encoding not ending in chunked, conflicting
 /// Content-Length values) is recorded without a body, answered, and its connection closed; so
@@ -199,6 +216,11 @@ impl RecordingOrigin {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
+    /// Lets one held `/early-hints/held` response go on to its final head.
+    pub fn release_hints(&self) {
+        self.shared.hints_gate.add_permits(1);
+    }
+
     /// Closes the listener and every connection.
     pub fn stop(&self) {
         for t in self.tasks.lock().expect("lock").drain(..) {
@@ -221,6 +243,7 @@ enum Route {
     DupCl,
     ClTe,
     SlowRead,
+    EarlyHints { held: bool },
 }
 
 impl Route {
@@ -236,6 +259,8 @@ impl Route {
             "/cl-te" => Route::ClTe,
             p if p.starts_with("/slow-read") => Route::SlowRead,
             p if p.starts_with("/redirect") => Route::Redirect,
+            p if p.starts_with("/early-hints/held") => Route::EarlyHints { held: true },
+            p if p.starts_with("/early-hints") => Route::EarlyHints { held: false },
             p if p.starts_with("/private/") || p.contains("/account/") => Route::Private,
             _ => Route::Default,
         }
@@ -443,6 +468,24 @@ impl Conn {
             None => reflection.push_str("body-len: unread\n"),
         }
         let (status, extra, body) = match route {
+            Route::EarlyHints { held } => {
+                let hints = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\
+                             Link: <https://cdn.test>; rel=preconnect\r\nX-Hint: only-in-103\r\n\
+                             Connection: x-hop\r\nX-Hop: 1\r\n\r\n";
+                if self.stream.write_all(hints.as_bytes()).await.is_err() {
+                    return false;
+                }
+                if held {
+                    let gate = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        self.shared.hints_gate.acquire(),
+                    );
+                    if let Ok(Ok(permit)) = gate.await {
+                        permit.forget();
+                    }
+                }
+                ("200 OK", CACHEABLE.to_string(), reflection.as_str())
+            }
             Route::Default | Route::SlowRead => {
                 ("200 OK", CACHEABLE.to_string(), reflection.as_str())
             }
