@@ -44,9 +44,11 @@ admin = ["127.0.0.1:0"]
 cert = "cert.pem"
 key = "key.pem"
 [cache]
-memory_bytes = "256MiB"
+# Small tiers, so that both are full (evicting) within the warm-up: the soak then watches a
+# steady state, not a cache still filling up (the disk index grows with every object stored).
+memory_bytes = "64MiB"
 disk_dir = "$work/cache"
-disk_bytes = "512MiB"
+disk_bytes = "128MiB"
 [pools.origin]
 endpoints = ["$ORIGIN"]
 [[sites]]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -114,7 +114,14 @@ pub async fn serve(listen: SocketAddr, max_size: usize) -> Result<(), LoadError>
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let r = respond(&req, &payload, &text);
-                async move { Ok::<_, Infallible>(r) }
+                // Reads a request body to its end before answering, as an application would:
+                // answering first and closing with unread bytes makes the kernel send RST, which
+                // can discard the response before the proxy reads it (a 502 that measures the
+                // origin, not the proxy).
+                async move {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, Infallible>(r)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
