@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::diagnostics::line_col;
+
 /// The input of [`compile`](crate::compile): the TOML text and the files it refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
@@ -22,8 +24,33 @@ pub struct Document {
     /// error). A referenced name in neither map is reported as not provided by the source.
     pub unavailable: BTreeMap<String, String>,
     /// The source's revision of this document (file: a counter of distinct contents seen by
-    /// this source, from 1; etcd later: `mod_revision`). Becomes `Snapshot::version`.
+    /// this source, from 1; etcd: the version number). Becomes `Snapshot::version`.
     pub revision: u64,
+    /// When `text` joins several texts (a node file and a shared document, see
+    /// [`crate::layered`]): where each begins, so diagnostics name the text and the line in it.
+    /// Empty: `text` is one text named `name`.
+    pub parts: Vec<Part>,
+}
+
+/// One text of a layered document: its name and the byte offset where it begins in the joint
+/// text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub name: PathBuf,
+    pub offset: usize,
+}
+
+impl Document {
+    /// The text and the 1-based line and column that byte `offset` of `text` comes from.
+    pub fn locate(&self, offset: usize) -> (PathBuf, (usize, usize)) {
+        match self.parts.iter().rev().find(|p| p.offset <= offset) {
+            Some(part) => {
+                let tail = self.text.get(part.offset..).unwrap_or("");
+                (part.name.clone(), line_col(tail, offset - part.offset))
+            }
+            None => (self.name.clone(), line_col(&self.text, offset)),
+        }
+    }
 }
 
 /// Every certificate, key and CA file name written in `text`, sorted and without duplicates, so

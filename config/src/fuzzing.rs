@@ -19,6 +19,7 @@ pub fn compile(data: &[u8]) {
         blobs: BTreeMap::new(),
         unavailable: BTreeMap::new(),
         revision: 1,
+        parts: Vec::new(),
     };
     let Err(e) = crate::compile(&doc) else {
         return;

@@ -17,6 +17,7 @@ mod compile;
 mod diagnostics;
 mod document;
 pub mod fuzzing;
+mod layered;
 mod net;
 mod schema;
 mod snapshot;
@@ -27,9 +28,10 @@ pub use cache_rules::key::KeyRules;
 pub use cache_rules::rules::Policy;
 pub use compile::compile;
 pub use diagnostics::{ConfigError, Diagnostic};
-pub use document::{Document, referenced_blobs};
+pub use document::{Document, Part, referenced_blobs};
+pub use layered::{Layer, NODE_TABLES, layered};
 pub use net::Cidr;
-pub use schema::{Algorithm, OriginProtocol, PlainHttp, parse_duration, parse_size};
+pub use schema::{Algorithm, OriginProtocol, PlainHttp, Tier, parse_duration, parse_size};
 pub use snapshot::{
     AdminSettings, CacheSettings, Compression, DEFAULT_STRIP_REQUEST_HEADERS, DnsEndpoint,
     DnsSettings, HealthCheck, Levels, Limits, Listen, OriginSettings, OriginTls, OriginTransport,

@@ -32,6 +32,11 @@ pub struct File {
     pub sites: Vec<Spanned<Site>>,
     #[serde(default)]
     pub admin: admin::Admin,
+    /// How a node reaches the central store (node file only); read and checked by the
+    /// control plane (`edge-control`), which needs it before any document exists.
+    #[serde(default)]
+    #[allow(dead_code)] // accepted here, read by edge-control
+    pub store: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +47,13 @@ pub struct Node {
     /// CIDR ranges of our own edges, shields and load balancers.
     #[serde(default)]
     pub trusted_peers: Vec<Spanned<String>>,
+    /// The point of presence and region this node belongs to (reports, rollouts, purges).
+    #[serde(default)]
+    pub pop: Option<Spanned<String>>,
+    #[serde(default)]
+    pub region: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tier: Tier,
 }
 
 impl Default for Node {
@@ -49,6 +61,27 @@ impl Default for Node {
         Node {
             name: default_node_name(),
             trusted_peers: Vec::new(),
+            pop: None,
+            region: None,
+            tier: Tier::Edge,
+        }
+    }
+}
+
+/// Edges face visitors; shields sit between edges and origins (and apply purges first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    #[default]
+    Edge,
+    Shield,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Edge => "edge",
+            Tier::Shield => "shield",
         }
     }
 }

@@ -325,6 +325,10 @@ pub struct Snapshot {
     /// When this snapshot was compiled (the one input that is not the document: the clock).
     pub loaded_at: SystemTime,
     pub node_name: String,
+    /// The node's POP and region (`[node]`; the node's name when not set) and tier.
+    pub pop: String,
+    pub region: String,
+    pub tier: crate::Tier,
     /// Our own edges, shields and load balancers: only their forwarding headers (`Forwarded`,
     /// `X-Forwarded-*`, `X-Real-IP`, `X-Request-Id`, `Via`) are believed.
     pub trusted_peers: Vec<Cidr>,

@@ -33,6 +33,19 @@ pub trait ConfigSource: Send + Sync + 'static {
     /// live in the document itself. A polling source takes its pace from them; others ignore
     /// them. (`watch_file` is the caller's: it decides whether to wait on `changed` at all.)
     fn apply_reload_settings(&self, _settings: &Reload) {}
+
+    /// Whether the caller should wait on `changed` whatever `[reload] watch_file` says: a
+    /// central store pushes versions, and a node must follow them.
+    fn always_watch(&self) -> bool {
+        false
+    }
+
+    /// The caller now serves `snapshot`, compiled from `doc` (the first one included). A
+    /// remote source keeps it as the last known good and reports it.
+    fn applied(&self, _doc: &Document, _snapshot: &Snapshot) {}
+
+    /// The caller refused `doc` (it did not compile) and keeps serving what it ran.
+    fn refused(&self, _doc: &Document, _error: &ConfigError) {}
 }
 
 /// Modification time and size: a file changed when either did.
@@ -196,6 +209,7 @@ fn read_files(path: &Path) -> FileRead {
             blobs,
             unavailable,
             revision: 0,
+            parts: Vec::new(),
         }),
     }
 }

@@ -19,8 +19,13 @@ struct Cli {
 enum Command {
     /// Serve with the given config; reloads on SIGHUP and when the file changes.
     Run {
+        /// The config file; with a store, the node file (the node's own layer).
         #[arg(long, short)]
         config: PathBuf,
+        /// Take the shared config from etcd: etcd://HOST:PORT[,HOST:PORT…]/PREFIX (else the
+        /// node file's `[store]`, if it has endpoints).
+        #[arg(long)]
+        store: Option<String>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -77,6 +82,17 @@ enum Command {
     },
     /// Prints the SHA-256 of a token secret read from stdin: the `sha256` of `[[admin.tokens]]`.
     TokenHash,
+    /// Versioned config in etcd: push, history, diff, rollback, status.
+    Config {
+        /// etcd://HOST:PORT[,HOST:PORT…]/PREFIX
+        #[arg(long, global = true)]
+        store: Option<String>,
+        /// A file whose `[store]` table gives TLS files and the etcd user.
+        #[arg(long, global = true)]
+        store_config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: crate::config_cli::ConfigCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +101,23 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => return check(&config),
         Command::TokenHash => return token_hash(),
+        Command::Config {
+            store,
+            store_config,
+            command,
+        } => {
+            let args = crate::config_cli::StoreArgs {
+                url: store,
+                settings_file: store_config,
+            };
+            return match runtime(Some(1)) {
+                Ok(rt) => rt.block_on(crate::config_cli::run(args, command)),
+                Err(e) => {
+                    eprintln!("edge config: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Purge {
             admin,
             token_file,
@@ -121,9 +154,12 @@ pub fn main() -> ExitCode {
                 }
             };
         }
-        Command::Run { config, workers } => {
-            runtime(workers).and_then(|rt| rt.block_on(server::serve(config, server::print_bound)))
-        }
+        Command::Run {
+            config,
+            store,
+            workers,
+        } => runtime(workers)
+            .and_then(|rt| rt.block_on(server::serve_node(config, store, server::print_bound))),
         Command::Demo {
             port,
             http_port,

@@ -34,6 +34,8 @@ pub enum Error {
     NoPool(String),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Control(control::ControlError),
     #[error("cache: {0}")]
     Cache(#[from] cache::CacheError),
     #[error("cannot bind {what} listener on {addr}: {source}")]

@@ -10,6 +10,7 @@ pub mod body;
 pub mod cache_phase;
 pub mod cli;
 pub mod compress;
+pub mod config_cli;
 pub mod ctx;
 pub mod demo;
 pub mod error;

@@ -108,6 +108,22 @@ impl Metrics {
         add(&self.cache[cache_result(cache)], 1);
     }
 
+    /// Responses sent so far, and how many of them were 5xx (the control plane's node report).
+    pub fn totals(&self) -> (u64, u64) {
+        let mut all = 0;
+        let mut errors = 0;
+        for per_proto in &self.responses {
+            for (s, c) in per_proto.iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                all += n;
+                if s == 4 {
+                    errors += n;
+                }
+            }
+        }
+        (all, errors)
+    }
+
     /// The Prometheus text exposition of every counter, plus the store's gauges.
     pub fn render(&self, memory_bytes: u64, disk_bytes: u64) -> String {
         let mut out = String::with_capacity(4096);

@@ -40,6 +40,34 @@ pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Resul
     serve_source(Arc::new(source), config_path, on_ready).await
 }
 
+/// `edge run`: from the file alone, or, with a store (`--store`, or endpoints in the node
+/// file's `[store]`), from the node file joined with the active version in etcd.
+pub async fn serve_node(
+    config_path: PathBuf,
+    store: Option<String>,
+    on_ready: impl FnOnce(&Bound),
+) -> Result<(), Error> {
+    let path = config_path.clone();
+    let node = tokio::task::spawn_blocking(move || control::NodeFile::read(&path))
+        .await
+        .map_err(|e| Error::Control(control::ControlError::Settings(e.to_string())))?
+        .map_err(Error::Control)?;
+    let node = match store {
+        Some(url) => node.with_store_url(&url).map_err(Error::Control)?,
+        None if node.store.endpoints.is_empty() => return serve(config_path, on_ready).await,
+        None => node,
+    };
+    let source = control::EtcdSource::start(&config_path, node);
+    source.set_stats(|| {
+        let (requests, status_5xx) = crate::metrics::METRICS.totals();
+        control::ReportStats {
+            requests,
+            status_5xx,
+        }
+    });
+    serve_source(Arc::new(source), config_path, on_ready).await
+}
+
 /// Serves the documents of `source`: the first one now, later ones on SIGHUP or when the source
 /// says it changed. `config_path` is only what `Shared` records.
 async fn serve_source<S: ConfigSource>(
@@ -49,7 +77,16 @@ async fn serve_source<S: ConfigSource>(
 ) -> Result<(), Error> {
     // The source records what it read (a file: stamped before reading), so a write racing with
     // start-up still shows up in `changed` and triggers a reload.
-    let snapshot = compile_off_runtime(source.fetch().await?).await?;
+    let (doc, compiled) = compile_off_runtime(source.fetch().await?).await;
+    let snapshot = match compiled {
+        Ok(s) => s,
+        Err(e) => {
+            source.refused(&doc, &e);
+            return Err(e.into());
+        }
+    };
+    source.applied(&doc, &snapshot);
+    drop(doc);
     source.apply_reload_settings(&snapshot.reload);
     let listen = snapshot.listen.clone();
     let grace = snapshot.timeouts.shutdown_grace;
@@ -267,28 +304,32 @@ async fn reload_loop<S: ConfigSource>(
 ) {
     loop {
         // Read per round so a reload can turn watching on or off (its pace is the source's).
-        let watch = shared.runtime().snapshot.reload.watch_file;
+        let watch = source.always_watch() || shared.runtime().snapshot.reload.watch_file;
         let trigger = tokio::select! {
             _ = hup.recv() => "SIGHUP",
-            () = source.changed(), if watch => "file change",
+            () = source.changed(), if watch => "source change",
             _ = shutting_down(&mut stop) => return,
         };
         reload(&shared, &*source, trigger).await;
     }
 }
 
-/// Compiling parses keys and certificates: CPU work kept off the runtime's threads.
-async fn compile_off_runtime(doc: Document) -> Result<Snapshot, ConfigError> {
-    let name = doc.name.clone();
-    tokio::task::spawn_blocking(move || config::compile(&doc))
+/// Compiling parses keys and certificates: CPU work kept off the runtime's threads. The
+/// document comes back with the result (the source may keep it).
+async fn compile_off_runtime(doc: Document) -> (Document, Result<Snapshot, ConfigError>) {
+    let doc = Arc::new(doc);
+    let input = doc.clone();
+    let result = tokio::task::spawn_blocking(move || config::compile(&input))
         .await
         .unwrap_or_else(|e| {
             Err(ConfigError::Invalid(vec![config::Diagnostic {
-                file: name,
+                file: doc.name.clone(),
                 location: None,
                 reason: format!("compile task failed: {e}"),
             }]))
-        })
+        });
+    let doc = Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone());
+    (doc, result)
 }
 
 /// Fetches the source's current document and, when it is a revision the node does not serve
@@ -314,10 +355,16 @@ pub async fn reload<S: ConfigSource>(shared: &Arc<Shared>, source: &S, trigger: 
         tracing::info!(trigger, version = running, "config unchanged");
         return;
     }
-    let snapshot = match compile_off_runtime(doc).await {
+    let (doc, compiled) = compile_off_runtime(doc).await;
+    let snapshot = match compiled {
         Ok(snapshot) => snapshot,
-        Err(e) => return refuse(e),
+        Err(e) => {
+            source.refused(&doc, &e);
+            return refuse(e);
+        }
     };
+    source.applied(&doc, &snapshot);
+    drop(doc);
     let old = shared.runtime();
     if snapshot.listen != old.snapshot.listen {
         tracing::warn!("listener settings changed; they take effect at the next restart");

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod etcd;
 pub mod origin;
 pub mod purge_node;
 pub mod raw;
@@ -156,6 +157,8 @@ fn newest_source(workspace: &Path) -> Option<std::time::SystemTime> {
         "origin-shield",
         "purge-api",
         "geo",
+        "control",
+        "core",
     ] {
         walk(&workspace.join(dir).join("src"), &mut newest);
         walk(&workspace.join(dir).join("Cargo.toml"), &mut newest);

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::diagnostics::line_col;
 use crate::schema;
 use crate::{
     CacheSettings, Cidr, ConfigError, Diagnostic, DnsSettings, Document, Limits, Listen,
@@ -35,9 +34,15 @@ pub fn compile(doc: &Document) -> Result<Snapshot, ConfigError> {
     let file: schema::File = match toml::from_str(&doc.text) {
         Ok(f) => f,
         Err(e) => {
-            let location = e.span().map(|s| line_col(&doc.text, s.start));
+            let (file, location) = match e.span() {
+                Some(s) => {
+                    let (file, at) = doc.locate(s.start);
+                    (file, Some(at))
+                }
+                None => (doc.name.clone(), None),
+            };
             return Err(ConfigError::Invalid(vec![Diagnostic {
-                file: doc.name.clone(),
+                file,
                 location,
                 reason: e.message().trim().to_string(),
             }]));
@@ -60,13 +65,14 @@ struct Compiler<'a> {
 impl Compiler<'_> {
     /// An empty span at 0 is a problem of the document as a whole (defaults have no location).
     fn error(&mut self, span: Range<usize>, reason: impl Into<String>) {
-        let location = if span.is_empty() && span.start == 0 {
-            None
+        let (file, location) = if span.is_empty() && span.start == 0 {
+            (self.doc.name.clone(), None)
         } else {
-            Some(line_col(&self.doc.text, span.start))
+            let (file, at) = self.doc.locate(span.start);
+            (file, Some(at))
         };
         self.errors.push(Diagnostic {
-            file: self.doc.name.clone(),
+            file,
             location,
             reason: reason.into(),
         });
@@ -104,6 +110,19 @@ impl Compiler<'_> {
                 "node.name must be a non-empty token of letters, digits, '-', '_' or '.' (it goes into Via)",
             );
         }
+
+        let mut label = |v: &Option<Spanned<String>>, what: &str| match v {
+            None => String::new(),
+            Some(s) => {
+                let text = s.get_ref().trim().to_string();
+                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
+                    self.error(s.span(), format!("node.{what} must be a non-empty token"));
+                }
+                text
+            }
+        };
+        let pop = label(&file.node.pop, "pop");
+        let region = label(&file.node.region, "region");
 
         let mut trusted_peers = Vec::new();
         for t in &file.node.trusted_peers {
@@ -190,6 +209,13 @@ impl Compiler<'_> {
             version: self.doc.revision,
             source: self.doc.name.clone(),
             loaded_at: edge_core::clock::wall(),
+            pop: if pop.is_empty() {
+                node_name.clone()
+            } else {
+                pop
+            },
+            region,
+            tier: file.node.tier,
             node_name,
             trusted_peers,
             shield_peers,

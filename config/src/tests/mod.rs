@@ -69,6 +69,7 @@ fn document_in(dir: &Path, name: &str, text: &str, revision: u64) -> Document {
         blobs,
         unavailable,
         revision,
+        parts: Vec::new(),
     }
 }
 

@@ -60,6 +60,7 @@ fn remote_document(blobs: BTreeMap<String, Vec<u8>>) -> Document {
         blobs,
         unavailable: BTreeMap::new(),
         revision: 42,
+        parts: Vec::new(),
     }
 }
 

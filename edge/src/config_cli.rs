@@ -1,0 +1,132 @@
+//! `edge config push | history | diff | rollback | status`: the operator's side of config in
+//! etcd (the calls are `control::ops`; this is their command line).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use control::{ControlError, NodeFile, Store, StoreSettings, ops};
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a shared document (against a node file) and make it the active version.
+    Push {
+        file: PathBuf,
+        /// Validate against this node file (default: a built-in example).
+        #[arg(long)]
+        node_file: Option<PathBuf>,
+        /// A file the document names that each node reads from its own disk instead of the
+        /// store (repeatable).
+        #[arg(long)]
+        local: Vec<String>,
+        #[arg(long, short, default_value = "")]
+        message: String,
+        /// Who pushes (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// Every version, the active one marked.
+    History,
+    /// A unified diff of two versions (default: the one before the active one, and the active).
+    Diff { a: Option<u64>, b: Option<u64> },
+    /// Make a version active again (default: the one before the active one).
+    Rollback { version: Option<u64> },
+    /// Which node runs which version, since when, with what errors. Exits 1 unless every node
+    /// runs the active version without error.
+    Status,
+}
+
+/// Where the store is: `--store etcd://…`, with credentials (TLS files, user) from the
+/// `[store]` table of `--store-config FILE` when given.
+pub struct StoreArgs {
+    pub url: Option<String>,
+    pub settings_file: Option<PathBuf>,
+}
+
+async fn connect(args: &StoreArgs) -> Result<Store, ControlError> {
+    let (settings, base) = match &args.settings_file {
+        Some(f) => {
+            let node = NodeFile::read(f)?;
+            (node.store.clone(), node.dir())
+        }
+        None => (StoreSettings::default(), PathBuf::from(".")),
+    };
+    let mut settings = settings;
+    if let Some(url) = &args.url {
+        let (endpoints, prefix) = control::parse_store_url(url)?;
+        settings.endpoints = endpoints;
+        settings.prefix = Some(prefix);
+    }
+    Store::connect(&settings, &base).await
+}
+
+fn who(author: Option<String>) -> String {
+    author
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub async fn run(store: StoreArgs, command: ConfigCommand) -> ExitCode {
+    match execute(store, command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edge config: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(args: StoreArgs, command: ConfigCommand) -> Result<ExitCode, ControlError> {
+    // Validation needs no store: refuse a bad file before connecting.
+    if let ConfigCommand::Push {
+        file,
+        node_file,
+        local,
+        ..
+    } = &command
+    {
+        let push = ops::Push {
+            file,
+            node_file: node_file.as_deref(),
+            local,
+            author: "",
+            message: "",
+        };
+        ops::validate(&push)?;
+    }
+    let store = connect(&args).await?;
+    match command {
+        ConfigCommand::Push {
+            file,
+            node_file,
+            local,
+            message,
+            author,
+        } => {
+            let author = who(author);
+            let push = ops::Push {
+                file: &file,
+                node_file: node_file.as_deref(),
+                local: &local,
+                author: &author,
+                message: &message,
+            };
+            let n = ops::push(&store, &push).await?;
+            println!("pushed version {n}; active");
+        }
+        ConfigCommand::History => print!("{}", ops::history(&store).await?),
+        ConfigCommand::Diff { a, b } => print!("{}", ops::diff(&store, a, b).await?),
+        ConfigCommand::Rollback { version } => {
+            let n = ops::rollback(&store, version, &who(None)).await?;
+            println!("version {n} active");
+        }
+        ConfigCommand::Status => {
+            let (table, ok) = ops::status(&store).await?;
+            print!("{table}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
