@@ -46,6 +46,11 @@ pub trait ConfigSource: Send + Sync + 'static {
 
     /// The caller refused `doc` (it did not compile) and keeps serving what it ran.
     fn refused(&self, _doc: &Document, _error: &ConfigError) {}
+
+    /// The process is shutting down (a remote source withdraws the node's report).
+    fn stopping(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Modification time and size: a file changed when either did.

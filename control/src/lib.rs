@@ -12,6 +12,7 @@
 //! - `P/control/active`: the version every node runs, and the one before it;
 //! - `P/nodes/<name>`: each node's report, under a lease, so a dead node's report disappears.
 
+mod bus;
 mod diff;
 mod error;
 mod keys;
@@ -21,6 +22,7 @@ pub mod report;
 mod source;
 mod store;
 
+pub use bus::{Applied, Fanout, PurgeBus, PurgeEvent};
 pub use diff::unified_diff;
 pub use error::ControlError;
 pub use keys::Keys;

@@ -39,6 +39,11 @@ struct Inner {
     /// A version has been applied: from then on a failed fetch is refused, never answered from
     /// the last known good (which is only for starting).
     applied_any: AtomicBool,
+    /// The report's lease, and whether the node is leaving (no more reports).
+    lease: Mutex<Option<i64>>,
+    leaving: AtomicBool,
+    /// Wakes the report loop when what it reports changed (a version applied or refused).
+    report_now: Notify,
 }
 
 #[derive(Default, Clone)]
@@ -61,6 +66,9 @@ impl EtcdSource {
             status: Mutex::new(Status::default()),
             stats: OnceLock::new(),
             applied_any: AtomicBool::new(false),
+            lease: Mutex::new(None),
+            leaving: AtomicBool::new(false),
+            report_now: Notify::new(),
         });
         tokio::spawn(watch_loop(inner.clone()));
         tokio::spawn(report_loop(inner.clone()));
@@ -258,6 +266,7 @@ impl ConfigSource for EtcdSource {
             s.error = None;
             s.failed_version = None;
         }
+        inner.report_now.notify_one();
         // Only versions read from etcd become the last known good one (a start from it must
         // not rewrite it).
         if inner.status().last_known_good {
@@ -280,10 +289,22 @@ impl ConfigSource for EtcdSource {
         }
     }
 
+    async fn stopping(&self) {
+        let inner = &self.inner;
+        inner.leaving.store(true, Ordering::Relaxed);
+        let lease = inner.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(id), Some(store)) = (lease, inner.store.get()) {
+            // Revoking the lease deletes the report: the node leaves the live set now, not
+            // when the lease runs out.
+            let _ = store.client().lease_revoke(id).await;
+        }
+    }
+
     fn refused(&self, doc: &Document, error: &ConfigError) {
         let mut s = self.inner.status();
         s.error = Some(error.to_string());
         s.failed_version = Some(doc.revision);
+        self.inner.report_now.notify_one();
     }
 }
 
@@ -343,8 +364,18 @@ async fn watch_loop(inner: Arc<Inner>) {
 /// etcd lost the old one (an outage longer than its TTL).
 async fn report_loop(inner: Arc<Inner>) {
     let mut lease: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)> = None;
+    let mut first = true;
     loop {
-        tokio::time::sleep(REPORT_EVERY).await;
+        if !first {
+            tokio::select! {
+                () = tokio::time::sleep(REPORT_EVERY) => {}
+                () = inner.report_now.notified() => {}
+            }
+        }
+        first = false;
+        if inner.leaving.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(store) = inner.store().await else {
             continue;
         };
@@ -357,6 +388,7 @@ async fn report_loop(inner: Arc<Inner>) {
                 continue;
             };
             lease = Some((granted.id(), keeper, stream));
+            *inner.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(granted.id());
         }
         let Some((id, keeper, stream)) = lease.as_mut() else {
             continue;

@@ -37,7 +37,7 @@ pub struct Bound {
 pub async fn serve(config_path: PathBuf, on_ready: impl FnOnce(&Bound)) -> Result<(), Error> {
     // The pace is set from the first snapshot's [reload] before anyone waits on `changed`.
     let source = FileSource::new(config_path.clone(), Duration::from_secs(1));
-    serve_source(Arc::new(source), config_path, on_ready).await
+    serve_source(Arc::new(source), config_path, None, on_ready).await
 }
 
 /// `edge run`: from the file alone, or, with a store (`--store`, or endpoints in the node
@@ -57,6 +57,7 @@ pub async fn serve_node(
         None if node.store.endpoints.is_empty() => return serve(config_path, on_ready).await,
         None => node,
     };
+    let bus = Some(Arc::new(control::PurgeBus::new(&node)));
     let source = control::EtcdSource::start(&config_path, node);
     source.set_stats(|| {
         let (requests, status_5xx) = crate::metrics::METRICS.totals();
@@ -65,7 +66,7 @@ pub async fn serve_node(
             status_5xx,
         }
     });
-    serve_source(Arc::new(source), config_path, on_ready).await
+    serve_source(Arc::new(source), config_path, bus, on_ready).await
 }
 
 /// Serves the documents of `source`: the first one now, later ones on SIGHUP or when the source
@@ -73,6 +74,7 @@ pub async fn serve_node(
 async fn serve_source<S: ConfigSource>(
     source: Arc<S>,
     config_path: PathBuf,
+    bus: Option<Arc<control::PurgeBus>>,
     on_ready: impl FnOnce(&Bound),
 ) -> Result<(), Error> {
     // The source records what it read (a file: stamped before reading), so a write racing with
@@ -112,6 +114,9 @@ async fn serve_source<S: ConfigSource>(
 
     let mut bound = Bound::default();
     let mut endpoints = Vec::new();
+    // Started only once every listener is bound and missed purges are applied (below).
+    let mut servers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+        Vec::new();
     for addr in &listen.https {
         let (tcp, udp) = bind_tcp_and_udp(*addr, quic_config.is_some()).await?;
         let local = tcp.local_addr().map_err(|source| Error::Io {
@@ -137,7 +142,7 @@ async fn serve_source<S: ConfigSource>(
             })?;
             bound.quic.push(local);
             endpoints.push(endpoint.clone());
-            tokio::spawn(
+            servers.push(Box::pin(
                 QuicServer {
                     endpoint,
                     local,
@@ -146,9 +151,9 @@ async fn serve_source<S: ConfigSource>(
                     shutdown: stop_rx.clone(),
                 }
                 .run(),
-            );
+            ));
         }
-        tokio::spawn(
+        servers.push(Box::pin(
             TcpServer {
                 listener: tcp,
                 shared: shared.clone(),
@@ -158,7 +163,7 @@ async fn serve_source<S: ConfigSource>(
                 shutdown: stop_rx.clone(),
             }
             .run(),
-        );
+        ));
     }
     if let Some(first) = bound.https.first() {
         shared.https_port.store(first.port(), Ordering::Relaxed);
@@ -166,7 +171,7 @@ async fn serve_source<S: ConfigSource>(
     for addr in &listen.http {
         let (tcp, local) = bind_tcp(*addr, "HTTP").await?;
         bound.http.push(local);
-        tokio::spawn(
+        servers.push(Box::pin(
             TcpServer {
                 listener: tcp,
                 shared: shared.clone(),
@@ -176,7 +181,7 @@ async fn serve_source<S: ConfigSource>(
                 shutdown: stop_rx.clone(),
             }
             .run(),
-        );
+        ));
     }
 
     let mut ports: Vec<u16> = bound
@@ -188,6 +193,13 @@ async fn serve_source<S: ConfigSource>(
     ports.sort_unstable();
     ports.dedup();
     let _ = shared.listen_ports.set(ports);
+    // Purges missed while this node was away are applied before it serves from its cache.
+    if let Some(bus) = bus {
+        crate::admin::fanout::start(&shared, bus).await;
+    }
+    for server in servers {
+        tokio::spawn(server);
+    }
     for addr in &listen.admin {
         let (tcp, local) = bind_tcp(*addr, "admin").await?;
         bound.admin.push(local);
@@ -223,6 +235,8 @@ async fn serve_source<S: ConfigSource>(
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
+    // Leave the control plane's live set first: purges stop waiting for this node.
+    let _ = tokio::time::timeout(Duration::from_secs(1), source.stopping()).await;
     let open = tracker.active();
     tracing::info!(open_connections = open, grace = ?grace, "shutting down: no new connections, draining");
     let _ = stop_tx.send(true);

@@ -85,6 +85,8 @@ pub struct Shared {
     pub listen_ports: std::sync::OnceLock<Vec<u16>>,
     /// The purges this node made recently (`GET /purge/{id}`).
     pub purges: purge_api::Journal,
+    /// The control plane's purge bus, when the node takes its config from etcd.
+    pub bus: std::sync::OnceLock<Arc<control::PurgeBus>>,
     id_base: u64,
     next_id: AtomicU64,
 }
@@ -104,6 +106,7 @@ impl Shared {
             access_log: crate::log::AccessLog::stderr(crate::log::Format::from_env()),
             listen_ports: std::sync::OnceLock::new(),
             purges: purge_api::Journal::default(),
+            bus: std::sync::OnceLock::new(),
             id_base: seed,
             next_id: AtomicU64::new(0),
         }

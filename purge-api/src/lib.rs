@@ -16,5 +16,5 @@ mod tests;
 pub use auth::{AuthError, Forbidden, Token, Tokens};
 pub use error::PurgeApiError;
 pub use ratelimit::{RateLimited, RateLimiter};
-pub use record::{Journal, PurgeRecord, Status};
+pub use record::{Journal, NodeAck, PurgeRecord, Status};
 pub use request::{Kind, PrefixTarget, PurgeRequest, RequestError, Targets, UrlTarget};

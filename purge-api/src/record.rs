@@ -22,6 +22,23 @@ pub const DEFAULT_JOURNAL_BYTES: usize = 64 * 1024 * 1024;
 pub enum Status {
     Done,
     Failed,
+    /// Fanned out, and some live nodes had not acknowledged it by the deadline (`pending`).
+    Partial,
+}
+
+/// One node's acknowledgement of a fanned-out purge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAck {
+    pub node: String,
+    pub pop: String,
+    pub tier: String,
+    pub applied_at_unix_ms: u64,
+    /// Objects purged on that node.
+    pub purged: u64,
+    pub took_us: u64,
+    /// Why the node could not apply it (it purged nothing), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One purge and its outcome. Field order is the JSON order: the summary comes first.
@@ -36,6 +53,12 @@ pub struct PurgeRecord {
     pub token: String,
     pub at_unix_ms: u64,
     pub request: PurgeRequest,
+    /// With the control plane: every node's acknowledgement (shields first), and the live
+    /// nodes that had not acknowledged by the deadline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<NodeAck>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 impl PurgeRecord {

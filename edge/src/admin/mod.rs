@@ -21,6 +21,7 @@ use crate::lifecycle::shutting_down;
 use crate::metrics::{METRICS, PURGE_METRICS};
 use crate::pipeline::Shared;
 
+pub mod fanout;
 pub mod purge;
 
 /// What the router serves; each is one entry of `purge_api::openapi::ROUTES`.
@@ -153,7 +154,11 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
             if let Err(resp) = purge::reader(admin, req.headers()) {
                 return *resp;
             }
-            match shared.purges.get(&id) {
+            let record = match shared.bus.get() {
+                Some(bus) => fanout::record(shared, bus, &id).await,
+                None => shared.purges.get(&id),
+            };
+            match record {
                 Some(record) => json(StatusCode::OK, &record),
                 None => json(
                     StatusCode::NOT_FOUND,

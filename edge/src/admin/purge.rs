@@ -172,11 +172,27 @@ pub async fn purge_method(ctx: &RequestCtx) -> Result<Response<ProxyBody>, Error
     Ok(json(StatusCode::OK, &record))
 }
 
-/// Applies the purge (in effect when this returns), records and counts it.
+/// Applies the purge (in effect when this returns), records and counts it; with the control
+/// plane's bus, fans it out to every node instead and waits for their acknowledgements.
 async fn apply(
     shared: &Shared,
     rt: &Runtime,
     token: &Token,
+    request: PurgeRequest,
+    scopes: Vec<PurgeScope>,
+) -> PurgeRecord {
+    if let Some(bus) = shared.bus.get() {
+        return super::fanout::fan_out(shared, rt, bus, token, request).await;
+    }
+    let id = shared.purges.next_id(&rt.snapshot.node_name);
+    apply_scopes(shared, &id, &token.name, request, scopes).await
+}
+
+/// Applies `scopes` of purge `id` on this node, records and counts it.
+pub(crate) async fn apply_scopes(
+    shared: &Shared,
+    id: &str,
+    token: &str,
     request: PurgeRequest,
     scopes: Vec<PurgeScope>,
 ) -> PurgeRecord {
@@ -196,13 +212,15 @@ async fn apply(
     PURGE_METRICS.purge(Some(kind), request.soft, Outcome::Done);
     PURGE_METRICS.done(kind, purged, took);
     let record = PurgeRecord {
-        id: shared.purges.next_id(&rt.snapshot.node_name),
+        id: id.to_string(),
         status: Status::Done,
         purged,
         took_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-        token: token.name.clone(),
+        token: token.to_string(),
         at_unix_ms: clock::unix_ms(),
         request,
+        acks: Vec::new(),
+        pending: Vec::new(),
     };
     tracing::info!(
         purge_id = %record.id,

@@ -17,6 +17,8 @@ fn record(id: String, tags: usize) -> PurgeRecord {
             targets: Targets::Tags((0..tags).map(|i| format!("tag-{i}")).collect()),
             soft: false,
         },
+        acks: Vec::new(),
+        pending: Vec::new(),
     }
 }
 
