@@ -43,6 +43,16 @@ impl Keys {
         format!("{}/control/active", self.prefix)
     }
 
+    /// The staged rollout in progress or last finished.
+    pub fn rollout(&self) -> String {
+        format!("{}/control/rollout", self.prefix)
+    }
+
+    /// Present (under the controlling CLI's lease) while a rollout is being watched.
+    pub fn rollout_controller(&self) -> String {
+        format!("{}/control/rollout-controller", self.prefix)
+    }
+
     pub fn nodes(&self) -> String {
         format!("{}/nodes/", self.prefix)
     }

@@ -19,6 +19,7 @@ mod keys;
 mod node_file;
 pub mod ops;
 pub mod report;
+pub mod rollout;
 mod source;
 mod store;
 

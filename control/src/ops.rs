@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Document, Layer, layered, referenced_blobs};
 
+use crate::rollout::RolloutRecord;
 use crate::store::now_unix;
 use crate::{ControlError, NodeReport, Store, unified_diff};
 
@@ -37,13 +38,30 @@ pub struct Push<'a> {
 /// as the new active version. An invalid document is refused with every `file:line:col`, and
 /// nothing is written.
 pub async fn push(store: &Store, p: &Push<'_>) -> Result<u64, ControlError> {
+    write(store, p, true).await
+}
+
+/// Validates and stores the document as a new version without making it active (for a
+/// canary rollout).
+pub async fn stage(store: &Store, p: &Push<'_>) -> Result<u64, ControlError> {
+    write(store, p, false).await
+}
+
+async fn write(store: &Store, p: &Push<'_>, activate: bool) -> Result<u64, ControlError> {
     let (text, blobs) = validate(p)?;
     let upload: BTreeMap<String, Vec<u8>> = blobs
         .into_iter()
         .filter(|(name, _)| !p.local.contains(name))
         .collect();
     store
-        .create_version(&text, &upload, p.local.to_vec(), p.author, p.message, true)
+        .create_version(
+            &text,
+            &upload,
+            p.local.to_vec(),
+            p.author,
+            p.message,
+            activate,
+        )
         .await
 }
 
@@ -181,6 +199,8 @@ pub async fn rollback(store: &Store, to: Option<u64>, by: &str) -> Result<u64, C
 /// runs the active version and none reports an error).
 pub async fn status(store: &Store) -> Result<(String, bool), ControlError> {
     let active = store.active().await?.map(|(a, _)| a);
+    let rollout = store.rollout().await?.map(|(r, _)| r);
+    let controlled = store.rollout_controlled().await?;
     let mut reports = store.reports().await?;
     reports.sort_by(|a, b| (&a.tier, &a.pop, &a.node).cmp(&(&b.tier, &b.pop, &b.node)));
     let mut out = String::new();
@@ -196,15 +216,28 @@ pub async fn status(store: &Store) -> Result<(String, bool), ControlError> {
         }
         None => out.push_str("no version pushed yet\n"),
     }
+    let mut ok = active.is_some() && !reports.is_empty();
+    if let Some(r) = &rollout {
+        let (line, halted) = crate::rollout::describe(r, controlled);
+        let _ = writeln!(out, "{line}");
+        if halted {
+            ok = false;
+        }
+    }
     let _ = writeln!(
         out,
         "NODE             POP      REGION   TIER    VERSION  SINCE     REQUESTS  5XX    STATE"
     );
-    let mut ok = active.is_some() && !reports.is_empty();
     let now = now_unix();
     for r in &reports {
-        let state = node_state(r, active.as_ref().map(|a| a.version));
-        if state != "ok" {
+        let expected = active
+            .as_ref()
+            .map(|a| RolloutRecord::version_for(rollout.as_ref(), a.version, &r.node, &r.pop));
+        let mut state = node_state(r, expected);
+        if state == "ok" && expected != active.as_ref().map(|a| a.version) {
+            state = "ok (canary)".into();
+        }
+        if !state.starts_with("ok") {
             ok = false;
         }
         let _ = writeln!(

@@ -14,6 +14,7 @@ use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions};
 use tokio::sync::{Notify, OnceCell};
 
 use crate::report::{self, LEASE_TTL_SECS, NodeReport, REPORT_EVERY, ReportStats};
+use crate::rollout::RolloutRecord;
 use crate::store::now_unix;
 use crate::{ControlError, NodeFile, Store};
 
@@ -114,14 +115,21 @@ impl Inner {
                 self.describe()
             )));
         };
-        let (_record, text, blobs) = store.document(active.version).await?;
+        // A canary of a rollout in progress runs the rollout's version.
+        let rollout = store.rollout().await?.map(|(r, _)| r);
+        let version = RolloutRecord::version_for(
+            rollout.as_ref(),
+            active.version,
+            &self.node.name,
+            &self.node.pop,
+        );
+        let (_record, text, blobs) = store.document(version).await?;
         let name = PathBuf::from(format!(
             "etcd:{}/versions/{}",
             store.keys().prefix(),
-            active.version
+            version
         ));
-        self.join(node_text, &name, &text, blobs, active.version)
-            .await
+        self.join(node_text, &name, &text, blobs, version).await
     }
 
     /// The document of `shared_text` (version `version`, named `name`) for this node: joined

@@ -63,7 +63,7 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, value: &[u8]) -> Result<T, Co
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our own plain records: serialisation cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }

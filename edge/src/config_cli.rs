@@ -24,7 +24,25 @@ pub enum ConfigCommand {
         /// Who pushes (default: $USER).
         #[arg(long)]
         author: Option<String>,
+        /// Roll out to these nodes or POPs first (repeatable); promoted to all only if they
+        /// apply it and stay healthy, else rolled back.
+        #[arg(long)]
+        canary: Vec<String>,
+        /// How long the canaries are watched once they run the version.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        watch: std::time::Duration,
+        /// How long the canaries have to apply it.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        apply_within: std::time::Duration,
+        /// How much higher the canaries' 5xx ratio may be than the other nodes' (0.01: one
+        /// point).
+        #[arg(long, default_value_t = 0.01)]
+        max_5xx_rise: f64,
     },
+    /// Promote the version at its canaries to every node (a halted rollout).
+    Promote,
+    /// Send the canaries back to the active version (a halted rollout).
+    Abort,
     /// Every version, the active one marked.
     History,
     /// A unified diff of two versions (default: the one before the active one, and the active).
@@ -58,6 +76,10 @@ async fn connect(args: &StoreArgs) -> Result<Store, ControlError> {
         settings.prefix = Some(prefix);
     }
     Store::connect(&settings, &base).await
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s)
 }
 
 fn who(author: Option<String>) -> String {
@@ -102,6 +124,10 @@ async fn execute(args: StoreArgs, command: ConfigCommand) -> Result<ExitCode, Co
             local,
             message,
             author,
+            canary,
+            watch,
+            apply_within,
+            max_5xx_rise,
         } => {
             let author = who(author);
             let push = ops::Push {
@@ -111,8 +137,50 @@ async fn execute(args: StoreArgs, command: ConfigCommand) -> Result<ExitCode, Co
                 author: &author,
                 message: &message,
             };
-            let n = ops::push(&store, &push).await?;
-            println!("pushed version {n}; active");
+            if canary.is_empty() {
+                let n = ops::push(&store, &push).await?;
+                println!("pushed version {n}; active");
+            } else {
+                let n = ops::stage(&store, &push).await?;
+                println!("pushed version {n}; rolling out to {}", canary.join(", "));
+                let health = control::rollout::Health {
+                    apply_within,
+                    watch,
+                    max_5xx_rise,
+                };
+                let verdict = control::rollout::run(&store, n, &canary, &health, &author, |line| {
+                    println!("{line}");
+                })
+                .await?;
+                match verdict {
+                    control::rollout::Verdict::Promoted => {
+                        println!("version {n} promoted to every node");
+                    }
+                    control::rollout::Verdict::RolledBack(why) => {
+                        println!("version {n} rolled back: {why}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+        }
+        ConfigCommand::Promote => {
+            let r = store
+                .finish_rollout(control::rollout::RolloutState::Promoted, &who(None), None)
+                .await?;
+            println!("version {} promoted to every node", r.version);
+        }
+        ConfigCommand::Abort => {
+            let r = store
+                .finish_rollout(
+                    control::rollout::RolloutState::Aborted,
+                    &who(None),
+                    Some("aborted by hand".into()),
+                )
+                .await?;
+            println!(
+                "rollout of version {} aborted; the canaries go back",
+                r.version
+            );
         }
         ConfigCommand::History => print!("{}", ops::history(&store).await?),
         ConfigCommand::Diff { a, b } => print!("{}", ops::diff(&store, a, b).await?),

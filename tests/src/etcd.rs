@@ -174,8 +174,8 @@ impl Etcd {
     }
 
     /// Turns on etcd auth. Users: `root` (role root), `operator` (role `operator`: readwrite on
-    /// `prefix`), `node` (role `node`: read on `prefix`, readwrite on `prefix/nodes/` and
-    /// `prefix/acks/`). Prefix grants are etcd key ranges, so `/edge` also covers `/edge2`.
+    /// `prefix`), `node` (role `node`: read on `prefix`, readwrite on `prefix/nodes/` (reports),
+    /// `prefix/purges/` (a node records the purges its API accepts) and `prefix/acks/`). Prefix grants are etcd key ranges, so `/edge` also covers `/edge2`.
     /// Afterwards [`Etcd::ctl`] is anonymous (refused); use [`Etcd::ctl_as`].
     pub fn enable_auth(
         &self,
@@ -198,10 +198,12 @@ impl Etcd {
         }
         let base = prefix.trim_end_matches('/');
         let (nodes, acks) = (format!("{base}/nodes/"), format!("{base}/acks/"));
+        let purges = format!("{base}/purges/");
         let grants = [
             ("operator", "readwrite", prefix),
             ("node", "read", prefix),
             ("node", "readwrite", &nodes),
+            ("node", "readwrite", &purges),
             ("node", "readwrite", &acks),
         ];
         for (role, perm, key) in grants {
