@@ -105,6 +105,21 @@ impl PurgeBus {
         Ok(self.store().await?.client())
     }
 
+    /// A bus for an operator's tool (`edge purge --store`): it publishes and reads
+    /// acknowledgements, and applies nothing.
+    pub fn operator(settings: crate::StoreSettings, base: PathBuf) -> PurgeBus {
+        PurgeBus {
+            store: OnceCell::new(),
+            keys: Keys::new(settings.prefix.as_deref().unwrap_or("/edge")),
+            settings,
+            base,
+            node: "cli".into(),
+            pop: String::new(),
+            tier: "cli".into(),
+            state_file: PathBuf::new(),
+        }
+    }
+
     fn purges(&self) -> String {
         format!("{}/purges/", self.keys.prefix())
     }

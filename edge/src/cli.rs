@@ -51,13 +51,21 @@ enum Command {
     },
     /// Purge through a node's admin API; exits 0 only when the purge is done.
     #[command(group(clap::ArgGroup::new("target").required(true).args(["url", "prefix", "tag", "host", "everything"])))]
+    #[command(group(clap::ArgGroup::new("via").required(true).args(["admin", "store"])))]
     Purge {
         /// The admin listener: http://127.0.0.1:9000 or https://edge-1.example:9443.
-        #[arg(long)]
-        admin: String,
+        #[arg(long, requires = "token_file")]
+        admin: Option<String>,
         /// A file holding the bearer token (the secret, not its hash).
         #[arg(long)]
-        token_file: PathBuf,
+        token_file: Option<PathBuf>,
+        /// Or straight onto the purge bus in etcd (every node applies and acknowledges it):
+        /// etcd://HOST:PORT[,…]/PREFIX; etcd's own auth decides who may.
+        #[arg(long, conflicts_with = "admin")]
+        store: Option<String>,
+        /// A file whose `[store]` table gives TLS files and the etcd user.
+        #[arg(long, requires = "store")]
+        store_config: Option<PathBuf>,
         /// Trust this certificate (or CA) for an https admin listener.
         #[arg(long)]
         ca_file: Option<PathBuf>,
@@ -121,6 +129,8 @@ pub fn main() -> ExitCode {
         Command::Purge {
             admin,
             token_file,
+            store,
+            store_config,
             ca_file,
             url,
             prefix,
@@ -138,12 +148,24 @@ pub fn main() -> ExitCode {
                 soft,
             };
             let done = runtime(Some(1)).and_then(|rt| {
-                rt.block_on(crate::purge_cli::run(
-                    &admin,
-                    &token_file,
-                    ca_file.as_ref(),
-                    &targets,
-                ))
+                rt.block_on(async {
+                    match (admin, token_file, store) {
+                        (Some(admin), Some(token_file), _) => {
+                            crate::purge_cli::run(&admin, &token_file, ca_file.as_ref(), &targets)
+                                .await
+                        }
+                        (_, _, Some(store)) => {
+                            let args = crate::config_cli::StoreArgs {
+                                url: Some(store),
+                                settings_file: store_config,
+                            };
+                            crate::config_cli::purge(&args, &targets).await
+                        }
+                        _ => Err(Error::Control(control::ControlError::Settings(
+                            "give --admin and --token-file, or --store".into(),
+                        ))),
+                    }
+                })
             });
             return match done {
                 Ok(true) => ExitCode::SUCCESS,

@@ -62,6 +62,11 @@ pub struct StoreArgs {
 }
 
 async fn connect(args: &StoreArgs) -> Result<Store, ControlError> {
+    let (settings, base) = settings(args)?;
+    Store::connect(&settings, &base).await
+}
+
+fn settings(args: &StoreArgs) -> Result<(StoreSettings, PathBuf), ControlError> {
     let (settings, base) = match &args.settings_file {
         Some(f) => {
             let node = NodeFile::read(f)?;
@@ -75,7 +80,50 @@ async fn connect(args: &StoreArgs) -> Result<Store, ControlError> {
         settings.endpoints = endpoints;
         settings.prefix = Some(prefix);
     }
-    Store::connect(&settings, &base).await
+    Ok((settings, base))
+}
+
+/// `edge purge --store …`: straight onto the purge bus, as the operator; prints the record
+/// (every node's acknowledgement). Ok(true) when every live node acknowledged it.
+pub async fn purge(
+    args: &StoreArgs,
+    targets: &crate::purge_cli::Targets,
+) -> Result<bool, crate::error::Error> {
+    use crate::error::Error;
+    let body = serde_json::to_vec(&targets.body()).unwrap_or_default();
+    let request = purge_api::request::parse(&body, &http::HeaderMap::new())
+        .map_err(|e| Error::Control(ControlError::Settings(format!("purge request: {e}"))))?;
+    let (settings, base) = settings(args).map_err(Error::Control)?;
+    let user = settings.user.clone().unwrap_or_else(|| who(None));
+    let bus = control::PurgeBus::operator(settings, base);
+    let event = control::PurgeEvent {
+        id: purge_api::Journal::new(0).next_id("cli"),
+        request,
+        token: format!("etcd:{user}"),
+        token_sites: None,
+        from: "edge purge".into(),
+        at_unix_ms: edge_core::clock::unix_ms(),
+    };
+    let started = edge_core::clock::now();
+    let revision = bus.publish(&event).await.map_err(Error::Control)?;
+    let fanout = bus
+        .wait_acks(&event.id, revision, crate::admin::fanout::ACK_WAIT)
+        .await
+        .map_err(Error::Control)?;
+    let done = fanout.pending.is_empty();
+    let record = serde_json::json!({
+        "id": event.id,
+        "status": if done { "done" } else { "partial" },
+        "purged": fanout.acks.iter().map(|a| a.purged).sum::<u64>(),
+        "took_us": u64::try_from(edge_core::clock::since(started).as_micros()).unwrap_or(u64::MAX),
+        "acks": fanout.acks,
+        "pending": fanout.pending,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&record).unwrap_or_default()
+    );
+    Ok(done)
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {

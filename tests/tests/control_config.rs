@@ -18,7 +18,8 @@ const WITHIN: Duration = Duration::from_secs(10);
 fn node_file(name: &str, pop: &str) -> String {
     format!(
         "[node]\nname = \"{name}\"\npop = \"{pop}\"\nregion = \"eu\"\n\n\
-         [listen]\nhttp = [\"127.0.0.1:0\"]\n\n[cache]\nmemory_bytes = \"16MiB\"\n"
+         [listen]\nhttp = [\"127.0.0.1:0\"]\n\n[cache]\nmemory_bytes = \"16MiB\"\n\
+         disk_dir = \"cache\"\ndisk_bytes = \"64MiB\"\n"
     )
 }
 
@@ -290,6 +291,16 @@ async fn an_etcd_outage_keeps_nodes_serving_and_they_catch_up_after_it() {
     let mut n1 = start_node(&setup.dir, "ams-1", "ams", &store);
     wait_all_on(&setup, &[&n1], &origins, 0, "v1").await;
 
+    // Cached (on disk too) before the outage.
+    let target = setup.target(n1.http(), "localhost");
+    for _ in 0..2 {
+        client::get(Proto::Plain, &target, "/kept")
+            .await
+            .expect("GET /kept");
+    }
+    let seen = |o: &RecordingOrigin| o.requests().iter().filter(|r| r.target == "/kept").count();
+    assert_eq!(seen(&a), 1, "cached");
+
     etcd.kill();
     for i in 0..20 {
         let got = answered_by(&setup, &n1, &format!("/private/outage/{i}"), &origins).await;
@@ -304,6 +315,17 @@ async fn an_etcd_outage_keeps_nodes_serving_and_they_catch_up_after_it() {
         Ok(0)
     );
     assert!(n1.log().contains("last known good"), "{}", n1.log());
+    // It cannot know which purges it missed: what it cached is revalidated before reuse.
+    let target = setup.target(n1.http(), "localhost");
+    let r = client::get(Proto::Plain, &target, "/kept")
+        .await
+        .expect("GET /kept");
+    let status = r.header("cache-status").unwrap_or("");
+    assert!(
+        status.contains("fwd="),
+        "served unchecked after a blind restart: {status}"
+    );
+    assert_eq!(seen(&a), 2, "the origin was asked again");
 
     // etcd back: a version pushed now reaches the node by itself.
     etcd.restart();
