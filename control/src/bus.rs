@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, PutOptions, SortOrder, SortTarget, WatchOptions};
+use etcd_client::{
+    EventType, GetOptions, PutOptions, SortOrder, SortTarget, WatchOptions, WatchStream,
+};
 use purge_api::{NodeAck, PurgeRequest};
 use serde::{Deserialize, Serialize};
 
@@ -164,26 +166,25 @@ impl PurgeBus {
         Ok(acks)
     }
 
-    /// Waits until every live node has acknowledged `id` (from `revision`), at most
-    /// `within`. Live nodes: those with a report now.
+    /// A watch on the acknowledgements of `id`, from now. Made before the purge is published
+    /// (so no acknowledgement is missed) and without a start revision: etcd serves a watch
+    /// that starts in the past from its catch-up loop, which runs every 100 ms, and that
+    /// alone made the median fan-out 94 ms with ten nodes.
+    pub async fn watch_acks(&self, id: &str) -> Result<WatchStream, ControlError> {
+        let mut c = self.client().await?;
+        c.watch(self.acks_of(id), Some(WatchOptions::new().with_prefix()))
+            .await
+            .map_err(ControlError::etcd("watch acks"))
+    }
+
+    /// Waits until every live node has acknowledged `id`, at most `within`, with `stream` from
+    /// [`PurgeBus::watch_acks`]. Live nodes: those with a report now.
     pub async fn wait_acks(
         &self,
         id: &str,
-        revision: i64,
+        mut stream: WatchStream,
         within: Duration,
     ) -> Result<Fanout, ControlError> {
-        let mut c = self.client().await?;
-        let mut stream = c
-            .watch(
-                self.acks_of(id),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision),
-                ),
-            )
-            .await
-            .map_err(ControlError::etcd("watch acks"))?;
         let deadline = tokio::time::Instant::from_std(edge_core::clock::now().into_std() + within);
         let mut live = self.live(None).await?;
         loop {
@@ -404,9 +405,11 @@ impl PurgeBus {
         }
     }
 
-    /// Until every live shield acknowledged `id`, at most [`SHIELD_WAIT`].
+    /// Until every live shield acknowledged `id`, at most [`SHIELD_WAIT`]: woken by each new
+    /// acknowledgement (a watch made before the first look, so none is missed).
     async fn wait_for_shields(&self, id: &str) {
         let deadline = edge_core::clock::now() + SHIELD_WAIT;
+        let mut stream = self.watch_acks(id).await.ok();
         loop {
             let Ok(shields) = self.live(Some("shield")).await else {
                 return;
@@ -421,11 +424,24 @@ impl PurgeBus {
             if shields.iter().all(|s| acked.contains(s)) {
                 return;
             }
-            if edge_core::clock::now() >= deadline {
+            let now = edge_core::clock::now();
+            if now >= deadline {
                 tracing::warn!(purge_id = %id, "shields did not acknowledge in time; applying anyway");
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let left = deadline - now;
+            match stream.as_mut() {
+                Some(s) => {
+                    if !matches!(
+                        tokio::time::timeout(left, s.message()).await,
+                        Ok(Ok(Some(_)))
+                    ) {
+                        // Broken watch or the deadline: look once more, then poll.
+                        stream = None;
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_millis(5).min(left)).await,
+            }
         }
     }
 

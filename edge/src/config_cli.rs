@@ -105,9 +105,10 @@ pub async fn purge(
         at_unix_ms: edge_core::clock::unix_ms(),
     };
     let started = edge_core::clock::now();
-    let revision = bus.publish(&event).await.map_err(Error::Control)?;
+    let acks = bus.watch_acks(&event.id).await.map_err(Error::Control)?;
+    bus.publish(&event).await.map_err(Error::Control)?;
     let fanout = bus
-        .wait_acks(&event.id, revision, crate::admin::fanout::ACK_WAIT)
+        .wait_acks(&event.id, acks, crate::admin::fanout::ACK_WAIT)
         .await
         .map_err(Error::Control)?;
     let done = fanout.pending.is_empty();

@@ -101,10 +101,12 @@ pub async fn fan_out(
         acks: Vec::new(),
         pending: Vec::new(),
     };
-    let fanout = match bus.publish(&event).await {
-        Ok(revision) => bus.wait_acks(&event.id, revision, ACK_WAIT).await,
-        Err(e) => Err(e),
-    };
+    let fanout = async {
+        let acks = bus.watch_acks(&event.id).await?;
+        bus.publish(&event).await?;
+        bus.wait_acks(&event.id, acks, ACK_WAIT).await
+    }
+    .await;
     match fanout {
         Ok(f) => {
             record.status = if f.pending.is_empty() {
