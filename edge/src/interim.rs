@@ -8,49 +8,30 @@
 //! shields; hyper's HTTP/2 client drops them (README, cache section).
 
 use http::{Extensions, Request, Response, StatusCode};
-use tokio::sync::mpsc;
 
 use crate::headers;
 
-/// Where a request's interim responses go.
+/// Where a request's interim responses go: hyper's connection writes them (HTTP/1.1, HTTP/2)
+/// or the HTTP/3 stream's task sends them, both before the final head.
 #[derive(Clone, Debug)]
-pub enum Interim {
-    /// HTTP/1.1 and HTTP/2: hyper's connection writes them before the final head.
-    Hyper(hyper::ext::InformationalSender),
-    /// HTTP/3: the stream's task sends them as HEADERS frames before the final one.
-    H3(mpsc::UnboundedSender<Response<()>>),
-}
+pub struct Interim(hyper::ext::InformationalSender);
 
 impl Interim {
     /// The client connection's sender, when it can carry interim responses.
     pub fn take(extensions: &mut Extensions) -> Option<Interim> {
-        if let Some(tx) = extensions.remove::<hyper::ext::InformationalSender>() {
-            return Some(Interim::Hyper(tx));
-        }
         extensions
-            .remove::<mpsc::UnboundedSender<Response<()>>>()
-            .map(Interim::H3)
+            .remove::<hyper::ext::InformationalSender>()
+            .map(Interim)
     }
 
     /// Passes the interim responses the origin sends for `req` on to the client.
     pub fn forward_from<B>(&self, req: &mut Request<B>) {
-        let to = self.clone();
+        let to = self.0.clone();
         hyper::ext::on_informational(req, move |res| {
             if let Some(interim) = relayed(res.status(), res.headers()) {
                 to.send(interim);
             }
         });
-    }
-
-    fn send(&self, res: Response<()>) {
-        match self {
-            Interim::Hyper(tx) => {
-                tx.send(res);
-            }
-            Interim::H3(tx) => {
-                let _ = tx.send(res);
-            }
-        }
     }
 }
 

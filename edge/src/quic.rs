@@ -9,7 +9,7 @@ use bytes::Bytes;
 use h3::error::Code;
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::body::{self, Activity, H3RequestBody, ProxyBody};
 use crate::hygiene;
@@ -154,7 +154,7 @@ async fn serve_request(
     let is_head = req.method() == Method::HEAD;
     let mut req = req.map(|()| body);
     // 1xx interim responses (crate::interim) go out as HEADERS frames before the final one.
-    let (interim_tx, mut interim_rx) = mpsc::unbounded_channel::<Response<()>>();
+    let (interim_tx, mut interim_rx) = hyper::ext::informational_channel();
     req.extensions_mut().insert(interim_tx);
     let handled = pipeline::handle(shared, info, req);
     tokio::pin!(handled);
@@ -170,7 +170,7 @@ async fn serve_request(
         }
     };
     // Those queued while the final response was made still go first.
-    while let Ok(interim) = interim_rx.try_recv() {
+    while let Some(interim) = interim_rx.try_recv() {
         if let Err(e) = send.send_response(interim).await {
             tracing::debug!(error = %e, "HTTP/3 interim response not sent");
         }

@@ -67,9 +67,9 @@ pub(crate) use informational::{on_informational_raw, OnInformationalCallback};
 #[cfg(all(feature = "server", any(feature = "http1", feature = "http2")))]
 mod informational_server;
 #[cfg(all(feature = "server", any(feature = "http1", feature = "http2")))]
-pub use informational_server::InformationalSender;
-#[cfg(all(feature = "server", any(feature = "http1", feature = "http2")))]
-pub(crate) use informational_server::InformationalReceiver;
+pub use informational_server::{
+    informational_channel, InformationalReceiver, InformationalSender,
+};
 
 #[cfg(feature = "http2")]
 /// Extension type representing the `:protocol` pseudo-header in HTTP/2.
