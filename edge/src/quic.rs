@@ -156,8 +156,9 @@ async fn serve_request(
     // 1xx interim responses (crate::interim) go out as HEADERS frames before the final one.
     let (interim_tx, mut interim_rx) = hyper::ext::informational_channel();
     req.extensions_mut().insert(interim_tx);
-    let handled = pipeline::handle(shared, info, req);
-    tokio::pin!(handled);
+    // Boxed: the pipeline's state is large; on the stack it would make every request task's
+    // future that much larger to move when it is spawned.
+    let mut handled = Box::pin(pipeline::handle(shared, info, req));
     let resp = loop {
         tokio::select! {
             biased;

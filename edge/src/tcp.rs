@@ -136,7 +136,9 @@ async fn serve_connection<I>(
         let info = info.clone();
         let guard = counted.begin();
         async move {
-            let resp = pipeline::handle(shared, info, req.map(body::incoming)).await;
+            // Boxed: the pipeline's state is large, and hyper moves the service future into
+            // each HTTP/2 stream's task; a pointer moves, the state is built in place.
+            let resp = Box::pin(pipeline::handle(shared, info, req.map(body::incoming))).await;
             Ok::<_, Infallible>(resp.map(|inner| Tracked {
                 inner,
                 _guard: guard,
