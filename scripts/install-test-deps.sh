@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests need on a fresh Debian machine, and nothing that is there
 # already: curl (redirect test), chromium + openssl + python3 (the HTTP/3 browser check),
 # dnsmasq (a DNS server whose answers the DNS test changes), etcd and etcdctl (the control
-# plane's tests run a real etcd), and the build's own dependencies (install-build-deps.sh).
+# plane's tests run a real etcd), promtool (the metrics lint), and the build's own dependencies
+# (install-build-deps.sh).
 set -euo pipefail
 "$(dirname "$0")/install-build-deps.sh"
 
@@ -16,6 +17,8 @@ command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base
 # A real etcd for the control-plane tests (started by the tests on loopback ports).
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
+# promtool lints the /metrics exposition (Debian ships it in the prometheus package).
+command -v promtool >/dev/null || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${need[*]}" >&2
@@ -25,6 +28,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
 fi
 
-for tool in curl openssl python3 chromium dnsmasq etcd etcdctl; do
+for tool in curl openssl python3 chromium dnsmasq etcd etcdctl promtool; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done

@@ -9,6 +9,7 @@ use cache::encoding::Coding;
 use cache::status::{CacheStatus, Fwd};
 
 pub mod purge;
+pub mod requests;
 pub use purge::PURGE_METRICS;
 
 /// Why a body was encoded: per request at the fast level, or once for the store.
@@ -31,10 +32,10 @@ fn ci(c: Coding) -> usize {
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PROTOCOLS: [&str; 3] = ["1.1", "2", "3"];
 /// The outcomes counted per request, from the `Cache-Status` of the response.
-const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "stale", "pass", "none"];
+pub(crate) const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "stale", "pass", "none"];
 
 /// The bucket (index into `CACHE_RESULTS`) of a response's cache outcome.
-fn cache_result(status: Option<&CacheStatus>) -> usize {
+pub(crate) fn cache_result(status: Option<&CacheStatus>) -> usize {
     let Some(status) = status else { return 4 };
     match (status.hit, status.fwd) {
         (true, Some(Fwd::Stale)) => 2,
@@ -198,6 +199,7 @@ impl Metrics {
             out,
             "# HELP edge_cache_disk_bytes Bytes held by the disk tier.\n# TYPE edge_cache_disk_bytes gauge\nedge_cache_disk_bytes {disk_bytes}"
         );
+        requests::render_prometheus(&mut out);
         out
     }
 }

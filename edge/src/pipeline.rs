@@ -46,7 +46,23 @@ pub async fn handle(
         resp.status().as_u16(),
         ctx.cache_status.as_ref(),
     );
+    let resp = observe(&ctx, resp);
     log_after_body(ctx, resp)
+}
+
+/// The labelled request series: counted at the head, timed to the end of the body.
+fn observe(ctx: &RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    use crate::metrics::requests;
+    let site = ctx.site.as_ref().map_or("-", |s| s.name.as_str());
+    let observed = requests::head(
+        requests::site(site),
+        requests::protocol_index(ctx.version),
+        requests::method_index(&ctx.method),
+        resp.status().as_u16(),
+        crate::metrics::cache_result(ctx.cache_status.as_ref()),
+        edge_core::clock::since(ctx.start),
+    );
+    resp.map(|b| requests::Timed::new(b, observed, ctx.start).boxed_unsync())
 }
 
 async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {

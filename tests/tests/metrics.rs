@@ -1,0 +1,192 @@
+//! Labelled request metrics (issue 15): after a known sequence of requests over HTTP/1.1,
+//! HTTP/2 and HTTP/3, `/metrics` counts them by site, protocol, method class, status class and
+//! cache outcome, the duration and time-to-first-byte histograms fill, and Debian's
+//! `promtool check metrics` accepts the whole exposition.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use edge_e2e::client::{self, Proto};
+use edge_e2e::origin::Origin;
+use edge_e2e::{Edge, Setup};
+use http::Method;
+
+/// The body of `/metrics` (the HTTP head cut off).
+async fn scrape(edge: &Edge) -> String {
+    let raw = edge.metrics_text().await;
+    raw.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(raw)
+}
+
+/// The value of the sample whose name and labels are all in `parts`; 0 when absent.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|p| l.contains(p)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
+    let setup = Setup::new("metrics-labels");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let plain = setup.target(edge.http(), "localhost");
+    let tls = setup.target(edge.https(), "localhost");
+    let path = "/c/m1?cc=max-age=60";
+    // HTTP/1.1: a miss, two hits, a HEAD hit, a 404 for an unknown host, a POST passed through.
+    for _ in 0..3 {
+        client::get(Proto::Plain, &plain, path).await.expect("GET");
+    }
+    client::request(
+        Proto::Plain,
+        &plain,
+        Method::HEAD,
+        path,
+        &[],
+        Default::default(),
+    )
+    .await
+    .expect("HEAD");
+    let unknown = setup.target(edge.http(), "nowhere.test");
+    let r = client::get(Proto::Plain, &unknown, "/")
+        .await
+        .expect("GET unknown");
+    assert_eq!(r.status.as_u16(), 404);
+    client::request(
+        Proto::Plain,
+        &plain,
+        Method::POST,
+        "/c/post",
+        &[],
+        bytes::Bytes::from_static(b"x"),
+    )
+    .await
+    .expect("POST");
+    // HTTP/2 and HTTP/3: the same URL on the TLS port (its own key: the port differs).
+    client::get(Proto::H2, &tls, path).await.expect("h2 GET");
+    client::get(Proto::H2, &tls, path).await.expect("h2 GET");
+    client::get(Proto::H3, &tls, path).await.expect("h3 GET");
+
+    // The duration is observed when the body ends: poll until the last one is in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(&edge).await;
+        let done = sample(
+            &text,
+            "edge_http_request_duration_seconds_count",
+            &["protocol=\"h3\""],
+        );
+        if done >= 1.0 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let req = |labels: &[&str]| sample(&text, "edge_http_requests_total", labels);
+    let local = "site=\"local\"";
+    assert_eq!(
+        req(&[
+            local,
+            "protocol=\"h1\"",
+            "method=\"get\"",
+            "status=\"2xx\"",
+            "cache=\"miss\""
+        ]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&[
+            local,
+            "protocol=\"h1\"",
+            "method=\"get\"",
+            "status=\"2xx\"",
+            "cache=\"hit\""
+        ]),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&[local, "protocol=\"h1\"", "method=\"head\"", "cache=\"hit\""]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&[
+            local,
+            "protocol=\"h1\"",
+            "method=\"write\"",
+            "cache=\"pass\""
+        ]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&["site=\"-\"", "protocol=\"h1\"", "status=\"4xx\""]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&[local, "protocol=\"h2\"", "cache=\"miss\""]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&[local, "protocol=\"h2\"", "cache=\"hit\""]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        req(&[local, "protocol=\"h3\"", "cache=\"hit\""]),
+        1.0,
+        "{text}"
+    );
+
+    // Histograms: every hit is counted, in buckets that add up to the count.
+    let hits = [local, "protocol=\"h1\"", "cache=\"hit\""];
+    let count = sample(&text, "edge_http_time_to_first_byte_seconds_count", &hits);
+    assert_eq!(count, 3.0, "two GET hits and a HEAD: {text}");
+    let inf = sample(
+        &text,
+        "edge_http_time_to_first_byte_seconds_bucket",
+        &[local, "protocol=\"h1\"", "cache=\"hit\"", "le=\"+Inf\""],
+    );
+    assert_eq!(inf, count, "{text}");
+    assert!(
+        sample(&text, "edge_http_request_duration_seconds_sum", &hits) > 0.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "edge_http_response_body_bytes_total",
+            &[local, "protocol=\"h1\""]
+        ) > 0.0,
+        "{text}"
+    );
+
+    // Debian's promtool lints the whole exposition.
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install -y prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
