@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cache::encoding::Coding;
 use cache::status::{CacheStatus, Fwd};
 
+pub mod conns;
 pub mod purge;
 pub mod requests;
 pub use purge::PURGE_METRICS;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::body::{self, Activity, H3RequestBody, ProxyBody};
 use crate::hygiene;
 use crate::lifecycle::{Tracker, shutting_down};
+use crate::metrics::conns::{self as conn_metrics, CONNS, Handshake};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
 
 pub struct QuicServer {
@@ -36,8 +37,10 @@ impl QuicServer {
             let shared = self.shared.clone();
             let shutdown = self.shutdown.clone();
             let local = self.local;
+            let open = CONNS.accepted(conn_metrics::Transport::Quic);
             tokio::spawn(async move {
                 let _guard = guard;
+                let _open = open;
                 let peer = incoming.remote_address();
                 if let Err(e) = serve_connection(incoming, local, shared, shutdown).await {
                     tracing::debug!(client = %peer, error = %e, "QUIC connection ended");
@@ -54,7 +57,20 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let snap = shared.runtime().snapshot.clone();
-    let conn = tokio::time::timeout(snap.timeouts.tls_handshake, incoming).await??;
+    let conn = match tokio::time::timeout(snap.timeouts.tls_handshake, incoming).await {
+        Ok(Ok(c)) => {
+            CONNS.handshake(true, Handshake::Ok);
+            c
+        }
+        Ok(Err(e)) => {
+            CONNS.handshake(true, Handshake::Failed);
+            return Err(e.into());
+        }
+        Err(e) => {
+            CONNS.handshake(true, Handshake::Timeout);
+            return Err(e.into());
+        }
+    };
     let info = Arc::new(ConnInfo {
         peer: conn.remote_address(),
         local,

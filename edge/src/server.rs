@@ -88,6 +88,7 @@ async fn serve_source<S: ConfigSource>(
         }
     };
     source.applied(&doc, &snapshot);
+    crate::metrics::conns::CONNS.config_applied(snapshot.version);
     drop(doc);
     source.apply_reload_settings(&snapshot.reload);
     let listen = snapshot.listen.clone();
@@ -374,10 +375,12 @@ pub async fn reload<S: ConfigSource>(shared: &Arc<Shared>, source: &S, trigger: 
         Ok(snapshot) => snapshot,
         Err(e) => {
             source.refused(&doc, &e);
+            crate::metrics::conns::CONNS.config_refused();
             return refuse(e);
         }
     };
     source.applied(&doc, &snapshot);
+    crate::metrics::conns::CONNS.config_applied(snapshot.version);
     drop(doc);
     let old = shared.runtime();
     if snapshot.listen != old.snapshot.listen {

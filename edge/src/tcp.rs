@@ -8,6 +8,8 @@ use http::HeaderValue;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+
+use crate::metrics::conns::{self as conn_metrics, CONNS, Handshake};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -60,21 +62,38 @@ impl TcpServer {
             let tls = self.tls.clone();
             let guard = self.tracker.enter();
             let shutdown = self.shutdown.clone();
+            let transport = if tls.is_some() {
+                conn_metrics::Transport::Tls
+            } else {
+                conn_metrics::Transport::Tcp
+            };
+            let open = CONNS.accepted(transport);
             tokio::spawn(async move {
                 let _guard = guard;
+                let _open = open;
                 match tls {
                     None => serve_connection(stream, false, info, shared, shutdown).await,
                     Some(acceptor) => {
                         let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
                         match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => {
+                                CONNS.handshake(false, Handshake::Ok);
+                                if tls.get_ref().1.handshake_kind()
+                                    == Some(rustls::HandshakeKind::Resumed)
+                                {
+                                    CONNS.tls_resumed();
+                                }
                                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                                 serve_connection(tls, h2, info, shared, shutdown).await
                             }
                             Ok(Err(e)) => {
+                                CONNS.handshake(false, Handshake::Failed);
                                 tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
                             }
-                            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                            Err(_) => {
+                                CONNS.handshake(false, Handshake::Timeout);
+                                tracing::debug!(client = %peer, "TLS handshake timed out")
+                            }
                         }
                     }
                 }

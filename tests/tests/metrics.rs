@@ -168,6 +168,14 @@ async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
         "{text}"
     );
 
+    // Connections and handshakes: the clients above opened one connection per request.
+    let conns = |t: &str| sample(&text, "edge_connections_accepted_total", &[&format!("transport=\"{t}\"")]);
+    assert!(conns("tcp") >= 6.0 && conns("tls") >= 2.0 && conns("quic") >= 1.0, "{text}");
+    let ok = |k: &str| sample(&text, "edge_handshakes_total", &[&format!("kind=\"{k}\""), "result=\"ok\""]);
+    assert!(ok("tls") >= 2.0 && ok("quic") >= 1.0, "{text}");
+    assert!(text.contains("\nedge_config_version 1\n"), "{text}");
+    assert_eq!(sample(&text, "edge_config_reloads_total", &["result=\"applied\""]), 1.0, "{text}");
+
     // Debian's promtool lints the whole exposition.
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])

@@ -304,6 +304,7 @@ pub fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let mut r = Registry::default();
         r.register_collector(Box::new(RequestsCollector));
+        r.register_collector(Box::new(super::conns::ConnCollector));
         r
     })
 }
