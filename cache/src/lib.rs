@@ -12,5 +12,5 @@ pub mod storage;
 pub mod store;
 
 pub use purge::{Purge, PurgeMode, PurgeReport, PurgeScope};
-pub use storage::Storage;
+pub use storage::{Storage, TierStats};
 pub use store::{CacheError, DiskReader, Found, Lookup, Store, StoreConfig, Ticket};

@@ -13,7 +13,23 @@ use crate::purge::{Purge, PurgeReport};
 use crate::rules::StoredMeta;
 use crate::store::{CacheError, DiskReader, Fill, Found, Lookup, Ticket};
 
+/// What a scrape shows of each tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierStats {
+    pub memory_objects: u64,
+    pub memory_bytes: u64,
+    pub memory_budget: u64,
+    pub memory_evictions: u64,
+    /// Zero without a disk tier.
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
+    pub disk_budget: u64,
+    pub disk_evictions: u64,
+}
+
 pub trait Storage: Send + Sync {
+    /// Objects, bytes, budgets and evictions of each tier, without waiting on anything.
+    fn tier_stats(&self) -> TierStats;
     /// Bytes held by the memory tier (approximate), after pending bookkeeping is done.
     fn memory_bytes(&self) -> impl Future<Output = u64> + Send;
     /// The same without waiting for pending bookkeeping: for scrapes, which must not make a

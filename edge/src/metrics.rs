@@ -11,6 +11,7 @@ use cache::status::{CacheStatus, Fwd};
 pub mod conns;
 pub mod purge;
 pub mod requests;
+pub mod tiers;
 pub use purge::PURGE_METRICS;
 
 /// Why a body was encoded: per request at the fast level, or once for the store.

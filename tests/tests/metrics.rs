@@ -169,12 +169,57 @@ async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
     );
 
     // Connections and handshakes: the clients above opened one connection per request.
-    let conns = |t: &str| sample(&text, "edge_connections_accepted_total", &[&format!("transport=\"{t}\"")]);
-    assert!(conns("tcp") >= 6.0 && conns("tls") >= 2.0 && conns("quic") >= 1.0, "{text}");
-    let ok = |k: &str| sample(&text, "edge_handshakes_total", &[&format!("kind=\"{k}\""), "result=\"ok\""]);
+    let conns = |t: &str| {
+        sample(
+            &text,
+            "edge_connections_accepted_total",
+            &[&format!("transport=\"{t}\"")],
+        )
+    };
+    assert!(
+        conns("tcp") >= 6.0 && conns("tls") >= 2.0 && conns("quic") >= 1.0,
+        "{text}"
+    );
+    let ok = |k: &str| {
+        sample(
+            &text,
+            "edge_handshakes_total",
+            &[&format!("kind=\"{k}\""), "result=\"ok\""],
+        )
+    };
     assert!(ok("tls") >= 2.0 && ok("quic") >= 1.0, "{text}");
     assert!(text.contains("\nedge_config_version 1\n"), "{text}");
-    assert_eq!(sample(&text, "edge_config_reloads_total", &["result=\"applied\""]), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "edge_config_reloads_total", &["result=\"applied\""]),
+        1.0,
+        "{text}"
+    );
+
+    // Cache tiers: the two stored objects (one per port), the budget, no evictions yet. The
+    // tier counts are refreshed once a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let now = scrape(&edge).await;
+        if sample(&now, "edge_cache_objects", &["tier=\"memory\""]) == 2.0
+            || std::time::Instant::now() > deadline
+        {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sample(&text, "edge_cache_objects", &["tier=\"memory\""]),
+        2.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "edge_cache_budget_bytes", &["tier=\"memory\""]) > 0.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("edge_cache_evictions_total{tier=\"memory\"} 0"),
+        "{text}"
+    );
 
     // Debian's promtool lints the whole exposition.
     let mut child = Command::new("promtool")

@@ -31,6 +31,24 @@ impl Storage for Store {
         self.inner.mem.weighted_size()
     }
 
+    fn tier_stats(&self) -> crate::storage::TierStats {
+        let i = &self.inner;
+        crate::storage::TierStats {
+            memory_objects: i.mem.entry_count(),
+            memory_bytes: i.mem.weighted_size(),
+            memory_budget: i.cfg.memory_bytes / 4 * 3,
+            memory_evictions: i.mem_evictions.load(std::sync::atomic::Ordering::Relaxed),
+            disk_objects: if i.cfg.disk.is_some() {
+                i.budget.objects()
+            } else {
+                0
+            },
+            disk_bytes: i.budget.total(),
+            disk_budget: i.cfg.disk.as_ref().map_or(0, |d| d.max_bytes),
+            disk_evictions: i.budget.evicted(),
+        }
+    }
+
     fn disk_bytes(&self) -> u64 {
         self.inner.budget.total()
     }

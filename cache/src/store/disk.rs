@@ -19,6 +19,8 @@ pub(crate) struct DiskIndex {
 pub(crate) struct Budget {
     index: Mutex<DiskIndex>,
     evicting: AtomicBool,
+    /// Objects evicted for room so far.
+    evicted: std::sync::atomic::AtomicU64,
 }
 
 impl Budget {
@@ -31,11 +33,21 @@ impl Budget {
         Budget {
             index: Mutex::new(index),
             evicting: AtomicBool::new(false),
+            evicted: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     pub(crate) fn total(&self) -> u64 {
         self.index.lock().map_or(0, |i| i.total)
+    }
+
+    /// Objects listed now (for scrapes: takes the index lock once).
+    pub(crate) fn objects(&self) -> u64 {
+        self.index.lock().map_or(0, |i| i.entries.len() as u64)
+    }
+
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     pub(crate) fn contains(&self, key: &str) -> bool {
@@ -113,6 +125,8 @@ impl Budget {
             idx.total = idx.total.saturating_sub(size);
             victims.push(key);
         }
+        self.evicted
+            .fetch_add(victims.len() as u64, Ordering::Relaxed);
         Some(victims)
     }
 }

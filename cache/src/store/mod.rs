@@ -211,6 +211,8 @@ struct Inner {
     fences: fence::Fences,
     writes: disk::Writes,
     tags: Arc<tags::TagIndex>,
+    /// Objects the memory tier evicted for room (not purges or replacements).
+    mem_evictions: Arc<std::sync::atomic::AtomicU64>,
     /// Orders the disk publications of one variant (striped by key hash): a replacement's disk
     /// entry must land after, never before, the one it replaces.
     disk_order: Vec<tokio::sync::Mutex<()>>,
@@ -236,19 +238,22 @@ impl Store {
         // `memory_bytes` covers everything the store keeps in memory: objects get three
         // quarters, the Vary records and decoded disk metadata an eighth each.
         let tag_index = Arc::new(tags::TagIndex::default());
-        let mut mem = moka::future::Cache::builder()
+        let mem_evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let last_tier = cfg.disk.is_none();
+        let (index, evicted) = (tag_index.clone(), mem_evictions.clone());
+        let mem = moka::future::Cache::builder()
             .max_capacity(cfg.memory_bytes / 4 * 3)
-            .weigher(|k: &String, v: &Arc<MemObject>| keys::weight(k.len(), &v.meta, v.body.len()));
-        if cfg.disk.is_none() {
-            // Memory is the last tier: an evicted object leaves the tag index.
-            let index = tag_index.clone();
-            mem = mem.eviction_listener(move |k: Arc<String>, v: Arc<MemObject>, cause| {
-                if cause.was_evicted() && !v.tags.is_empty() {
-                    index.remove(&k);
+            .weigher(|k: &String, v: &Arc<MemObject>| keys::weight(k.len(), &v.meta, v.body.len()))
+            .eviction_listener(move |k: Arc<String>, v: Arc<MemObject>, cause| {
+                if cause.was_evicted() {
+                    evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // Memory is the last tier: an evicted object leaves the tag index.
+                    if last_tier && !v.tags.is_empty() {
+                        index.remove(&k);
+                    }
                 }
-            });
-        }
-        let mem = mem.build();
+            })
+            .build();
         let records = moka::future::Cache::builder()
             .max_capacity((cfg.memory_bytes / 8).max(256 * 1024))
             .weigher(|k: &String, v: &Arc<VaryRecord>| {
@@ -303,6 +308,7 @@ impl Store {
                 fences: fence::Fences::new(seed),
                 writes: disk::Writes::default(),
                 tags: tag_index,
+                mem_evictions,
                 disk_order: (0..DISK_ORDER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),

@@ -305,6 +305,7 @@ pub fn registry() -> &'static Registry {
         let mut r = Registry::default();
         r.register_collector(Box::new(RequestsCollector));
         r.register_collector(Box::new(super::conns::ConnCollector));
+        r.register_collector(Box::new(super::tiers::TierCollector));
         r
     })
 }
