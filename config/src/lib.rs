@@ -31,11 +31,14 @@ pub use diagnostics::{ConfigError, Diagnostic};
 pub use document::{Document, Part, referenced_blobs};
 pub use layered::{Layer, NODE_TABLES, layered};
 pub use net::Cidr;
-pub use schema::{Algorithm, OriginProtocol, PlainHttp, Tier, parse_duration, parse_size};
+pub use schema::{
+    Algorithm, LogFormat, OriginProtocol, PlainHttp, Tier, parse_duration, parse_size,
+};
 pub use snapshot::{
-    AdminSettings, CacheSettings, Compression, DEFAULT_STRIP_REQUEST_HEADERS, DnsEndpoint,
-    DnsSettings, HealthCheck, Levels, Limits, Listen, OriginSettings, OriginTls, OriginTransport,
-    Outlier, Pool, Reload, Route, Site, SiteCache, Snapshot, Timeouts, normalize_host,
+    AccessOutput, AdminSettings, CacheSettings, Compression, DEFAULT_STRIP_REQUEST_HEADERS,
+    DnsEndpoint, DnsSettings, HealthCheck, Levels, Limits, Listen, LogSettings, OriginSettings,
+    OriginTls, OriginTransport, Outlier, Pool, Reload, Route, Site, SiteCache, Snapshot, Timeouts,
+    normalize_host,
 };
 pub use source::{ConfigSource, FileSource, load};
 

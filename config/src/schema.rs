@@ -32,6 +32,8 @@ pub struct File {
     pub sites: Vec<Spanned<Site>>,
     #[serde(default)]
     pub admin: admin::Admin,
+    #[serde(default)]
+    pub log: Log,
     /// How a node reaches the central store (node file only); read and checked by the
     /// control plane (`edge-control`), which needs it before any document exists.
     #[serde(default)]
@@ -213,6 +215,44 @@ impl Default for Reload {
     }
 }
 
+/// `[log]`: the access log and trace context.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `"stderr"`, `"stdout"`, `"off"` or a file path (relative to the config file's directory).
+    pub access: Spanned<String>,
+    pub format: LogFormat,
+    /// Query parameters whose values the access log writes as `REDACTED`.
+    pub redact_query_params: Vec<Spanned<String>>,
+    /// Leave the query out of the access log altogether.
+    pub redact_query: bool,
+    /// Start a trace (a new `traceparent` to the origin) when the client sent none.
+    pub start_traces: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            access: Spanned::new(0..0, "stderr".to_string()),
+            format: LogFormat::Json,
+            redact_query_params: Vec::new(),
+            redact_query: false,
+            start_traces: true,
+        }
+    }
+}
+
+/// How access log records are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// The NCSA combined log format, with the request id and cache status appended.
+    Combined,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
@@ -375,6 +415,8 @@ pub struct Site {
     pub request_body_min_rate: Option<u64>,
     #[serde(default, deserialize_with = "opt_duration")]
     pub request_body_grace: Option<Duration>,
+    /// Share of this site's requests written to the access log (5xx always are); 1: all.
+    pub log_sample: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

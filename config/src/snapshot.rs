@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use rustls::sign::CertifiedKey;
 
 use crate::net::Cidr;
-use crate::schema::{Algorithm, OriginProtocol, PlainHttp};
+use crate::schema::{Algorithm, LogFormat, OriginProtocol, PlainHttp};
 use crate::{Coding, KeyRules, Policy};
 
 /// Request headers some origin frameworks obey (to rewrite the URL, the method, the scheme or
@@ -290,6 +290,8 @@ pub struct Site {
     /// passed (only time spent waiting on the client counts); 0: no minimum.
     pub request_body_min_rate: u64,
     pub request_body_grace: Duration,
+    /// Share of the site's requests the access log keeps (1.0: all); 5xx are always kept.
+    pub log_sample: f64,
 }
 
 impl Site {
@@ -298,6 +300,41 @@ impl Site {
             .iter()
             .find(|r| path.starts_with(&r.path_prefix))
     }
+}
+
+/// `[log]`: where access records go, what they leave out, and trace context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub access: AccessOutput,
+    pub format: LogFormat,
+    /// Query parameter names, lower case, whose values are logged as `REDACTED`.
+    pub redact_query_params: Vec<String>,
+    /// The query is not logged at all.
+    pub redact_query: bool,
+    /// Start a trace for requests that come without a (valid) `traceparent`.
+    pub start_traces: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            access: AccessOutput::Stderr,
+            format: LogFormat::Json,
+            redact_query_params: Vec::new(),
+            redact_query: false,
+            start_traces: true,
+        }
+    }
+}
+
+/// Where access records are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessOutput {
+    Off,
+    Stderr,
+    Stdout,
+    /// Appended to; reopened on SIGUSR1 (after logrotate renamed it).
+    File(PathBuf),
 }
 
 /// Who may use the admin listener, and how it is served.
@@ -342,6 +379,7 @@ pub struct Snapshot {
     pub origin: OriginSettings,
     pub reload: Reload,
     pub cache: CacheSettings,
+    pub log: LogSettings,
     pub default_cert: Option<Arc<CertifiedKey>>,
     pub sites: Vec<Arc<Site>>,
     pub pools: BTreeMap<String, Pool>,

@@ -14,7 +14,9 @@ use origin_shield::Pool;
 
 use crate::compress::RequestFacts;
 use crate::interim::Interim;
+use crate::log::OriginSlot;
 use crate::state::{ConnInfo, Runtime, Shared};
+use crate::trace::Trace;
 
 #[derive(Clone)]
 pub struct RequestCtx {
@@ -60,6 +62,11 @@ pub struct RequestCtx {
     pub client_ae: Option<Vec<HeaderValue>>,
     /// Where the origin's 1xx interim responses go (none for HTTP/1.0 clients).
     pub interim: Option<Interim>,
+    /// The request's W3C trace: the client's `traceparent` continued, or one started here, with
+    /// this hop's span id (`crate::trace`).
+    pub trace: Option<Trace>,
+    /// The endpoint that answered this request's origin request and when (the access log).
+    pub origin: OriginSlot,
 }
 
 impl RequestCtx {
@@ -70,6 +77,7 @@ impl RequestCtx {
     ) -> RequestCtx {
         let rt = shared.runtime();
         let interim = Interim::take(&mut head.extensions);
+        let trace = Trace::for_request(&head.headers, rt.snapshot.log.start_traces);
         RequestCtx {
             id: shared.next_request_id(),
             start: clock::now(),
@@ -96,6 +104,8 @@ impl RequestCtx {
             policy: Policy::default(),
             client_ae: None,
             interim,
+            trace,
+            origin: OriginSlot::default(),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod server;
 pub mod state;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 
 pub use edge_core::clock;

@@ -251,9 +251,18 @@ fn websocket(ctx: &mut RequestCtx) -> Option<(OnUpgrade, HeaderValue)> {
     Some((client, proto))
 }
 
-/// Phase: log. The record is written when the response body ends (or is dropped).
+/// Phase: log. The record is written when the response body ends (or is dropped). Nothing is
+/// built when the log is off or the site's sampling leaves the request out (5xx are kept).
 fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
-    if !ctx.shared.access_log.enabled() {
+    let snapshot = &ctx.rt.snapshot;
+    let Some(format) = ctx.shared.access_log.prepare(snapshot) else {
+        return resp;
+    };
+    let status = resp.status().as_u16();
+    if let Some(site) = &ctx.site
+        && status < 500
+        && !crate::log::sampled(&ctx.id, site.log_sample)
+    {
         return resp;
     }
     let header = |name: header::HeaderName| {
@@ -264,28 +273,42 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
             .unwrap_or("")
             .to_string()
     };
+    let query = match ctx.head.uri.query() {
+        Some(q) if !snapshot.log.redact_query => {
+            Some(crate::log::redact_query(q, &snapshot.log.redact_query_params).into_owned())
+        }
+        _ => None,
+    };
     let record = Record {
+        format,
         request_id: ctx.id.clone(),
         client: ctx.conn.peer.to_string(),
         proto: headers::via_protocol(ctx.version),
         method: ctx.method.to_string(),
         host: ctx.host.clone(),
         path: ctx.path.clone(),
+        query,
         site: ctx
             .site
             .as_ref()
             .map_or("-", |s| s.name.as_str())
             .to_string(),
         pool: ctx.pool_name.clone().unwrap_or_else(|| "-".into()),
-        status: resp.status().as_u16(),
+        status,
         cache: ctx
             .cache_status
             .as_ref()
-            .map_or_else(String::new, |c| c.render(&ctx.rt.snapshot.node_name)),
-        config_version: ctx.rt.snapshot.version,
+            .map_or_else(String::new, |c| c.render(&snapshot.node_name)),
+        config_version: snapshot.version,
         user_agent: header(header::USER_AGENT),
         referer: header(header::REFERER),
         head_ms: edge_core::clock::since(ctx.start).as_secs_f64() * 1000.0,
+        origin: ctx.origin.get(),
+        compression: resp
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| crate::log::coding_name(v.as_bytes())),
+        trace: ctx.trace,
         ..Default::default()
     };
     let (parts, body) = resp.into_parts();

@@ -103,7 +103,7 @@ impl Shared {
             cache,
             config_path,
             https_port: AtomicU16::new(443),
-            access_log: crate::log::AccessLog::stderr(crate::log::Format::from_env()),
+            access_log: crate::log::AccessLog::start(),
             listen_ports: std::sync::OnceLock::new(),
             purges: purge_api::Journal::default(),
             bus: std::sync::OnceLock::new(),

@@ -2,17 +2,19 @@
 //! forwarding headers, `Via`, `Host`), sending through a pool, responses on their way back, and
 //! WebSocket tunnels. Only requests that go to an origin pay for the rewrite; hits never do.
 
+use edge_core::clock;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::LengthLimitError;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use origin_shield::{Affinity, Pool};
+use origin_shield::{Affinity, AnsweredBy, Pool};
 
 use crate::body::{self, ProxyBody};
 use crate::ctx::RequestCtx;
 use crate::error::Error;
 use crate::headers;
+use crate::log::OriginAnswer;
 use crate::state::Runtime;
 
 /// The client's header fields as the origin gets them.
@@ -37,6 +39,8 @@ pub fn rewrite(ctx: &RequestCtx, mut fields: HeaderMap) -> HeaderMap {
             strip,
         },
     );
+    // The trace goes on with this hop as the parent (see `trace` for why any client's counts).
+    crate::trace::propagate(ctx.trace.as_ref(), &mut fields);
     fields
 }
 
@@ -71,8 +75,21 @@ pub async fn pass(ctx: &RequestCtx, body: ProxyBody) -> Result<Response<ProxyBod
     let fields = rewrite(ctx, fields);
     let req = request(ctx, ctx.method.clone(), ctx.head.uri.clone(), fields, body);
     let pool = ctx.pool()?.clone();
+    let sent = clock::now();
     let resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
+    note_origin(ctx, sent, &resp);
     Ok(origin_response(resp, &ctx.rt))
+}
+
+/// Notes in `ctx`, for the access log, the endpoint that gave `resp` (per `Pool::send`) and the
+/// time since `sent`: its time to response head.
+pub fn note_origin<B>(ctx: &RequestCtx, sent: clock::Instant, resp: &Response<B>) {
+    if let Some(by) = resp.extensions().get::<AnsweredBy>() {
+        ctx.origin.set(OriginAnswer {
+            endpoint: by.0,
+            head: clock::since(sent),
+        });
+    }
 }
 
 pub fn affinity<'a>(ctx: &RequestCtx, key: Option<&'a str>) -> Affinity<'a> {
@@ -128,7 +145,9 @@ pub async fn upgrade(
     fields.insert(header::UPGRADE, proto);
     let req = request(ctx, ctx.method.clone(), ctx.head.uri.clone(), fields, body);
     let pool = ctx.pool()?.clone();
+    let sent = clock::now();
     let mut resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
+    note_origin(ctx, sent, &resp);
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(origin_response(resp, &ctx.rt));
     }

@@ -135,6 +135,11 @@ impl OriginError {
     }
 }
 
+/// In the extensions of every response [`Pool::send`] returns: the endpoint that answered (the
+/// access log names it; a retry may have moved the request to another endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredBy(pub SocketAddr);
+
 /// One endpoint of a pool and what is known about it.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -647,7 +652,8 @@ impl Pool {
                 !last_try && replayable && (idempotent || retry_safe) && pool.retry_allowed()
             };
             match result {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    resp.extensions_mut().insert(AnsweredBy(ep.addr));
                     let gateway_error = matches!(resp.status().as_u16(), 502..=504);
                     if gateway_error {
                         pool.failed(&members, i);

@@ -5,6 +5,7 @@
 //! sections and the assembly of the snapshot.
 
 mod admin;
+mod log;
 mod pools;
 mod sites;
 mod tls;
@@ -193,6 +194,7 @@ impl Compiler<'_> {
         }
 
         let admin_settings = self.admin(&file.admin, &file.listen.admin, &admin, &sites);
+        let log = self.log(&file.log);
 
         if !self.errors.is_empty() {
             return None;
@@ -266,6 +268,7 @@ impl Compiler<'_> {
                 slice_bytes: file.cache.slice_bytes,
                 slice_above_bytes: file.cache.slice_above_bytes,
             },
+            log,
             default_cert,
             sites,
             pools,

@@ -161,6 +161,19 @@ impl Compiler<'_> {
                     ),
                 );
             }
+            let log_sample = match &s.log_sample {
+                None => 1.0,
+                Some(v) => {
+                    let share = *v.get_ref();
+                    if !(0.0..=1.0).contains(&share) {
+                        self.error(
+                            v.span(),
+                            "log_sample must be between 0 and 1 (the share of requests logged)",
+                        );
+                    }
+                    share
+                }
+            };
             sites.push(Arc::new(Site {
                 name: s.name.get_ref().clone(),
                 hosts,
@@ -178,6 +191,7 @@ impl Compiler<'_> {
                 strip_request_headers,
                 request_body_min_rate: s.request_body_min_rate.unwrap_or(1024),
                 request_body_grace: s.request_body_grace.unwrap_or(Duration::from_secs(10)),
+                log_sample,
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

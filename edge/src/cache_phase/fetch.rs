@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cache::rules;
 use cache::store::Found;
+use edge_core::clock;
 use http::header::{self, HeaderMap};
 use http::{Method, Response};
 use origin_shield::{OriginError, Pool};
@@ -67,8 +68,12 @@ pub async fn fetch(
     let affinity = || upstream::affinity(ctx, Some(&ctx.key));
     let max_body = ctx.max_body();
     if let Some(shield) = shield(ctx) {
+        let sent = clock::now();
         match upstream::send(&ctx.rt, &shield, make(), max_body, affinity()).await {
-            Ok(resp) => return Ok(resp),
+            Ok(resp) => {
+                upstream::note_origin(ctx, sent, &resp);
+                return Ok(resp);
+            }
             Err(Error::Origin(e))
                 if ctx.site()?.shield_fallback
                     && matches!(
@@ -86,7 +91,10 @@ pub async fn fetch(
         }
     }
     let pool = ctx.pool()?;
-    upstream::send(&ctx.rt, pool, make(), max_body, affinity()).await
+    let sent = clock::now();
+    let resp = upstream::send(&ctx.rt, pool, make(), max_body, affinity()).await?;
+    upstream::note_origin(ctx, sent, &resp);
+    Ok(resp)
 }
 
 /// A request the cache stays out of, sent as the client made it.
