@@ -54,6 +54,19 @@ pub async fn handle(
 fn observe(ctx: &RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
     use crate::metrics::requests;
     let site = ctx.site.as_ref().map_or("-", |s| s.name.as_str());
+    if resp.status().is_server_error() {
+        // The status page's recent errors: a lock per 5xx, nothing per other response.
+        crate::admin::status::note_error(crate::admin::status::RecentError {
+            at_unix_ms: edge_core::clock::unix_ms(),
+            status: resp.status().as_u16(),
+            protocol: crate::headers::via_protocol(ctx.version).to_string(),
+            method: ctx.method.to_string(),
+            host: ctx.host.clone(),
+            path: ctx.path.clone(),
+            site: site.to_string(),
+            request_id: ctx.id.clone(),
+        });
+    }
     let observed = requests::head(
         requests::site(site),
         requests::protocol_index(ctx.version),

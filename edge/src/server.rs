@@ -237,6 +237,9 @@ async fn serve_source<S: ConfigSource>(
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
+    // First of all: `/readyz` says 503 from now on, so a load balancer probing an admin
+    // connection still open sees the node going away rather than a healthy one.
+    shared.draining.store(true, Ordering::Relaxed);
     // Leave the control plane's live set first: purges stop waiting for this node.
     let _ = tokio::time::timeout(Duration::from_secs(1), source.stopping()).await;
     let open = tracker.active();

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use config::Snapshot;
@@ -87,6 +87,9 @@ pub struct Shared {
     pub purges: purge_api::Journal,
     /// The control plane's purge bus, when the node takes its config from etcd.
     pub bus: std::sync::OnceLock<Arc<control::PurgeBus>>,
+    /// Set by `POST /drain` or SIGTERM: `/readyz` answers 503 so load balancers take the node
+    /// out, while it keeps serving whatever still reaches it.
+    pub draining: AtomicBool,
     id_base: u64,
     next_id: AtomicU64,
 }
@@ -107,6 +110,7 @@ impl Shared {
             listen_ports: std::sync::OnceLock::new(),
             purges: purge_api::Journal::default(),
             bus: std::sync::OnceLock::new(),
+            draining: AtomicBool::new(false),
             id_base: seed,
             next_id: AtomicU64::new(0),
         }

@@ -11,6 +11,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/purge"),
     ("GET", "/purge/{id}"),
     ("GET", "/openapi.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/drain"),
+    ("GET", "/status.json"),
+    ("GET", "/"),
 ];
 
 fn error_response(description: &str) -> Value {
@@ -228,6 +233,66 @@ fn paths() -> Value {
                 "200": {"description": "OpenAPI 3.1 document.",
                         "content": {"application/json": {"schema": {"type": "object"}}}}
             }))
+        }},
+        "/healthz": {"get": {
+            "summary": "Liveness: the process answers.",
+            "operationId": "getHealthz",
+            "security": [],
+            "responses": {"200": {"description": "`ok`.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}
+        }},
+        "/readyz": {"get": {
+            "summary": "Readiness: config loaded, listeners bound, caches open, not draining.",
+            "operationId": "getReadyz",
+            "security": [],
+            "responses": {
+                "200": {"description": "`ready`.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "503": {"description": "Not ready; the body is the reason (`draining`, …).",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}
+            }
+        }},
+        "/drain": {"post": {
+            "summary": "Take this node out of load balancers' rotation (or put it back).",
+            "description": "`/readyz` answers 503 `draining` from then on; the node keeps serving. Needs a token that may purge everything on every site. SIGTERM drains too.",
+            "operationId": "drain",
+            "requestBody": {
+                "required": false,
+                "description": "Empty: drain.",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {"drain": {"type": "boolean", "default": true}}
+                }}}
+            },
+            "responses": responses_common(json!({
+                "200": {"description": "The new state.",
+                        "content": {"application/json": {"schema": {
+                            "type": "object",
+                            "required": ["draining", "previous"],
+                            "properties": {
+                                "draining": {"type": "boolean"},
+                                "previous": {"type": "boolean"}
+                            }
+                        }}}},
+                "400": error_response("Malformed body."),
+                "403": error_response("The token may not drain the node.")
+            }))
+        }},
+        "/status.json": {"get": {
+            "summary": "The node at a glance: identity, config, readiness, request counts and a five-minute history, cache tiers, origin pools, recent purges.",
+            "operationId": "getStatus",
+            "responses": responses_common(json!({
+                "200": {"description": "Status.",
+                        "content": {"application/json": {"schema": {"type": "object"}}}}
+            }))
+        }},
+        "/": {"get": {
+            "summary": "The status page (HTML). It holds no data: it polls `/status.json` with the token given as `?token=`.",
+            "operationId": "getStatusPage",
+            "security": [],
+            "responses": {"200": {"description": "The page.",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}}}
         }}
     })
 }
@@ -239,7 +304,7 @@ pub fn document() -> Value {
         "info": {
             "title": "edge admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Purges, purge records and metrics of one edge node."
+            "description": "Purges, purge records, metrics, health and status of one edge node."
         },
         "security": [{"bearer": []}],
         "paths": paths(),

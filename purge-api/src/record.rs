@@ -153,6 +153,19 @@ impl Journal {
         self.lock().records.len()
     }
 
+    /// The `n` records added last, newest first (the status page lists them).
+    pub fn recent(&self, n: usize) -> Vec<PurgeRecord> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.records.get(id))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,7 +1,9 @@
 //! The admin listener: HTTP/1.1 for operators and purge tooling, never for site traffic.
 //! Over TLS whenever it is off loopback (config refuses otherwise). Routes (see
 //! `purge_api::openapi::ROUTES`, served as an OpenAPI document at `/openapi.json`):
-//! `GET /metrics` (Prometheus text), `POST /purge`, `GET /purge/{id}`, `GET /openapi.json`.
+//! `GET /metrics` (Prometheus text), `POST /purge`, `GET /purge/{id}`, `GET /openapi.json`,
+//! and for operators and load balancers (see `status`): `GET /healthz`, `GET /readyz`,
+//! `POST /drain`, `GET /status.json` and `GET /`, the status page.
 
 use cache::Storage as _;
 use std::convert::Infallible;
@@ -23,6 +25,7 @@ use crate::pipeline::Shared;
 
 pub mod fanout;
 pub mod purge;
+pub mod status;
 
 /// What the router serves; each is one entry of `purge_api::openapi::ROUTES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,11 @@ pub enum Route {
     Purge,
     PurgeRecord(String),
     OpenApi,
+    Healthz,
+    Readyz,
+    Drain,
+    StatusJson,
+    StatusPage,
 }
 
 /// The route for a method and path: `Ok(None)` for an unknown path, `Err(allowed)` for a known
@@ -40,6 +48,11 @@ pub fn route(method: &Method, path: &str) -> Result<Option<Route>, &'static str>
         "/metrics" => (Route::Metrics, Method::GET),
         "/purge" => (Route::Purge, Method::POST),
         "/openapi.json" => (Route::OpenApi, Method::GET),
+        "/healthz" => (Route::Healthz, Method::GET),
+        "/readyz" => (Route::Readyz, Method::GET),
+        "/drain" => (Route::Drain, Method::POST),
+        "/status.json" => (Route::StatusJson, Method::GET),
+        "/" => (Route::StatusPage, Method::GET),
         p => match p.strip_prefix("/purge/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 (Route::PurgeRecord(id.to_string()), Method::GET)
@@ -57,6 +70,7 @@ pub fn route(method: &Method, path: &str) -> Result<Option<Route>, &'static str>
 }
 
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    status::start_sampler(shared.clone());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -133,17 +147,27 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
     let admin = &rt.snapshot.admin;
     match route {
         Route::OpenApi => json(StatusCode::OK, &purge_api::openapi::document()),
+        // Load balancers and orchestrators probe these without credentials.
+        Route::Healthz => status::healthz(),
+        Route::Readyz => status::readyz(shared),
+        Route::StatusPage => status::page(),
+        Route::Drain => status::drain(shared, &rt, req).await,
+        // Read like the metrics (the same counters, and more).
+        Route::StatusJson => {
+            if !admin.open_metrics
+                && let Err(resp) = purge::reader(admin, req.headers())
+            {
+                return *resp;
+            }
+            status::status_json(shared, &rt)
+        }
         Route::Metrics => {
             if !admin.open_metrics
                 && let Err(resp) = purge::reader(admin, req.headers())
             {
                 return *resp;
             }
-            let store = &shared.cache.store;
-            let mut out = METRICS.render(store.memory_bytes_now(), store.disk_bytes());
-            PURGE_METRICS.render(&mut out, store.tag_index_size());
-            render_pools(&rt.pools, &mut out);
-            let mut resp = text(StatusCode::OK, out);
+            let mut resp = text(StatusCode::OK, metrics_text(shared));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -168,6 +192,15 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
         }
         Route::Purge => purge::post(shared, &rt, req).await,
     }
+}
+
+/// The `/metrics` text (the status page reads its request counts from it too).
+pub(crate) fn metrics_text(shared: &Shared) -> String {
+    let store = &shared.cache.store;
+    let mut out = METRICS.render(store.memory_bytes_now(), store.disk_bytes());
+    PURGE_METRICS.render(&mut out, store.tag_index_size());
+    render_pools(&shared.runtime().pools, &mut out);
+    out
 }
 
 pub(crate) fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -256,5 +289,55 @@ fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The router serves exactly what `purge_api::openapi::ROUTES` (and so `/openapi.json`)
+    /// lists.
+    #[test]
+    fn the_router_and_the_documented_routes_agree() {
+        for (method, path) in purge_api::openapi::ROUTES {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            let concrete = path.replace("{id}", "n1-1-abcdef");
+            assert!(
+                matches!(route(&m, &concrete), Ok(Some(_))),
+                "{method} {path} is documented but not served"
+            );
+        }
+        let probes = [
+            "/",
+            "/metrics",
+            "/purge",
+            "/purge/n1-1-abcdef",
+            "/openapi.json",
+            "/healthz",
+            "/readyz",
+            "/drain",
+            "/status.json",
+        ];
+        for path in probes {
+            for m in [Method::GET, Method::POST] {
+                if let Ok(Some(r)) = route(&m, path) {
+                    let template = match r {
+                        Route::PurgeRecord(_) => "/purge/{id}",
+                        _ => path,
+                    };
+                    assert!(
+                        purge_api::openapi::ROUTES.contains(&(m.as_str(), template)),
+                        "{m} {path} is served but not documented"
+                    );
+                }
+            }
+        }
+        assert_eq!(route(&Method::GET, "/status"), Ok(None));
+        assert_eq!(route(&Method::GET, "/drain"), Err("POST"));
+        assert_eq!(route(&Method::POST, "/readyz"), Err("GET, HEAD"));
+        assert_eq!(route(&Method::HEAD, "/healthz"), Ok(Some(Route::Healthz)));
     }
 }

@@ -73,6 +73,18 @@ fn journal_is_bounded() {
 }
 
 #[test]
+fn recent_lists_the_newest_first() {
+    let journal = Journal::new(3);
+    let ids: Vec<String> = (0..4).map(|_| journal.next_id("n1")).collect();
+    for id in &ids {
+        journal.insert(record(id.clone(), 1));
+    }
+    let recent: Vec<String> = journal.recent(2).into_iter().map(|r| r.id).collect();
+    assert_eq!(recent, [ids[3].clone(), ids[2].clone()]);
+    assert_eq!(journal.recent(10).len(), 3, "only what is kept");
+}
+
+#[test]
 fn journal_bounds_bytes() {
     let journal = Journal::with_max_bytes(100, 10_000);
     let ids: Vec<String> = (0..10).map(|_| journal.next_id("n1")).collect();
