@@ -326,7 +326,9 @@ async fn reload_loop<S: ConfigSource>(
         let watch = source.always_watch() || shared.runtime().snapshot.reload.watch_file;
         let trigger = tokio::select! {
             _ = hup.recv() => "SIGHUP",
-            () = source.changed(), if watch => "source change",
+            () = source.changed(), if watch => {
+                if source.always_watch() { "store change" } else { "file change" }
+            }
             _ = shutting_down(&mut stop) => return,
         };
         reload(&shared, &*source, trigger).await;
