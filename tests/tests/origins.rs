@@ -408,13 +408,22 @@ async fn a_shield_that_lists_itself_does_not_loop() {
     assert!(start.elapsed() < Duration::from_secs(2), "no loop");
     assert_eq!(origin.hits("/c/self"), 1);
     // Exactly two passes through the node: the client's request, and the one it sent to
-    // itself as its own shield, which then went to the origin.
-    let log = shield.log();
-    let passes = log
-        .lines()
-        .filter(|l| l.contains(r#""path":"/c/self""#))
-        .count();
-    assert_eq!(passes, 2, "{log}");
+    // itself as its own shield, which then went to the origin. Access lines are written by a
+    // thread of their own after each body ends: wait for the second (and make sure no third
+    // follows it).
+    let passes = || {
+        shield
+            .log()
+            .lines()
+            .filter(|l| l.contains(r#""path":"/c/self""#))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while passes() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(passes(), 2, "{}", shield.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
