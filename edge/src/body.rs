@@ -442,7 +442,8 @@ impl Drop for ActiveGuard {
 
 /// A response body that keeps its request counted as in flight until it is done.
 pub struct Tracked {
-    pub inner: ProxyBody,
+    /// The body, and the request series told when it ends (one wrapper, no extra box).
+    pub inner: crate::metrics::requests::Timed,
     pub _guard: ActiveGuard,
 }
 

@@ -29,7 +29,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<ProxyBody>,
-) -> Response<ProxyBody> {
+) -> (Response<ProxyBody>, crate::metrics::requests::Observed) {
     let (head, body) = req.into_parts();
     let mut ctx = RequestCtx::new(shared, conn, head);
     let mut resp = match proxy(&mut ctx, body).await {
@@ -46,12 +46,14 @@ pub async fn handle(
         resp.status().as_u16(),
         ctx.cache_status.as_ref(),
     );
-    let resp = observe(&ctx, resp);
-    log_after_body(ctx, resp)
+    // The caller's body wrapper tells `observed` when the body ends: no extra box here.
+    let observed = observe(&ctx, &resp);
+    (log_after_body(ctx, resp), observed)
 }
 
-/// The labelled request series: counted at the head, timed to the end of the body.
-fn observe(ctx: &RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+/// The labelled request series: counted at the head; the returned value is told when the
+/// body ends.
+fn observe(ctx: &RequestCtx, resp: &Response<ProxyBody>) -> crate::metrics::requests::Observed {
     use crate::metrics::requests;
     let site = ctx.site.as_ref().map_or("-", |s| s.name.as_str());
     if resp.status().is_server_error() {
@@ -67,15 +69,14 @@ fn observe(ctx: &RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
             request_id: ctx.id.clone(),
         });
     }
-    let observed = requests::head(
+    requests::head(
         requests::site(site),
         requests::protocol_index(ctx.version),
         requests::method_index(&ctx.method),
         resp.status().as_u16(),
         crate::metrics::cache_result(ctx.cache_status.as_ref()),
-        edge_core::clock::since(ctx.start),
-    );
-    resp.map(|b| requests::Timed::new(b, observed, ctx.start).boxed_unsync())
+        ctx.start,
+    )
 }
 
 async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {

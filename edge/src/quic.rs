@@ -175,7 +175,7 @@ async fn serve_request(
     // Boxed: the pipeline's state is large; on the stack it would make every request task's
     // future that much larger to move when it is spawned.
     let mut handled = Box::pin(pipeline::handle(shared, info, req));
-    let resp = loop {
+    let (resp, observed) = loop {
         tokio::select! {
             biased;
             Some(interim) = interim_rx.recv() => {
@@ -198,7 +198,9 @@ async fn serve_request(
         send.stop_stream(Code::H3_MESSAGE_ERROR);
         return;
     }
-    let (mut parts, mut body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    // Tells the request series when the body ends (or is abandoned).
+    let mut body = crate::metrics::requests::Timed::new(body, observed);
     // Connection-specific fields are forbidden in HTTP/3 (RFC 9114 §4.2).
     parts.headers.remove(header::CONNECTION);
     if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {

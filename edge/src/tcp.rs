@@ -157,9 +157,10 @@ async fn serve_connection<I>(
         async move {
             // Boxed: the pipeline's state is large, and hyper moves the service future into
             // each HTTP/2 stream's task; a pointer moves, the state is built in place.
-            let resp = Box::pin(pipeline::handle(shared, info, req.map(body::incoming))).await;
+            let (resp, observed) =
+                Box::pin(pipeline::handle(shared, info, req.map(body::incoming))).await;
             Ok::<_, Infallible>(resp.map(|inner| Tracked {
-                inner,
+                inner: crate::metrics::requests::Timed::new(inner, observed),
                 _guard: guard,
             }))
         }

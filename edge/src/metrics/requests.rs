@@ -30,6 +30,21 @@ pub const CACHE: [&str; 5] = super::CACHE_RESULTS;
 pub const BUCKETS: [f64; 12] = [
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
 ];
+/// `BUCKETS` in nanoseconds: the hot path compares integers.
+const BOUNDS_NS: [u64; 12] = [
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+    5_000_000_000,
+];
 const SHARDS: usize = 4;
 const COUNTS: usize = PROTOCOLS.len() * METHODS.len() * STATUS.len() * CACHE.len();
 const HISTS: usize = PROTOCOLS.len() * CACHE.len();
@@ -43,10 +58,10 @@ struct Hist {
 
 impl Hist {
     fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = BUCKETS
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = BOUNDS_NS
             .iter()
-            .position(|b| s <= *b)
+            .position(|b| ns <= *b)
             .unwrap_or(BUCKETS.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(
@@ -138,6 +153,7 @@ pub struct Observed {
     site: Arc<SiteMetrics>,
     proto: usize,
     hist: usize,
+    start: edge_core::clock::Instant,
 }
 
 pub fn protocol_index(v: http::Version) -> usize {
@@ -157,30 +173,35 @@ pub fn method_index(m: &http::Method) -> usize {
     }
 }
 
-/// Counts a response head: `cache` indexes `CACHE`, `ttfb` is the time from the request to the
-/// head.
+/// Counts a response head: `cache` indexes `CACHE`, `start` is when the request arrived.
 pub fn head(
     site: Arc<SiteMetrics>,
     proto: usize,
     method: usize,
     status: u16,
     cache: usize,
-    ttfb: Duration,
+    start: edge_core::clock::Instant,
 ) -> Observed {
+    let ttfb = edge_core::clock::since(start);
     let s = usize::from(status / 100).clamp(1, 5) - 1;
     let shard = &site.shards[shard_index()];
     let i = ((proto * METHODS.len() + method) * STATUS.len() + s) * CACHE.len() + cache;
     shard.requests[i].fetch_add(1, Ordering::Relaxed);
     let hist = proto * CACHE.len() + cache;
     shard.ttfb[hist].observe(ttfb);
-    Observed { site, proto, hist }
+    Observed {
+        site,
+        proto,
+        hist,
+        start,
+    }
 }
 
 impl Observed {
-    /// The body ended (or was abandoned) after `duration`, `bytes` sent.
-    pub fn done(&self, duration: Duration, bytes: u64) {
+    /// The body ended (or was abandoned), `bytes` sent.
+    pub fn done(&self, bytes: u64) {
         let shard = &self.site.shards[shard_index()];
-        shard.duration[self.hist].observe(duration);
+        shard.duration[self.hist].observe(edge_core::clock::since(self.start));
         shard.bytes[self.proto].fetch_add(bytes, Ordering::Relaxed);
     }
 }
@@ -318,29 +339,23 @@ pub fn render_prometheus(out: &mut String) {
 /// A response body that tells its [`Observed`] when it ends (or is dropped unfinished): the
 /// duration histogram and the byte counter.
 pub struct Timed {
-    inner: crate::body::ProxyBody,
+    pub(crate) inner: crate::body::ProxyBody,
     observed: Option<Observed>,
-    start: edge_core::clock::Instant,
     bytes: u64,
 }
 
 impl Timed {
-    pub fn new(
-        inner: crate::body::ProxyBody,
-        observed: Observed,
-        start: edge_core::clock::Instant,
-    ) -> Timed {
+    pub fn new(inner: crate::body::ProxyBody, observed: Observed) -> Timed {
         Timed {
             inner,
             observed: Some(observed),
-            start,
             bytes: 0,
         }
     }
 
     fn finish(&mut self) {
         if let Some(o) = self.observed.take() {
-            o.done(edge_core::clock::since(self.start), self.bytes);
+            o.done(self.bytes);
         }
     }
 }
@@ -389,6 +404,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integer_bounds_match_the_published_ones() {
+        for (b, ns) in BUCKETS.iter().zip(BOUNDS_NS) {
+            assert_eq!((b * 1e9).round() as u64, ns);
+        }
+    }
+
+    #[test]
     fn counts_and_buckets_add_up_across_shards() {
         let site = site("unit-test-site");
         let threads: Vec<_> = (0..3)
@@ -396,8 +418,9 @@ mod tests {
                 let site = site.clone();
                 std::thread::spawn(move || {
                     for _ in 0..10 {
-                        let o = head(site.clone(), 1, 0, 200, 0, Duration::from_micros(300));
-                        o.done(Duration::from_millis(3), 100);
+                        let start = edge_core::clock::now();
+                        let o = head(site.clone(), 1, 0, 200, 0, start);
+                        o.done(100);
                     }
                 })
             })
@@ -416,8 +439,20 @@ mod tests {
             })
             .unwrap_or_else(|| panic!("no series in\n{out}"));
         assert!(line.ends_with(" 30"), "{line}");
-        assert!(out.contains("edge_http_time_to_first_byte_seconds_bucket{site=\"unit-test-site\",protocol=\"h2\",cache=\"hit\",le=\"0.0005\"} 30"), "{out}");
-        assert!(out.contains("edge_http_request_duration_seconds_bucket{site=\"unit-test-site\",protocol=\"h2\",cache=\"hit\",le=\"0.0025\"} 0"), "{out}");
+        // Observed right away: every one in the first bucket, and counted once per histogram.
+        for h in ["time_to_first_byte", "request_duration"] {
+            let labels = "site=\"unit-test-site\",protocol=\"h2\",cache=\"hit\"";
+            assert!(
+                out.contains(&format!("edge_http_{h}_seconds_count{{{labels}}} 30")),
+                "{out}"
+            );
+            assert!(
+                out.contains(&format!(
+                    "edge_http_{h}_seconds_bucket{{{labels},le=\"+Inf\"}} 30"
+                )),
+                "{out}"
+            );
+        }
         assert!(
             out.contains(
                 "edge_http_response_body_bytes_total{site=\"unit-test-site\",protocol=\"h2\"} 3000"
