@@ -80,6 +80,22 @@ pub struct Conn {
     pub peer_cert: Option<Vec<u8>>,
 }
 
+/// A TLS connection to `target` (SNI `target.host`, trusting `target.roots`) offering `alpn`.
+pub(crate) async fn connect_tls(
+    target: &Target,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(target, alpn)));
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
+
 pub(crate) fn tls_config(target: &Target, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -95,7 +111,6 @@ pub(crate) fn tls_config(target: &Target, alpn: &[&[u8]]) -> rustls::ClientConfi
 impl Conn {
     pub async fn connect(proto: Proto, target: &Target) -> Result<Conn, String> {
         crate::init();
-        let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
         let (inner, peer_cert) = match proto {
             Proto::Plain => {
                 let tcp = TcpStream::connect(target.addr)
@@ -113,15 +128,7 @@ impl Conn {
                 } else {
                     &[b"http/1.1"]
                 };
-                let connector =
-                    tokio_rustls::TlsConnector::from(Arc::new(tls_config(target, alpn)));
-                let tcp = TcpStream::connect(target.addr)
-                    .await
-                    .map_err(|e| format!("connect: {e}"))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {e}"))?;
+                let tls = connect_tls(target, alpn).await?;
                 let cert = tls
                     .get_ref()
                     .1

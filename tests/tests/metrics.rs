@@ -85,65 +85,50 @@ async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    let req = |labels: &[&str]| sample(&text, "edge_http_requests_total", labels);
     let local = "site=\"local\"";
-    assert_eq!(
-        req(&[
-            local,
-            "protocol=\"h1\"",
-            "method=\"get\"",
-            "status=\"2xx\"",
-            "cache=\"miss\""
-        ]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&[
-            local,
-            "protocol=\"h1\"",
-            "method=\"get\"",
-            "status=\"2xx\"",
-            "cache=\"hit\""
-        ]),
-        2.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&[local, "protocol=\"h1\"", "method=\"head\"", "cache=\"hit\""]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&[
-            local,
-            "protocol=\"h1\"",
-            "method=\"write\"",
-            "cache=\"pass\""
-        ]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&["site=\"-\"", "protocol=\"h1\"", "status=\"4xx\""]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&[local, "protocol=\"h2\"", "cache=\"miss\""]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&[local, "protocol=\"h2\"", "cache=\"hit\""]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        req(&[local, "protocol=\"h3\"", "cache=\"hit\""]),
-        1.0,
-        "{text}"
-    );
+    let expected: [(&[&str], f64); 8] = [
+        (
+            &[
+                local,
+                "protocol=\"h1\"",
+                "method=\"get\"",
+                "status=\"2xx\"",
+                "cache=\"miss\"",
+            ],
+            1.0,
+        ),
+        (
+            &[
+                local,
+                "protocol=\"h1\"",
+                "method=\"get\"",
+                "status=\"2xx\"",
+                "cache=\"hit\"",
+            ],
+            2.0,
+        ),
+        (
+            &[local, "protocol=\"h1\"", "method=\"head\"", "cache=\"hit\""],
+            1.0,
+        ),
+        (
+            &[
+                local,
+                "protocol=\"h1\"",
+                "method=\"write\"",
+                "cache=\"pass\"",
+            ],
+            1.0,
+        ),
+        (&["site=\"-\"", "protocol=\"h1\"", "status=\"4xx\""], 1.0),
+        (&[local, "protocol=\"h2\"", "cache=\"miss\""], 1.0),
+        (&[local, "protocol=\"h2\"", "cache=\"hit\""], 1.0),
+        (&[local, "protocol=\"h3\"", "cache=\"hit\""], 1.0),
+    ];
+    for (labels, want) in expected {
+        let got = sample(&text, "edge_http_requests_total", labels);
+        assert_eq!(got, want, "{labels:?}\n{text}");
+    }
 
     // Histograms: every hit is counted, in buckets that add up to the count.
     let hits = [local, "protocol=\"h1\"", "cache=\"hit\""];

@@ -16,11 +16,7 @@
 //! - what it does send as given: a `host` field next to `:authority`, duplicate fields, and a
 //!   `content-length` that disagrees with the body (the client does not check it).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 
 use super::{RawResponse, TIMEOUT};
 use crate::Target;
@@ -50,15 +46,7 @@ async fn exchange(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<RawResponse, String> {
-    let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(super::tls_config(target, &[b"h2"])));
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
+    let tls = crate::client::connect_tls(target, &[b"h2"]).await?;
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     if alpn.as_deref() != Some(b"h2") {
         return Err(format!("ALPN did not pick h2: {alpn:?}"));

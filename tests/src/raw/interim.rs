@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Buf;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{RawResponse, TIMEOUT};
 use crate::Target;
-use crate::client::{Proto, tls_config};
+use crate::client::{Proto, connect_tls, tls_config};
 
 /// The interim responses received, in order, then the final one.
 #[derive(Debug)]
@@ -127,15 +126,7 @@ pub async fn h1_version(
 }
 
 async fn h2(target: &Target, path: &str, release: impl FnOnce()) -> Result<WithInterim, String> {
-    let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(target, &[b"h2"])));
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
+    let tls = connect_tls(target, &[b"h2"]).await?;
     let (client, connection) = h2::client::handshake(tls)
         .await
         .map_err(|e| e.to_string())?;
