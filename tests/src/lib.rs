@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod control;
 pub mod etcd;
 pub mod origin;
 pub mod purge_node;

@@ -5,13 +5,13 @@
 //! blobs, where certificate keys are.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use edge_e2e::client::{self, Proto};
 use edge_e2e::etcd::{self, EtcdTls};
 use edge_e2e::raw::{OriginMode, RecordingOrigin};
-use edge_e2e::{Edge, Setup, edge_binary};
+use edge_e2e::{Edge, Setup};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -52,28 +52,11 @@ fn node_file(name: &str) -> String {
 
 /// One site in front of `origin`, with a certificate and key uploaded with the version.
 fn shared(origin: std::net::SocketAddr) -> String {
-    format!(
-        r#"[pools.origin]
-endpoints = ["{origin}"]
-
-[[sites]]
-name = "local"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-cert = "site.pem"
-key = "site.key"
-routes = [{{ path_prefix = "/", pool = "origin" }}]
-"#
-    )
+    edge_e2e::control::shared_doc(origin, "cert = \"site.pem\"\nkey = \"site.key\"", "")
 }
 
 fn edge_config(store: &str, creds: &Path, args: &[&str]) -> Output {
-    Command::new(edge_binary())
-        .args(["config", "--store", store, "--store-config"])
-        .arg(creds)
-        .args(args)
-        .output()
-        .expect("run edge config")
+    edge_e2e::control::edge_config(store, Some(creds), args)
 }
 
 fn text(b: &[u8]) -> String {

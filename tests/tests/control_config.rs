@@ -5,13 +5,13 @@
 //! once etcd is back reaches it without a restart.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use edge_e2e::client::{self, Proto};
 use edge_e2e::etcd::Etcd;
 use edge_e2e::raw::{OriginMode, RecordingOrigin};
-use edge_e2e::{Edge, Setup, edge_binary};
+use edge_e2e::{Edge, Setup};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -25,26 +25,11 @@ fn node_file(name: &str, pop: &str) -> String {
 
 /// The shared document: one site in front of `origin`; `extra` appended.
 fn shared(origin: std::net::SocketAddr, extra: &str) -> String {
-    format!(
-        r#"[pools.origin]
-endpoints = ["{origin}"]
-
-[[sites]]
-name = "local"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-routes = [{{ path_prefix = "/", pool = "origin" }}]
-{extra}
-"#
-    )
+    edge_e2e::control::shared_doc(origin, "", extra)
 }
 
 fn edge_config(store: &str, args: &[&str]) -> Output {
-    Command::new(edge_binary())
-        .args(["config", "--store", store])
-        .args(args)
-        .output()
-        .expect("run edge config")
+    edge_e2e::control::edge_config(store, None, args)
 }
 
 /// Pushes `file`, validated against a node file like the test nodes' (plain HTTP only).

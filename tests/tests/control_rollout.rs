@@ -24,19 +24,11 @@ fn node_file(name: &str, pop: &str) -> String {
 }
 
 fn shared(origin: std::net::SocketAddr) -> String {
-    format!(
-        "[pools.origin]\nendpoints = [\"{origin}\"]\n\n[[sites]]\nname = \"local\"\n\
-         hosts = [\"localhost\", \"127.0.0.1\"]\nplain_http = \"proxy\"\n\
-         routes = [{{ path_prefix = \"/\", pool = \"origin\" }}]\n"
-    )
+    edge_e2e::control::shared_doc(origin, "", "")
 }
 
 fn config(store: &str, args: &[&str]) -> Output {
-    Command::new(edge_binary())
-        .args(["config", "--store", store])
-        .args(args)
-        .output()
-        .expect("edge config")
+    edge_e2e::control::edge_config(store, None, args)
 }
 
 fn push_args(dir: &Path, name: &str, text: &str) -> Vec<String> {
