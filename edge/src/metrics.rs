@@ -9,6 +9,7 @@ use cache::encoding::Coding;
 use cache::status::{CacheStatus, Fwd};
 
 pub mod conns;
+pub mod origins;
 pub mod purge;
 pub mod requests;
 pub mod tiers;

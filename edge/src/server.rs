@@ -97,6 +97,7 @@ async fn serve_source<S: ConfigSource>(
     let cache = crate::cache_phase::CacheRuntime::open(&snapshot.cache).await?;
     let shared = Arc::new(Shared::new(snapshot, config_path, cache));
     crate::metrics::tiers::start(shared.cache.store.clone());
+    crate::metrics::origins::register(&shared);
     // Endpoint names resolve before the node says it is ready, so its first requests do not
     // meet pools it has not resolved yet.
     shared

@@ -27,6 +27,8 @@ pub struct EndpointState {
     ejections: AtomicU32,
     /// Active checks passed in a row while passively ejected.
     passes_while_ejected: AtomicU32,
+    /// Tries and outcomes, for the metrics.
+    pub stats: crate::stats::EndpointStats,
 }
 
 impl Default for EndpointState {
@@ -40,6 +42,7 @@ impl Default for EndpointState {
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             passes_while_ejected: AtomicU32::new(0),
+            stats: crate::stats::EndpointStats::default(),
         }
     }
 }
@@ -52,6 +55,11 @@ pub fn now_ms() -> u64 {
 impl EndpointState {
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Passive ejections so far.
+    pub fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Relaxed)
     }
 
     pub fn ejected(&self, now_ms: u64) -> bool {

@@ -26,6 +26,7 @@ pub mod balance;
 pub mod connect;
 pub mod dns;
 pub mod health;
+pub mod stats;
 
 use connect::OriginConnector;
 
@@ -646,7 +647,22 @@ impl Pool {
             if let Some(host) = &pool.host_header {
                 req.headers_mut().insert(http::header::HOST, host.clone());
             }
+            let started = edge_core::clock::now();
             let result = self.client.send_to(ep, &mut req, per_try).await;
+            ep.state.stats.record(match &result {
+                Ok(resp) => stats::Outcome::Answered {
+                    d: edge_core::clock::since(started),
+                    status_5xx: resp.status().is_server_error(),
+                },
+                Err(e) => stats::Outcome::Failed(match e {
+                    OriginError::Connect { .. } => 0,
+                    OriginError::Tls { .. } => 1,
+                    OriginError::Timeout { .. } => 2,
+                    // The client's body failed: not the origin's error.
+                    OriginError::ClientBody { .. } => usize::MAX,
+                    _ => 3,
+                }),
+            });
             let last_try = tried.len() as u32 >= pool.cfg.retries;
             let may_retry = |retry_safe: bool| {
                 !last_try && replayable && (idempotent || retry_safe) && pool.retry_allowed()

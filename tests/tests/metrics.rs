@@ -206,6 +206,28 @@ async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
         "{text}"
     );
 
+    // The origin: the two misses and the POST went to it, answered, timed, in rotation.
+    let ep = format!("endpoint=\"{}\"", origin.addr);
+    let pool = ["pool=\"origin\"", ep.as_str()];
+    let tries = sample(&text, "edge_origin_tries_total", &pool);
+    assert!(tries >= 3.0, "{text}");
+    assert_eq!(
+        sample(&text, "edge_origin_response_seconds_count", &pool),
+        tries,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "edge_origin_endpoint_up", &pool),
+        1.0,
+        "{text}"
+    );
+    let connect = [pool[0], pool[1], "kind=\"connect\""];
+    assert_eq!(
+        sample(&text, "edge_origin_errors_total", &connect),
+        0.0,
+        "{text}"
+    );
+
     // Debian's promtool lints the whole exposition.
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])

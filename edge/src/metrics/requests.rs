@@ -327,6 +327,7 @@ pub fn registry() -> &'static Registry {
         r.register_collector(Box::new(RequestsCollector));
         r.register_collector(Box::new(super::conns::ConnCollector));
         r.register_collector(Box::new(super::tiers::TierCollector));
+        r.register_collector(Box::new(super::origins::OriginCollector));
         r
     })
 }
