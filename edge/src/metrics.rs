@@ -112,6 +112,16 @@ impl Metrics {
         add(&self.cache[cache_result(cache)], 1);
     }
 
+    /// Responses so far: by protocol (`1.1`, `2`, `3`) and status class, and by cache outcome
+    /// (`CACHE_RESULTS` order). The status page's totals.
+    pub fn snapshot(&self) -> ([[u64; 5]; 3], [u64; 5]) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            std::array::from_fn(|p| std::array::from_fn(|s| get(&self.responses[p][s]))),
+            std::array::from_fn(|c| get(&self.cache[c])),
+        )
+    }
+
     /// Responses sent so far, and how many of them were 5xx (the control plane's node report).
     pub fn totals(&self) -> (u64, u64) {
         let mut all = 0;

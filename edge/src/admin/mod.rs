@@ -70,7 +70,7 @@ pub fn route(method: &Method, path: &str) -> Result<Option<Route>, &'static str>
 }
 
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    status::start_sampler(shared.clone());
+    status::start_sampler();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -194,7 +194,7 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
     }
 }
 
-/// The `/metrics` text (the status page reads its request counts from it too).
+/// The `/metrics` text.
 pub(crate) fn metrics_text(shared: &Shared) -> String {
     let store = &shared.cache.store;
     let mut out = METRICS.render(store.memory_bytes_now(), store.disk_bytes());

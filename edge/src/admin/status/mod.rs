@@ -6,13 +6,13 @@
 //! module promises to keep rendering), parsed here, so this module adds nothing to the hot
 //! path; a background task samples them every [`SAMPLE_EVERY`] into a five-minute history.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cache::Storage as _;
-use edge_core::clock::{self, Instant};
+use edge_core::clock;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -28,9 +28,10 @@ use crate::pipeline::{Runtime, Shared};
 /// The page, served as is: inline CSS and JS, no external asset, no build step.
 const PAGE: &str = include_str!("status.html");
 
-/// How often the history takes a sample, and how much of it is kept.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
-const HISTORY_SAMPLES: usize = 150; // 5 minutes
+mod history;
+pub use history::start_sampler;
+use history::{HISTORY_SAMPLES, Interval, SAMPLE_EVERY, Totals, lock};
+
 const RECENT_ERRORS: usize = 20;
 const RECENT_PURGES: usize = 10;
 /// A drain body is `{"drain": false}` at most; anything larger is a mistake.
@@ -214,272 +215,6 @@ pub fn page() -> Response<ProxyBody> {
     resp
 }
 
-// ---- request counts, from the metrics text --------------------------------------------------
-
-/// Request counts by protocol (`h1`, `h2`, `h3`), status class (`2xx`, …) and cache result
-/// (`hit`, `miss`, `stale`, `pass`, `none`), since the process started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub total: u64,
-    pub by_protocol: BTreeMap<String, u64>,
-    pub by_status: BTreeMap<String, u64>,
-    pub by_cache: BTreeMap<String, u64>,
-}
-
-/// The families that count responses, in order of preference (only one is read, so a series
-/// kept under its old name beside a new one is not counted twice).
-const RESPONSE_FAMILIES: [&str; 3] = [
-    "edge_responses_total",
-    "edge_http_requests_total",
-    "edge_requests_total",
-];
-const CACHE_FAMILY: &str = "edge_cache_responses_total";
-const PROTOCOL_LABELS: [&str; 2] = ["protocol", "proto"];
-const STATUS_LABELS: [&str; 3] = ["status", "status_class", "class"];
-const CACHE_LABELS: [&str; 3] = ["result", "cache", "cache_status"];
-
-impl Totals {
-    /// Reads the counts from a Prometheus (or OpenMetrics) text exposition.
-    pub fn from_exposition(text: &str) -> Totals {
-        let samples: Vec<Sample<'_>> = text.lines().filter_map(parse_sample).collect();
-        let mut t = Totals::default();
-        for p in ["h1", "h2", "h3"] {
-            t.by_protocol.insert(p.into(), 0);
-        }
-        for c in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
-            t.by_status.insert(c.into(), 0);
-        }
-        let family = RESPONSE_FAMILIES
-            .into_iter()
-            .find(|f| samples.iter().any(|s| s.name == *f));
-        let has_cache_family = samples.iter().any(|s| s.name == CACHE_FAMILY);
-        for s in &samples {
-            let n = s.value as u64;
-            if Some(s.name) == family {
-                t.total += n;
-                if let Some(p) = s.label(&PROTOCOL_LABELS) {
-                    *t.by_protocol.entry(protocol_name(p)).or_default() += n;
-                }
-                if let Some(c) = s.label(&STATUS_LABELS) {
-                    *t.by_status.entry(status_class(c)).or_default() += n;
-                }
-                if !has_cache_family && let Some(c) = s.label(&CACHE_LABELS) {
-                    *t.by_cache.entry(c.to_owned()).or_default() += n;
-                }
-            } else if s.name == CACHE_FAMILY
-                && let Some(c) = s.label(&CACHE_LABELS)
-            {
-                *t.by_cache.entry(c.to_owned()).or_default() += n;
-            }
-        }
-        t
-    }
-
-    /// Responses served from the cache (fresh or stale) and responses the cache was asked
-    /// about (every outcome but `none`, which is a response the cache never saw).
-    fn hits_and_lookups(&self) -> (u64, u64) {
-        let get = |k: &str| self.by_cache.get(k).copied().unwrap_or(0);
-        let hits = get("hit") + get("stale");
-        let lookups = self
-            .by_cache
-            .iter()
-            .filter(|(k, _)| k.as_str() != "none")
-            .map(|(_, v)| v)
-            .sum();
-        (hits, lookups)
-    }
-}
-
-fn protocol_name(label: &str) -> String {
-    match label.to_ascii_lowercase().as_str() {
-        "1.0" | "1.1" | "h1" | "http1" | "http/1.1" | "http/1.0" => "h1".into(),
-        "2" | "2.0" | "h2" | "http2" | "http/2" => "h2".into(),
-        "3" | "3.0" | "h3" | "http3" | "http/3" => "h3".into(),
-        other => other.into(),
-    }
-}
-
-/// `2xx` as is; a bare status (`503`) as its class.
-fn status_class(label: &str) -> String {
-    match label.as_bytes() {
-        [d @ b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'] => format!("{}xx", char::from(*d)),
-        _ => label.to_ascii_lowercase(),
-    }
-}
-
-/// One sample line: `name{label="value",…} value [timestamp]`.
-#[derive(Debug)]
-struct Sample<'a> {
-    name: &'a str,
-    labels: Vec<(&'a str, String)>,
-    value: f64,
-}
-
-impl Sample<'_> {
-    /// The value of the first of `keys` this sample carries.
-    fn label(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|k| {
-            self.labels
-                .iter()
-                .find(|(name, _)| name == k)
-                .map(|(_, v)| v.as_str())
-        })
-    }
-}
-
-fn parse_sample(line: &str) -> Option<Sample<'_>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let name_end = line.find(|c: char| c == '{' || c.is_ascii_whitespace())?;
-    let name = &line[..name_end];
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(inner) = rest.strip_prefix('{') {
-        let mut chars = inner.char_indices().peekable();
-        loop {
-            // Skip separators; `}` ends the set.
-            while chars
-                .next_if(|(_, c)| *c == ',' || c.is_whitespace())
-                .is_some()
-            {}
-            let (start, c) = chars.next()?;
-            if c == '}' {
-                rest = &inner[start + 1..];
-                break;
-            }
-            let mut eq = start;
-            for (i, c) in chars.by_ref() {
-                if c == '=' {
-                    eq = i;
-                    break;
-                }
-            }
-            let key = inner[start..eq].trim();
-            chars.next_if(|(_, c)| *c == '"')?;
-            let mut value = String::new();
-            loop {
-                match chars.next()? {
-                    (_, '"') => break,
-                    (_, '\\') => match chars.next()? {
-                        (_, 'n') => value.push('\n'),
-                        (_, c) => value.push(c),
-                    },
-                    (_, c) => value.push(c),
-                }
-            }
-            labels.push((key, value));
-        }
-    }
-    let value = rest.split_whitespace().next()?.parse().ok()?;
-    Some(Sample {
-        name,
-        labels,
-        value,
-    })
-}
-
-// ---- the history ----------------------------------------------------------------------------
-
-/// One interval of the history: what happened between two readings of the counters.
-#[derive(Debug, Clone, Serialize)]
-struct Interval {
-    /// When the interval ended (Unix ms) and how long it was.
-    t: u64,
-    dt_ms: u64,
-    requests: u64,
-    rps: BTreeMap<String, f64>,
-    errors_5xx: u64,
-    /// Responses the cache was asked about, and those it answered (fresh or stale).
-    cache_lookups: u64,
-    cache_hits: u64,
-    /// `cache_hits / cache_lookups`; null when there were no lookups.
-    hit_ratio: Option<f64>,
-}
-
-#[derive(Default)]
-struct History {
-    samples: VecDeque<Interval>,
-    last: Option<(Instant, Totals)>,
-}
-
-impl History {
-    fn record(&mut self, now: Instant, unix_ms: u64, totals: Totals) {
-        if let Some((then, before)) = &self.last {
-            let dt = now.saturating_duration_since(*then);
-            let secs = dt.as_secs_f64().max(0.001);
-            // Three decimals are plenty for a chart, and keep the JSON short.
-            let per_sec = |n: u64| (n as f64 / secs * 1000.0).round() / 1000.0;
-            let delta = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>, k: &str| {
-                a.get(k)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(b.get(k).copied().unwrap_or(0))
-            };
-            let mut rps: BTreeMap<String, f64> = totals
-                .by_protocol
-                .keys()
-                .map(|p| {
-                    (
-                        p.clone(),
-                        per_sec(delta(&totals.by_protocol, &before.by_protocol, p)),
-                    )
-                })
-                .collect();
-            let requests = totals.total.saturating_sub(before.total);
-            rps.insert("total".into(), per_sec(requests));
-            let (hits, lookups) = totals.hits_and_lookups();
-            let (hits0, lookups0) = before.hits_and_lookups();
-            let (hits, lookups) = (hits.saturating_sub(hits0), lookups.saturating_sub(lookups0));
-            self.samples.push_back(Interval {
-                t: unix_ms,
-                dt_ms: u64::try_from(dt.as_millis()).unwrap_or(u64::MAX),
-                requests,
-                rps,
-                errors_5xx: delta(&totals.by_status, &before.by_status, "5xx"),
-                cache_lookups: lookups,
-                cache_hits: hits,
-                hit_ratio: (lookups > 0).then(|| hits as f64 / lookups as f64),
-            });
-            while self.samples.len() > HISTORY_SAMPLES {
-                self.samples.pop_front();
-            }
-        }
-        self.last = Some((now, totals));
-    }
-}
-
-static HISTORY: Mutex<History> = Mutex::new(History {
-    samples: VecDeque::new(),
-    last: None,
-});
-static SAMPLER: AtomicBool = AtomicBool::new(false);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves the state whole before anything can panic: poison is harmless.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Starts the task that samples the counters (once per process, whatever the number of admin
-/// listeners). It runs as long as the process does, so the page stays live while the node
-/// drains.
-pub fn start_sampler(shared: Arc<Shared>) {
-    if SAMPLER.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SAMPLE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            // The first tick is at once: the baseline is read before any traffic is served.
-            tick.tick().await;
-            let totals = Totals::from_exposition(&super::metrics_text(&shared));
-            lock(&HISTORY).record(clock::now(), clock::unix_ms(), totals);
-        }
-    });
-}
-
 // ---- recent errors --------------------------------------------------------------------------
 
 /// One 5xx response, as the page lists it.
@@ -519,9 +254,9 @@ pub fn status(shared: &Shared, rt: &Runtime) -> Value {
     let snap = &rt.snapshot;
     let uptime_ms = clock::monotonic_ms();
     let now = clock::unix_ms();
-    let totals = Totals::from_exposition(&super::metrics_text(shared));
+    let totals = Totals::now();
     let (hits, lookups) = totals.hits_and_lookups();
-    let samples: Vec<Interval> = lock(&HISTORY).samples.iter().cloned().collect();
+    let samples: Vec<Interval> = history::recent();
     let applied = snap
         .loaded_at
         .duration_since(std::time::UNIX_EPOCH)
@@ -685,103 +420,9 @@ mod tests {
 
     use super::*;
 
-    const TEXT: &str = r#"# HELP edge_responses_total Responses sent, by protocol and status class.
-# TYPE edge_responses_total counter
-edge_responses_total{protocol="1.1",status="2xx"} 7
-edge_responses_total{protocol="1.1",status="5xx"} 1
-edge_responses_total{protocol="2",status="2xx"} 3
-edge_responses_total{protocol="3",status="4xx"} 2
-# TYPE edge_cache_responses_total counter
-edge_cache_responses_total{result="hit"} 5
-edge_cache_responses_total{result="miss"} 2
-edge_cache_responses_total{result="stale"} 1
-edge_cache_responses_total{result="none"} 5
-edge_origin_endpoint_up{pool="a,b}",endpoint="127.0.0.1:1"} 1
-"#;
-
-    #[test]
-    fn totals_from_the_metrics_text() {
-        let t = Totals::from_exposition(TEXT);
-        assert_eq!(t.total, 13);
-        assert_eq!(t.by_protocol["h1"], 8);
-        assert_eq!(t.by_protocol["h2"], 3);
-        assert_eq!(t.by_protocol["h3"], 2);
-        assert_eq!(t.by_status["2xx"], 10);
-        assert_eq!(t.by_status["5xx"], 1);
-        assert_eq!(t.by_status["3xx"], 0);
-        assert_eq!(t.by_cache["hit"], 5);
-        assert_eq!(t.hits_and_lookups(), (6, 8));
-    }
-
-    #[test]
-    fn labels_with_escapes_and_other_families() {
-        let s = parse_sample(r#"x_total{a="q\"uo,te}",b="n\\l"} 4.5 1700000000"#).unwrap();
-        assert_eq!(s.name, "x_total");
-        assert_eq!(s.labels, [("a", "q\"uo,te}".into()), ("b", "n\\l".into())]);
-        assert_eq!(s.value, 4.5);
-        assert_eq!(parse_sample("up 1").unwrap().value, 1.0);
-        assert!(parse_sample("# EOF").is_none());
-        assert!(parse_sample(r#"broken{a="1" 3"#).is_none());
-        // A newer family with a cache label on each request series, beside no cache family.
-        let t = Totals::from_exposition(
-            "edge_requests_total{site=\"s\",protocol=\"h3\",status=\"503\",cache=\"miss\"} 2\n\
-             edge_requests_total{site=\"t\",protocol=\"h3\",status=\"200\",cache=\"hit\"} 3\n",
-        );
-        assert_eq!(t.total, 5);
-        assert_eq!(t.by_protocol["h3"], 5);
-        assert_eq!(t.by_status["5xx"], 2);
-        assert_eq!(t.by_cache["hit"], 3);
-    }
-
-    /// What the metrics module renders today parses: a renamed series fails here, not on the
-    /// page.
-    #[test]
-    fn the_real_metrics_text_parses() {
-        let before = Totals::from_exposition(&crate::metrics::METRICS.render(0, 0));
-        crate::metrics::METRICS.response(http::Version::HTTP_3, 503, None);
-        let after = Totals::from_exposition(&crate::metrics::METRICS.render(0, 0));
-        assert!(after.by_protocol["h3"] > before.by_protocol["h3"]);
-        assert!(after.by_status["5xx"] > before.by_status["5xx"]);
-        assert!(after.total > before.total);
-        assert!(after.by_cache.contains_key("hit"), "{after:?}");
-    }
-
-    #[test]
-    fn history_rates_and_hit_ratio() {
-        let mut h = History::default();
-        let t0 = clock::now();
-        h.record(t0, 1_000, Totals::from_exposition(""));
-        assert!(h.samples.is_empty(), "the first reading is the baseline");
-        h.record(
-            t0 + Duration::from_secs(2),
-            3_000,
-            Totals::from_exposition(TEXT),
-        );
-        let s = &h.samples[0];
-        assert_eq!(
-            (s.t, s.dt_ms, s.requests, s.errors_5xx),
-            (3_000, 2_000, 13, 1)
-        );
-        assert_eq!(s.rps["h1"], 4.0);
-        assert_eq!(s.rps["total"], 6.5);
-        assert_eq!(s.hit_ratio, Some(0.75));
-        for i in 0..200 {
-            h.record(
-                t0 + Duration::from_secs(4 + i),
-                0,
-                Totals::from_exposition(TEXT),
-            );
-        }
-        assert_eq!(h.samples.len(), HISTORY_SAMPLES);
-        assert_eq!(h.samples[HISTORY_SAMPLES - 1].hit_ratio, None);
-    }
-
     #[test]
     fn names() {
         assert_eq!(kebab("P2cEwma"), "p2c-ewma");
         assert_eq!(kebab("RoundRobin"), "round-robin");
-        assert_eq!(status_class("503"), "5xx");
-        assert_eq!(status_class("2xx"), "2xx");
-        assert_eq!(protocol_name("1.1"), "h1");
     }
 }
