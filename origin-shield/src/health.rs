@@ -11,7 +11,8 @@ use http::header::{self, HeaderValue};
 use http_body_util::BodyExt;
 
 use crate::balance::random_u64;
-use crate::{Endpoint, OriginClient, Pool, empty_body};
+use crate::client::empty_body;
+use crate::{Endpoint, OriginClient, Pool};
 
 pub fn spawn(pool: &Arc<Pool>) {
     if pool.cfg.health.is_none() || tokio::runtime::Handle::try_current().is_err() {

@@ -9,132 +9,33 @@
 //! settings do not change.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub mod balance;
+mod client;
 pub mod connect;
 pub mod dns;
+mod error;
 pub mod health;
 pub mod stats;
 
-use connect::OriginConnector;
+use client::empty_body;
+pub use client::{ClientSettings, OriginClient};
+pub use error::{OriginError, Side};
 
 pub use balance::{Affinity, EndpointState};
 use balance::{Balancer, now_ms};
 
 /// The body type the data plane uses in both directions (from `edge-core`).
 pub use edge_core::body::{BoxError, ProxyBody};
-
-/// Why an origin request failed. Each variant knows whether the request may be sent again.
-#[derive(Debug, thiserror::Error)]
-pub enum OriginError {
-    #[error("pool {pool:?} has no endpoints")]
-    NoEndpoint { pool: String },
-    #[error("pool {pool:?} has no endpoint in rotation (all unhealthy or ejected)")]
-    NoHealthy { pool: String },
-    /// The circuit breaker: too many requests in flight to this pool.
-    #[error("pool {pool:?} is at its limit of {limit} requests in flight")]
-    Overloaded { pool: String, limit: u64 },
-    #[error("cannot connect to origin {endpoint}: {source}")]
-    Connect {
-        endpoint: SocketAddr,
-        #[source]
-        source: BoxError,
-    },
-    /// TLS to the origin failed: a certificate that does not verify, or a failed handshake.
-    #[error("TLS to origin {endpoint} failed: {source}")]
-    Tls {
-        endpoint: SocketAddr,
-        #[source]
-        source: BoxError,
-    },
-    #[error("origin {endpoint} sent no response headers within {after:?}")]
-    Timeout {
-        endpoint: SocketAddr,
-        after: Duration,
-    },
-    /// The client's request body failed (too large, or the client went away): not the origin's
-    /// fault, so it must not be blamed on it.
-    #[error("request body from the client failed: {source}")]
-    ClientBody {
-        #[source]
-        source: BoxError,
-    },
-    #[error("origin {endpoint} failed: {source}")]
-    Protocol {
-        endpoint: SocketAddr,
-        #[source]
-        source: BoxError,
-    },
-}
-
-/// Who caused an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Origin,
-    Internal,
-}
-
-impl OriginError {
-    pub fn side(&self) -> Side {
-        match self {
-            OriginError::NoEndpoint { .. } => Side::Internal,
-            OriginError::NoHealthy { .. } | OriginError::Overloaded { .. } => Side::Origin,
-            OriginError::ClientBody { .. } => Side::Client,
-            _ => Side::Origin,
-        }
-    }
-
-    /// True when the origin cannot have seen the request, so any method may be retried.
-    pub fn retry_safe(&self) -> bool {
-        matches!(
-            self,
-            OriginError::Connect { .. }
-                | OriginError::Tls { .. }
-                | OriginError::NoEndpoint { .. }
-                | OriginError::NoHealthy { .. }
-                | OriginError::Overloaded { .. }
-        )
-    }
-
-    /// The origin could not be reached (connect or TLS failure, timeout, none in rotation):
-    /// no answer at all, which is what "serve stale while the origin is down" covers. A 5xx
-    /// answer is not this (stale-if-error covers that).
-    pub fn unreachable(&self) -> bool {
-        matches!(
-            self,
-            OriginError::Connect { .. }
-                | OriginError::Tls { .. }
-                | OriginError::Timeout { .. }
-                | OriginError::NoHealthy { .. }
-                | OriginError::NoEndpoint { .. }
-        )
-    }
-
-    /// The first error of type `E` in the source chain (e.g. a body-limit error).
-    pub fn find_source<E: StdError + 'static>(&self) -> Option<&E> {
-        let mut cur: Option<&(dyn StdError + 'static)> = self.source();
-        while let Some(e) = cur {
-            if let Some(found) = e.downcast_ref::<E>() {
-                return Some(found);
-            }
-            cur = e.source();
-        }
-        None
-    }
-}
 
 /// In the extensions of every response [`Pool::send`] returns: the endpoint that answered (the
 /// access log names it; a retry may have moved the request to another endpoint).
@@ -211,7 +112,7 @@ impl std::fmt::Debug for Pool {
 }
 
 /// Counts a request in flight while alive.
-struct Active<'a>(&'a AtomicU64);
+pub(crate) struct Active<'a>(pub(crate) &'a AtomicU64);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
@@ -489,93 +390,6 @@ impl Pools {
     }
 }
 
-/// Settings that shape the shared connection pool (a change rebuilds the client).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientSettings {
-    pub max_lifetime: Option<Duration>,
-    pub connect_timeout: Duration,
-    pub tls_handshake_timeout: Duration,
-    pub max_idle_per_endpoint: usize,
-    pub idle_timeout: Duration,
-}
-
-impl ClientSettings {
-    pub fn from_snapshot(s: &config::Snapshot) -> Self {
-        ClientSettings {
-            max_lifetime: s.origin.max_connection_lifetime,
-            connect_timeout: s.timeouts.origin_connect,
-            tls_handshake_timeout: s.timeouts.origin_tls_handshake,
-            max_idle_per_endpoint: s.origin.max_idle_per_endpoint,
-            idle_timeout: s.origin.idle_timeout,
-        }
-    }
-}
-
-/// One pool's client, shared by every worker thread: HTTP/1.1 keep-alive or HTTP/2, plain or
-/// TLS. hyper-util's pool is keyed by endpoint and checks a connection is still open before
-/// handing it out again.
-#[derive(Clone)]
-pub struct OriginClient {
-    client: Client<OriginConnector, ProxyBody>,
-    opened: Arc<AtomicU64>,
-    pub settings: ClientSettings,
-    scheme: &'static str,
-    version: http::Version,
-}
-
-impl std::fmt::Debug for OriginClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OriginClient")
-            .field("settings", &self.settings)
-            .field("scheme", &self.scheme)
-            .field("version", &self.version)
-            .finish()
-    }
-}
-
-impl OriginClient {
-    pub fn new(settings: ClientSettings, transport: &config::OriginTransport) -> Self {
-        let connector = OriginConnector::new(
-            settings.connect_timeout,
-            transport,
-            settings.tls_handshake_timeout,
-        );
-        let h2 = transport.protocol == config::OriginProtocol::H2;
-        let opened = connector.opened.clone();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-            .pool_idle_timeout(settings.idle_timeout)
-            .http2_only(h2)
-            // Origins see exactly the Host the client sent; the edge sets it itself.
-            .set_host(false)
-            .build(connector);
-        OriginClient {
-            client,
-            opened,
-            settings,
-            scheme: if transport.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            },
-            version: if h2 {
-                http::Version::HTTP_2
-            } else {
-                http::Version::HTTP_11
-            },
-        }
-    }
-}
-
-impl OriginClient {
-    /// Connections this client has opened (each kept alive for reuse).
-    pub fn connections_opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
-    }
-}
-
 impl Pool {
     /// Sends `req` (origin-form path in its URI) to an endpoint of `pool` chosen by its
     /// algorithm, retrying on another endpoint when that is safe: the request has no body to
@@ -702,126 +516,6 @@ impl Pool {
                 }
             }
         }
-    }
-}
-
-impl OriginClient {
-    /// One try on one endpoint.
-    pub(crate) async fn send_to(
-        &self,
-        ep: &Endpoint,
-        req: &mut Request<ProxyBody>,
-        header_timeout: Duration,
-    ) -> Result<Response<Incoming>, OriginError> {
-        let endpoint = ep.addr;
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri: Uri = format!("{}://{endpoint}{path}", self.scheme)
-            .parse()
-            .map_err(|e| OriginError::Protocol {
-                endpoint,
-                source: Box::new(e),
-            })?;
-        *req.uri_mut() = uri;
-        *req.version_mut() = self.version;
-        let mut req = std::mem::replace(req, Request::new(empty_body()));
-        let capture = self
-            .settings
-            .max_lifetime
-            .map(|_| hyper_util::client::legacy::connect::capture_connection(&mut req));
-        ep.state.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = Active(&ep.state.in_flight);
-        let start = edge_core::clock::now();
-        let result = match tokio::time::timeout(header_timeout, self.client.request(req)).await {
-            Err(_) => Err(OriginError::Timeout {
-                endpoint,
-                after: header_timeout,
-            }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(endpoint, e)),
-        };
-        if let (Some(capture), Some(max)) = (&capture, self.settings.max_lifetime)
-            && let Some(conn) = capture.connection_metadata().as_ref()
-        {
-            // Too old: finish this response on it, then let it go instead of reusing it
-            // (spreads load after origin changes, bounds per-connection state at the origin).
-            let mut ext = http::Extensions::new();
-            conn.get_extras(&mut ext);
-            if ext
-                .get::<connect::Born>()
-                .is_some_and(|b| b.0.elapsed() > max)
-            {
-                conn.poison();
-            }
-        }
-        match &result {
-            Ok(_) => ep.state.observe_latency(start.elapsed()),
-            // A timeout is a latency sample too: the slowest there is.
-            Err(OriginError::Timeout { .. }) => ep.state.observe_latency(header_timeout),
-            Err(_) => {}
-        }
-        result
-    }
-}
-
-fn empty_body() -> ProxyBody {
-    use http_body_util::BodyExt;
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// An error and its sources in one line ("a: b: c"), skipping messages already contained in
-/// the previous one: hyper's "client error (Connect)" alone does not say what failed.
-fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let msg = err.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = err.source();
-    }
-    out
-}
-
-fn classify(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> OriginError {
-    if e.is_connect() {
-        let mut cur: Option<&(dyn StdError + 'static)> = Some(&e);
-        while let Some(err) = cur {
-            if let Some(tls) = err.downcast_ref::<connect::TlsError>() {
-                return OriginError::Tls {
-                    endpoint,
-                    source: error_chain(tls).into(),
-                };
-            }
-            cur = err.source();
-        }
-        return OriginError::Connect {
-            endpoint,
-            source: error_chain(&e).into(),
-        };
-    }
-    // A failing request body surfaces as a hyper "user body" error.
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(&e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>()
-            && h.is_user()
-        {
-            return OriginError::ClientBody {
-                source: Box::new(e),
-            };
-        }
-        cur = err.source();
-    }
-    OriginError::Protocol {
-        endpoint,
-        source: Box::new(e),
     }
 }
 
