@@ -16,6 +16,8 @@ mod disk;
 mod fence;
 mod fill;
 mod keys;
+mod records;
+mod remove;
 mod tags;
 
 use std::path::PathBuf;
@@ -441,208 +443,6 @@ impl Store {
         fill
     }
 
-    /// Removes every variant (and its encodings) of a URL from both tiers: those older than
-    /// `fence` (a purge's), or all of them.
-    async fn remove_key(&self, primary: &str, fence: Option<Ticket>) -> usize {
-        let Some(rec) = self.record(primary).await else {
-            return 0;
-        };
-        let mut kept = false;
-        for v in &rec.variants {
-            match fence {
-                Some(fence) => kept |= self.remove_purged(v, fence).await,
-                None => {
-                    self.remove_variant(v).await;
-                    self.remove_encodings(v, None).await;
-                }
-            }
-        }
-        if kept {
-            // A body published since the purge still needs the URL's Vary record.
-            return rec.variants.len();
-        }
-        self.inner.records.invalidate(primary).await;
-        if let Some(disk) = &self.inner.cfg.disk {
-            let _ = cacache::remove(&disk.dir, keys::record_key(primary)).await;
-            self.inner.budget.forget(&keys::record_key(primary));
-        }
-        rec.variants.len()
-    }
-
-    /// How many variants a primary key has stored (a soft purge marks them, removes nothing).
-    async fn count_key(&self, primary: &str) -> usize {
-        self.record(primary).await.map_or(0, |r| r.variants.len())
-    }
-
-    /// Removes a large object's slices and their index; the number of objects removed.
-    async fn remove_slices(&self, primary: &str, fence: Option<Ticket>) -> usize {
-        let index = slice_index_key(primary);
-        let Some(found) = self.find(variant_key(&index, &[])).await else {
-            return 0;
-        };
-        let num = |name: &str| {
-            found
-                .meta()
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        let (Some(total), Some(size)) = (num(SLICE_TOTAL), num(SLICE_SIZE)) else {
-            return self.remove_key(&index, fence).await;
-        };
-        let mut removed = self.remove_key(&index, fence).await;
-        for n in 0..total.div_ceil(size.max(1)) {
-            removed += self.remove_key(&slice_key(primary, n), fence).await;
-        }
-        removed
-    }
-
-    /// Removes what a purge fenced under `variant`: bodies ticketed before `fence`. A body
-    /// published since (in memory, on disk, in the index) stays; the answer says whether one
-    /// did.
-    async fn remove_purged(&self, variant: &str, fence: Ticket) -> bool {
-        use moka::ops::compute::{CompResult, Op};
-        let _order = self.disk_order(variant).await;
-        self.inner.tags.remove_older(variant, fence);
-        let mem = self
-            .inner
-            .mem
-            .entry(variant.to_string())
-            .and_compute_with(|e| {
-                let op = match e {
-                    Some(e) if e.value().ticket < fence => Op::Remove,
-                    _ => Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-        let mut newer = matches!(mem, CompResult::Unchanged(_));
-        if let Some(disk) = &self.inner.cfg.disk {
-            let older = match cacache::metadata(&disk.dir, variant).await {
-                Ok(Some(m)) => {
-                    let older =
-                        codec::decode(variant, m.metadata).map_or(true, |(_, x)| x.ticket < fence);
-                    newer |= !older;
-                    older
-                }
-                _ => false,
-            };
-            if older {
-                self.inner.disk_meta.invalidate(variant).await;
-                let _ = cacache::remove(&disk.dir, variant).await;
-                self.inner.budget.forget(variant);
-            }
-        }
-        if !newer {
-            self.remove_encodings(variant, None).await;
-        }
-        newer
-    }
-
-    async fn remove_variant(&self, variant: &str) {
-        self.inner.tags.remove(variant);
-        self.inner.mem.invalidate(variant).await;
-        self.inner.disk_meta.invalidate(variant).await;
-        if let Some(disk) = &self.inner.cfg.disk {
-            // Index entry only: content is shared by hash with identical bodies under other keys;
-            // eviction removes content (see `evict`).
-            let _ = cacache::remove(&disk.dir, variant).await;
-            self.inner.budget.forget(variant);
-        }
-    }
-
-    /// Removes the encoded variants of one identity variant; with `keep = Some(g)`, only those
-    /// made from another body than generation `g` (variants of a new body, made while it was
-    /// stored, stay). Disk entries are only looked at if the index knows them: removing an
-    /// absent key would still append to the disk index.
-    async fn remove_encodings(&self, variant: &str, keep: Option<u64>) {
-        let stale = |generation: u64| keep != Some(generation);
-        for coding in Coding::ALL {
-            let key = encoded_key(variant, coding);
-            // `contains_key` first: most variants have no encodings, and a `get` would count
-            // as a read (moka's bookkeeping), which a purge of 100,000 objects feels.
-            if self.inner.mem.contains_key(&key)
-                && let Some(obj) = self.inner.mem.get(&key).await
-                && stale(obj.meta.generation)
-            {
-                self.inner.mem.invalidate(&key).await;
-            }
-            let on_disk = self.inner.budget.contains(&key);
-            let Some(disk) = self.inner.cfg.disk.as_ref().filter(|_| on_disk) else {
-                continue;
-            };
-            let remove = keep.is_none()
-                || match cacache::metadata(&disk.dir, &key).await {
-                    Ok(Some(m)) => {
-                        codec::decode(&key, m.metadata).map_or(true, |(m, _)| stale(m.generation))
-                    }
-                    _ => false,
-                };
-            if remove {
-                self.remove_variant(&key).await;
-            }
-        }
-    }
-
-    /// Lists `variant` in the URL's Vary record (in memory; `write_record` puts it on disk);
-    /// true when it was there already (a new body replaced an old one).
-    async fn commit_record(
-        &self,
-        primary: &str,
-        names: &[HeaderName],
-        variant: &str,
-    ) -> (bool, Arc<VaryRecord>) {
-        let names: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
-        let mut rec = self
-            .record(primary)
-            .await
-            .map(|r| (*r).clone())
-            .unwrap_or_default();
-        if rec.names != names {
-            // The origin changed what it varies on: older variants are unreachable now.
-            for old in std::mem::take(&mut rec.variants) {
-                if old != variant {
-                    self.remove_variant(&old).await;
-                    self.remove_encodings(&old, None).await;
-                }
-            }
-            rec.names = names;
-        }
-        let replaced = rec.variants.iter().any(|v| v == variant);
-        if !replaced {
-            rec.variants.push(variant.to_string());
-        }
-        let rec = Arc::new(rec);
-        self.inner
-            .records
-            .insert(primary.to_string(), rec.clone())
-            .await;
-        (replaced, rec)
-    }
-
-    async fn write_record(&self, primary: &str, rec: &VaryRecord) {
-        let Some(disk) = &self.inner.cfg.disk else {
-            return;
-        };
-        let json = serde_json::to_value(rec).unwrap_or_default();
-        let key = keys::record_key(primary);
-        match cacache::WriteOpts::new()
-            .metadata(json)
-            .open(&disk.dir, &key)
-            .await
-        {
-            Ok(w) => {
-                if let Err(e) = w.commit().await {
-                    tracing::warn!(error = %e, "could not write vary record");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not write vary record"),
-        }
-    }
-
-    /// Runs second-tier work (disk copies, records, eviction) off the request's path, counted
-    /// so that shutdown can wait for it.
     /// The store's tickets as the collapser reads them.
     pub fn purge_clock(&self) -> Arc<dyn crate::collapse::PurgeClock> {
         Arc::new(self.clone())
@@ -667,6 +467,8 @@ impl Store {
         self.inner.disk_order[i].lock().await
     }
 
+    /// Runs second-tier work (disk copies, records, eviction) off the request's path, counted
+    /// so that shutdown can wait for it.
     fn background(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
         let guard = self.inner.writes.enter();
         tokio::spawn(async move {
