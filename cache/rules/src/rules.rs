@@ -7,14 +7,23 @@
 //! - an invalid `Expires` means already expired; conflicting duplicate directives mean stale;
 //! - `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid every kind of stale serving
 //!   (max-stale, stale-while-revalidate, stale-if-error);
-//! - a request `Range` on a miss is forwarded and its 206 is not stored.
+//! - ranges are answered from whole stored responses or slices (`ranges`); a 206 from an
+//!   origin is stored only as a slice, by the cache phase.
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
 use crate::cache_control::{CacheControl, parse_delta};
+
+mod conditional;
+mod ranges;
+mod vary;
+
+pub use conditional::{merge_304, not_modified, validators};
+pub use ranges::{MAX_RANGES, RangeAnswer, RangeSet, range, ranges};
+pub use vary::{normalize_vary_value, vary_matches, vary_names, vary_values};
 
 pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 
@@ -365,252 +374,6 @@ pub fn evaluate(
     verdict(Action::Revalidate {
         stale_if_error: sie(staleness),
     })
-}
-
-/// The header names `Vary` nominates, lower-cased and sorted; `None` for `Vary: *`.
-pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut names = Vec::new();
-    for v in headers.get_all(header::VARY) {
-        let s = v.to_str().ok()?;
-        for part in s.split(',') {
-            let p = part.trim();
-            if p == "*" {
-                return None;
-            }
-            if let Ok(n) = HeaderName::from_bytes(p.as_bytes())
-                && !names.contains(&n)
-            {
-                names.push(n);
-            }
-        }
-    }
-    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    Some(names)
-}
-
-/// A request's value for one Vary header, normalised where that cannot change its meaning:
-/// field lines joined, white space around commas removed; for Accept-Encoding also lower-cased
-/// and sorted (the codings are case-insensitive tokens).
-pub fn normalize_vary_value(req_headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for v in req_headers.get_all(name) {
-        let s = String::from_utf8_lossy(v.as_bytes());
-        parts.extend(
-            s.split(',')
-                .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-                .filter(|p| !p.is_empty()),
-        );
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    if name == header::ACCEPT_ENCODING {
-        for p in &mut parts {
-            *p = p.to_ascii_lowercase().replace(' ', "");
-        }
-        parts.sort();
-    }
-    Some(parts.join(","))
-}
-
-/// The request's Vary values for `names`, as stored beside a response.
-pub fn vary_values(
-    req_headers: &HeaderMap,
-    names: &[HeaderName],
-) -> Vec<(HeaderName, Option<String>)> {
-    names
-        .iter()
-        .map(|n| (n.clone(), normalize_vary_value(req_headers, n)))
-        .collect()
-}
-
-/// Does this request select the stored variant (RFC 9111 §4.1)?
-pub fn vary_matches(req_headers: &HeaderMap, meta: &StoredMeta) -> bool {
-    meta.vary
-        .iter()
-        .all(|(name, stored)| normalize_vary_value(req_headers, name) == *stored)
-}
-
-fn etag_opaque(tag: &str) -> &str {
-    tag.trim().strip_prefix("W/").unwrap_or(tag.trim())
-}
-
-/// Client conditional request against a stored response (RFC 9110 §13.1.1, §13.1.3): true when
-/// the answer is 304.
-pub fn not_modified(req_headers: &HeaderMap, meta: &StoredMeta) -> bool {
-    if let Some(inm) = req_headers.get(header::IF_NONE_MATCH) {
-        let Ok(inm) = inm.to_str() else { return false };
-        let Some(etag) = meta.headers.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
-            return inm.trim() == "*";
-        };
-        return inm
-            .split(',')
-            .any(|t| t.trim() == "*" || etag_opaque(t) == etag_opaque(etag));
-    }
-    if let Some(ims) = http_date(req_headers, &header::IF_MODIFIED_SINCE) {
-        let lm = http_date(&meta.headers, &header::LAST_MODIFIED);
-        return lm.is_some_and(|lm| lm <= ims);
-    }
-    false
-}
-
-/// Conditional headers for revalidating a stored response with the origin.
-pub fn validators(meta: &StoredMeta) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
-    if let Some(etag) = meta.headers.get(header::ETAG) {
-        out.push((header::IF_NONE_MATCH, etag.clone()));
-    }
-    if let Some(lm) = meta.headers.get(header::LAST_MODIFIED) {
-        out.push((header::IF_MODIFIED_SINCE, lm.clone()));
-    }
-    out
-}
-
-/// RFC 9111 §3.2 / §4.3.4: a 304 replaces the stored header fields it carries, except those
-/// that describe the stored body.
-pub fn merge_304(stored: &mut HeaderMap, not_modified: &HeaderMap) {
-    let keep = [
-        header::CONTENT_LENGTH,
-        header::CONTENT_ENCODING,
-        header::CONTENT_RANGE,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-    ];
-    let mut replaced: Vec<HeaderName> = Vec::new();
-    for (name, value) in not_modified {
-        if keep.contains(name) {
-            continue;
-        }
-        if !replaced.contains(name) {
-            stored.remove(name);
-            replaced.push(name.clone());
-        }
-        stored.append(name.clone(), value.clone());
-    }
-}
-
-/// What a `Range` request gets from a stored full response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeAnswer {
-    /// No usable single range (none, several, other unit, or If-Range mismatch): 200, full body.
-    Full,
-    /// 206 with bytes `start..=end`.
-    Partial { start: u64, end: u64 },
-    /// 416.
-    Unsatisfiable,
-}
-
-/// At most this many ranges in one request are answered as such; more (a classic way to make
-/// a server do much work for little) get the whole representation, which RFC 9110 §14.2 allows.
-pub const MAX_RANGES: usize = 16;
-
-/// What a `Range` header selects (RFC 9110 §14), after `If-Range`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RangeSet {
-    /// No usable range (none, another unit, a syntax error, an `If-Range` mismatch, too
-    /// many): 200, the full body.
-    Full,
-    /// 206 with these `start..=end` ranges, sorted, overlapping and adjacent ones merged.
-    Parts(Vec<(u64, u64)>),
-    /// 416: none of the ranges overlaps the representation.
-    Unsatisfiable,
-}
-
-/// RFC 9110 §14: the byte ranges a request asks for over a representation of `len` bytes.
-pub fn ranges(req_headers: &HeaderMap, meta: &StoredMeta) -> RangeSet {
-    let len = meta.body_len;
-    let Some(spec) = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return RangeSet::Full;
-    };
-    if let Some(if_range) = req_headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-    {
-        let strong_etag = meta
-            .headers
-            .get(header::ETAG)
-            .and_then(|e| e.to_str().ok())
-            .filter(|e| !e.starts_with("W/"));
-        let matches = if if_range.trim_start().starts_with('"') {
-            strong_etag == Some(if_range.trim())
-        } else {
-            crate::dates::parse(if_range)
-                .is_some_and(|d| http_date(&meta.headers, &header::LAST_MODIFIED) == Some(d))
-        };
-        if !matches {
-            return RangeSet::Full;
-        }
-    }
-    let Some(set) = spec.trim().strip_prefix("bytes=") else {
-        return RangeSet::Full;
-    };
-    let specs: Vec<&str> = set.split(',').map(str::trim).collect();
-    if specs.len() > MAX_RANGES {
-        return RangeSet::Full;
-    }
-    let mut parts = Vec::new();
-    for one in specs {
-        let Some((a, b)) = one.split_once('-') else {
-            return RangeSet::Full;
-        };
-        let (a, b) = (a.trim(), b.trim());
-        match (a.is_empty(), b.is_empty()) {
-            (true, true) => return RangeSet::Full,
-            (true, false) => match parse_delta(b.as_bytes()) {
-                // Suffix: the last b bytes.
-                Some(n) if n > 0 && len > 0 => parts.push((len.saturating_sub(n), len - 1)),
-                Some(_) => {}
-                None => return RangeSet::Full,
-            },
-            (false, _) => {
-                let Some(start) = a
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|_| a.bytes().all(|c| c.is_ascii_digit()))
-                else {
-                    return RangeSet::Full;
-                };
-                let end = if b.is_empty() {
-                    u64::MAX
-                } else {
-                    match b.parse::<u64>() {
-                        Ok(e) if e >= start => e,
-                        _ => return RangeSet::Full,
-                    }
-                };
-                if start < len {
-                    parts.push((start, end.min(len - 1)));
-                }
-            }
-        }
-    }
-    if parts.is_empty() {
-        return RangeSet::Unsatisfiable;
-    }
-    parts.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
-    for (s, e) in parts {
-        match merged.last_mut() {
-            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    RangeSet::Parts(merged)
-}
-
-/// One byte range (the answer for a single-range request; several ranges are `Full` here).
-pub fn range(req_headers: &HeaderMap, meta: &StoredMeta) -> RangeAnswer {
-    match ranges(req_headers, meta) {
-        RangeSet::Full => RangeAnswer::Full,
-        RangeSet::Unsatisfiable => RangeAnswer::Unsatisfiable,
-        RangeSet::Parts(p) => match p.as_slice() {
-            [(start, end)] => RangeAnswer::Partial {
-                start: *start,
-                end: *end,
-            },
-            _ => RangeAnswer::Full,
-        },
-    }
 }
 
 /// RFC 9111 §4.4: the same-host paths a successful unsafe request invalidates: its own target

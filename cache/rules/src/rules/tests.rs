@@ -2,6 +2,7 @@
 #![allow(clippy::type_complexity)] // test tables are tuples by design
 
 use super::*;
+use http::header::HeaderValue;
 
 /// The simulated clock's origin: every test time is T0 + seconds.
 fn t(secs: u64) -> SystemTime {
