@@ -7,6 +7,9 @@ scripts/install-test-deps.sh
 
 [ -d ../shared/tools ] || { echo "test.sh: ../shared (beside the project) is missing; the browser test needs ../shared/tools/browser-h3-check" >&2; exit 1; }
 
+# A clean run gains nothing from incremental state, and it doubled the size of target/.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== fmt" >&2
 cargo fmt --all -- --check
 echo "== clippy" >&2

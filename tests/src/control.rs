@@ -1,4 +1,4 @@
-//! What the control-plane tests (`tests/tests/control_*.rs`) share: the shared document they
+//! What the control-plane tests (`tests/tests/e2e/control_*.rs`) share: the shared document they
 //! push and the `edge config` command.
 
 use std::net::SocketAddr;

@@ -428,7 +428,8 @@ mod tests {
 
     #[test]
     fn etcd_data_survives_kill_and_restart_and_compaction_works() {
-        let mut etcd = Etcd::start(&crate::temp_dir("etcd"));
+        let dir = crate::TempDir::new("etcd");
+        let mut etcd = Etcd::start(&dir);
         let endpoint = etcd.endpoint();
         assert!(
             endpoint
@@ -472,7 +473,8 @@ mod tests {
 
     #[test]
     fn etcd_tls_and_auth() {
-        let (mut etcd, tls) = start_tls(&crate::temp_dir("etcd-tls"));
+        let dir = crate::TempDir::new("etcd-tls");
+        let (mut etcd, tls) = start_tls(&dir);
         assert!(etcd.client_url().starts_with("https://127.0.0.1:"));
         etcd.ctl(&["put", "/edge/config", "c0"]);
         // A client without a certificate is refused.

@@ -42,6 +42,32 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A [`temp_dir`] removed when dropped (kept if the test failed).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        TempDir(temp_dir(tag))
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A test CA and leaf certificates signed by it.
 pub struct TestCa {
     issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
@@ -383,6 +409,14 @@ pub struct Setup {
     pub dir: PathBuf,
     pub leaf_a: Vec<u8>,
     pub leaf_b: Vec<u8>,
+}
+
+/// The directory goes with the test: a full run used to leave ~450 MB of caches, logs and
+/// etcd data in the temp dir. A failed test keeps it, for reading.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        drop(TempDir(std::mem::take(&mut self.dir)));
+    }
 }
 
 impl Setup {

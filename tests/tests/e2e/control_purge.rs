@@ -20,13 +20,14 @@ use serde_json::{Value, json};
 const SECRET: &str = "fanout-secret";
 const WITHIN: Duration = Duration::from_secs(10);
 
+/// Fields drop in order: the processes stop before `setup` removes their directory.
 struct Bed {
-    setup: Setup,
     store: String,
     origin: Origin,
     shield: Edge,
     edges: Vec<Edge>,
     _etcd: Etcd,
+    setup: Setup,
 }
 
 fn node_file(name: &str, pop: &str, tier: &str) -> String {

@@ -8,7 +8,7 @@ use std::process::Command;
 use rustls::pki_types::pem::PemObject;
 
 use edge_e2e::client::{self, Proto};
-use edge_e2e::{Edge, init, temp_dir};
+use edge_e2e::{Edge, TempDir, init};
 use http::StatusCode;
 
 fn browser_check() -> PathBuf {
@@ -49,7 +49,7 @@ fn run_check(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_loads_the_demo_over_http3() {
     init();
-    let dir = temp_dir("browser");
+    let dir = TempDir::new("browser");
     let demo_dir = dir.join("demo");
     let edge = Edge::start_with(
         &dir,
