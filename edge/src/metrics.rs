@@ -1,12 +1,18 @@
-//! Process-wide counters, rendered in the Prometheus text format on the admin listener.
+//! Process-wide counters and the registry's collectors, encoded by `prometheus-client` in the
+//! Prometheus text format or OpenMetrics on the admin listener.
 //!
 //! Plain atomics indexed by small enums: counting on the hot path is one relaxed add.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cache::Storage as _;
 use cache::encoding::Coding;
 use cache::status::{CacheStatus, Fwd};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 pub mod conns;
 pub mod origins;
@@ -137,82 +143,113 @@ impl Metrics {
         }
         (all, errors)
     }
+}
 
-    /// The Prometheus text exposition of every counter, plus the store's gauges.
-    pub fn render(&self, memory_bytes: u64, disk_bytes: u64) -> String {
-        let mut out = String::with_capacity(4096);
+/// Encodes [`METRICS`] and the store's byte gauges (from the node's state).
+#[derive(Debug)]
+pub(crate) struct ResponsesCollector;
+
+impl Collector for ResponsesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let me = &METRICS;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_responses",
+                "Responses sent, by protocol and status class.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (p, proto) in PROTOCOLS.iter().enumerate() {
+                for (s, class) in STATUS_CLASSES.iter().enumerate() {
+                    let labels = [("protocol", *proto), ("status", *class)];
+                    ConstCounter::new(get(&me.responses[p][s]))
+                        .encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_cache_responses",
+                "Responses by cache outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, result) in CACHE_RESULTS.iter().enumerate() {
+                ConstCounter::new(get(&me.cache[i]))
+                    .encode(m.encode_family(&[("result", *result)])?)?;
+            }
+        }
         let codings = [Coding::Zstd, Coding::Br, Coding::Gzip];
-
-        out.push_str("# HELP edge_responses_total Responses sent, by protocol and status class.\n# TYPE edge_responses_total counter\n");
-        for (p, proto) in PROTOCOLS.iter().enumerate() {
-            for (s, class) in STATUS_CLASSES.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "edge_responses_total{{protocol=\"{proto}\",status=\"{class}\"}} {}",
-                    get(&self.responses[p][s])
-                );
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_compress_encodes",
+                "Bodies run through an encoder: per request (fly) or once for the cache (stored).",
+                None,
+                MetricType::Counter,
+            )?;
+            for c in codings {
+                for (i, made) in ["fly", "stored"].iter().enumerate() {
+                    let labels = [("coding", c.as_str()), ("made", *made)];
+                    ConstCounter::new(get(&me.encodes[ci(c)][i]))
+                        .encode(m.encode_family(&labels)?)?;
+                }
             }
         }
-        out.push_str("# HELP edge_cache_responses_total Responses by cache outcome.\n# TYPE edge_cache_responses_total counter\n");
-        for (i, result) in CACHE_RESULTS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "edge_cache_responses_total{{result=\"{result}\"}} {}",
-                get(&self.cache[i])
-            );
-        }
-        out.push_str("# HELP edge_compress_encodes_total Bodies run through an encoder: per request (fly) or once for the cache (stored).\n# TYPE edge_compress_encodes_total counter\n");
-        for c in codings {
-            for (m, made) in ["fly", "stored"].iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "edge_compress_encodes_total{{coding=\"{c}\",made=\"{made}\"}} {}",
-                    get(&self.encodes[ci(c)][m])
-                );
+        let per_coding: [(&str, &str, &[AtomicU64; CODINGS]); 4] = [
+            (
+                "edge_compress_input_bytes",
+                "Bytes fed to encoders.",
+                &me.encode_in,
+            ),
+            (
+                "edge_compress_output_bytes",
+                "Bytes produced by encoders.",
+                &me.encode_out,
+            ),
+            (
+                "edge_compress_variant_hits",
+                "Responses served from a stored encoded variant, without encoding.",
+                &me.variant_hits,
+            ),
+            (
+                "edge_compress_decodes",
+                "Origin bodies decoded for clients that do not accept their coding.",
+                &me.decodes,
+            ),
+        ];
+        for (name, help, values) in per_coding {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for c in codings {
+                ConstCounter::new(get(&values[ci(c)]))
+                    .encode(m.encode_family(&[("coding", c.as_str())])?)?;
             }
         }
-        out.push_str("# HELP edge_compress_input_bytes_total Bytes fed to encoders.\n# TYPE edge_compress_input_bytes_total counter\n");
-        for c in codings {
-            let _ = writeln!(
-                out,
-                "edge_compress_input_bytes_total{{coding=\"{c}\"}} {}",
-                get(&self.encode_in[ci(c)])
-            );
+        let Some(shared) = origins::shared() else {
+            return Ok(());
+        };
+        let store = &shared.cache.store;
+        let gauges = [
+            (
+                "edge_cache_memory_bytes",
+                "Bytes held by the memory tier (weighted).",
+                store.memory_bytes_now(),
+            ),
+            (
+                "edge_cache_disk_bytes",
+                "Bytes held by the disk tier.",
+                store.disk_bytes(),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let v = i64::try_from(v).unwrap_or(i64::MAX);
+            ConstGauge::new(v).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
         }
-        out.push_str("# HELP edge_compress_output_bytes_total Bytes produced by encoders.\n# TYPE edge_compress_output_bytes_total counter\n");
-        for c in codings {
-            let _ = writeln!(
-                out,
-                "edge_compress_output_bytes_total{{coding=\"{c}\"}} {}",
-                get(&self.encode_out[ci(c)])
-            );
-        }
-        out.push_str("# HELP edge_compress_variant_hits_total Responses served from a stored encoded variant, without encoding.\n# TYPE edge_compress_variant_hits_total counter\n");
-        for c in codings {
-            let _ = writeln!(
-                out,
-                "edge_compress_variant_hits_total{{coding=\"{c}\"}} {}",
-                get(&self.variant_hits[ci(c)])
-            );
-        }
-        out.push_str("# HELP edge_compress_decodes_total Origin bodies decoded for clients that do not accept their coding.\n# TYPE edge_compress_decodes_total counter\n");
-        for c in codings {
-            let _ = writeln!(
-                out,
-                "edge_compress_decodes_total{{coding=\"{c}\"}} {}",
-                get(&self.decodes[ci(c)])
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP edge_cache_memory_bytes Bytes held by the memory tier (weighted).\n# TYPE edge_cache_memory_bytes gauge\nedge_cache_memory_bytes {memory_bytes}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP edge_cache_disk_bytes Bytes held by the disk tier.\n# TYPE edge_cache_disk_bytes gauge\nedge_cache_disk_bytes {disk_bytes}"
-        );
-        requests::render_prometheus(&mut out);
-        out
+        Ok(())
     }
 }

@@ -290,13 +290,23 @@ impl Edge {
 
     /// The admin listener's `/metrics` text.
     pub async fn metrics_text(&self) -> String {
+        self.metrics_text_accepting("*/*").await
+    }
+
+    /// The raw `/metrics` response (head and body) for an `Accept` field.
+    pub async fn metrics_text_accepting(&self, accept: &str) -> String {
         let addr = self.admin.expect("edge has an admin listener");
         let mut stream = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connect to admin");
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+            .write_all(
+                format!(
+                    "GET /metrics HTTP/1.1\r\nhost: admin\r\naccept: {accept}\r\nconnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
             .await
             .expect("write");
         let mut out = String::new();

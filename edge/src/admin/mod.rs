@@ -5,7 +5,6 @@
 //! and for operators and load balancers (see `status`): `GET /healthz`, `GET /readyz`,
 //! `POST /drain`, `GET /status.json` and `GET /`, the status page.
 
-use cache::Storage as _;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,6 @@ use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
 use crate::lifecycle::shutting_down;
-use crate::metrics::{METRICS, PURGE_METRICS};
 use crate::pipeline::Shared;
 
 pub mod fanout;
@@ -167,11 +165,16 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
             {
                 return *resp;
             }
-            let mut resp = text(StatusCode::OK, metrics_text(shared));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
+            let accept = req.headers().get(header::ACCEPT);
+            let openmetrics = accept
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(wants_openmetrics);
+            let (body, content_type) = crate::metrics::requests::render(openmetrics);
+            let mut resp = text(StatusCode::OK, body);
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept"));
             resp
         }
         Route::PurgeRecord(id) => {
@@ -194,13 +197,25 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> 
     }
 }
 
-/// The `/metrics` text.
-pub(crate) fn metrics_text(shared: &Shared) -> String {
-    let store = &shared.cache.store;
-    let mut out = METRICS.render(store.memory_bytes_now(), store.disk_bytes());
-    PURGE_METRICS.render(&mut out, store.tag_index_size());
-    render_pools(&shared.runtime().pools, &mut out);
-    out
+/// Whether an `Accept` field prefers OpenMetrics to the Prometheus text format (as
+/// Prometheus itself asks: `application/openmetrics-text;version=1.0.0,...,text/plain;q=0.5`).
+/// Ties go to OpenMetrics; no mention, or `q=0`, means the text format.
+fn wants_openmetrics(accept: &str) -> bool {
+    let mut best = (0.0_f32, 0.0_f32); // (openmetrics, text/plain or */*)
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => best.0 = best.0.max(q),
+            "text/plain" | "text/*" | "*/*" => best.1 = best.1.max(q),
+            _ => {}
+        }
+    }
+    best.0 > 0.0 && best.0 >= best.1
 }
 
 pub(crate) fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -240,58 +255,6 @@ impl rustls::server::ResolvesServerCert for Fixed {
 }
 
 /// Per-pool and per-endpoint metrics of the current snapshot's pools.
-fn render_pools(pools: &origin_shield::Pools, out: &mut String) {
-    use std::fmt::Write as _;
-    use std::sync::atomic::Ordering;
-    let mut pools: Vec<_> = pools.iter().collect();
-    pools.sort_by(|a, b| a.name.cmp(&b.name));
-    out.push_str("# HELP edge_origin_connections_opened_total Connections opened to the pool's endpoints (the rest of its requests reused one).\n# TYPE edge_origin_connections_opened_total counter\n");
-    for p in &pools {
-        let _ = writeln!(
-            out,
-            "edge_origin_connections_opened_total{{pool=\"{}\"}} {}",
-            p.name,
-            p.client.connections_opened()
-        );
-    }
-    type Gauge = fn(&origin_shield::Endpoint, &[std::net::SocketAddr]) -> String;
-    let gauges: [(&str, &str, Gauge); 3] = [
-        (
-            "edge_origin_endpoint_up",
-            "1 when the endpoint is in rotation (healthy and not ejected).",
-            |e, up| u8::from(up.contains(&e.addr)).to_string(),
-        ),
-        (
-            "edge_origin_endpoint_in_flight",
-            "Requests in flight to the endpoint.",
-            |e, _| e.state.in_flight.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "edge_origin_endpoint_latency_ewma_seconds",
-            "Moving average of response-head latency.",
-            |e, _| format!("{:.6}", e.state.ewma().as_secs_f64()),
-        ),
-    ];
-    let members: Vec<_> = pools
-        .iter()
-        .map(|p| (p, p.members(), p.in_rotation()))
-        .collect();
-    for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (p, m, up) in &members {
-            for e in &m.endpoints {
-                let _ = writeln!(
-                    out,
-                    "{name}{{pool=\"{}\",endpoint=\"{}\"}} {}",
-                    p.name,
-                    e.addr,
-                    value(e, up)
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -339,5 +302,23 @@ mod tests {
         assert_eq!(route(&Method::GET, "/drain"), Err("POST"));
         assert_eq!(route(&Method::POST, "/readyz"), Err("GET, HEAD"));
         assert_eq!(route(&Method::HEAD, "/healthz"), Ok(Some(Route::Healthz)));
+    }
+
+    #[test]
+    fn metrics_format_follows_accept() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let cases = [
+            (prometheus, true),
+            ("application/openmetrics-text; version=1.0.0", true),
+            ("text/plain", false),
+            ("*/*", false),
+            ("", false),
+            ("text/plain;q=1, application/openmetrics-text;q=0.5", false),
+            ("application/openmetrics-text;q=0, */*", false),
+            ("application/json", false),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(wants_openmetrics(accept), want, "{accept}");
+        }
     }
 }

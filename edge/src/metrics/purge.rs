@@ -1,9 +1,14 @@
 //! Purge counters: by kind and result, objects purged, a latency histogram, dropped tags.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cache::Storage as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use purge_api::Kind;
 
 /// The `kind` label: what a purge targeted, or `unknown` for one refused before that was read.
@@ -55,7 +60,7 @@ pub struct PurgeMetrics {
     /// [kind][soft][outcome]
     requests: [[[AtomicU64; OUTCOMES.len()]; 2]; KINDS.len()],
     objects: [AtomicU64; KINDS.len()],
-    /// Cumulative counts per bucket, plus +Inf at the end.
+    /// Counts per bucket, plus +Inf at the end.
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
     tags_dropped: AtomicU64,
@@ -91,54 +96,97 @@ impl PurgeMetrics {
     pub fn tags_dropped(&self, n: u64) {
         self.tags_dropped.fetch_add(n, Ordering::Relaxed);
     }
+}
 
-    /// `index` is (tags, tagged objects, tag references) of the store's tag index.
-    pub fn render(&self, out: &mut String, index: (usize, usize, usize)) {
+/// Encodes [`PURGE_METRICS`] and the store's tag index (from the node's state).
+#[derive(Debug)]
+pub(crate) struct PurgeCollector;
+
+impl Collector for PurgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let p = &PURGE_METRICS;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        out.push_str("# HELP edge_purge_requests_total Purge requests, by kind, mode and result.\n# TYPE edge_purge_requests_total counter\n");
-        for (k, kind) in KINDS.iter().enumerate() {
-            for (s, mode) in ["hard", "soft"].iter().enumerate() {
-                for (o, outcome) in OUTCOMES.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "edge_purge_requests_total{{kind=\"{kind}\",mode=\"{mode}\",result=\"{outcome}\"}} {}",
-                        get(&self.requests[k][s][o])
-                    );
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_purge_requests",
+                "Purge requests, by kind, mode and result.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (k, kind) in KINDS.iter().enumerate() {
+                for (s, mode) in ["hard", "soft"].iter().enumerate() {
+                    for (o, outcome) in OUTCOMES.iter().enumerate() {
+                        let labels = [("kind", *kind), ("mode", *mode), ("result", *outcome)];
+                        ConstCounter::new(get(&p.requests[k][s][o]))
+                            .encode(m.encode_family(&labels)?)?;
+                    }
                 }
             }
         }
-        out.push_str("# HELP edge_purge_objects_total Stored objects removed or marked stale by purges (fenced purges count what they covered when known).\n# TYPE edge_purge_objects_total counter\n");
-        for (k, kind) in KINDS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "edge_purge_objects_total{{kind=\"{kind}\"}} {}",
-                get(&self.objects[k])
-            );
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_purge_objects",
+                "Stored objects removed or marked stale by purges (fenced purges count what they covered when known).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (k, kind) in KINDS.iter().enumerate() {
+                ConstCounter::new(get(&p.objects[k]))
+                    .encode(m.encode_family(&[("kind", *kind)])?)?;
+            }
         }
-        out.push_str("# HELP edge_purge_duration_seconds Time from an authorised purge request to the purge being in effect.\n# TYPE edge_purge_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += get(&self.latency[i]);
-            let _ = writeln!(
-                out,
-                "edge_purge_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_purge_duration_seconds",
+                "Time from an authorised purge request to the purge being in effect.",
+                None,
+                MetricType::Histogram,
+            )?;
+            let bounds = BUCKETS.iter().copied().chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds
+                .enumerate()
+                .map(|(i, bound)| (bound, get(&p.latency[i])))
+                .collect();
+            let count = buckets.iter().map(|(_, n)| n).sum();
+            let sum = get(&p.latency_sum_us) as f64 / 1e6;
+            m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
-        cumulative += get(&self.latency[BUCKETS.len()]);
-        let _ = writeln!(
-            out,
-            "edge_purge_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}\nedge_purge_duration_seconds_sum {:.6}\nedge_purge_duration_seconds_count {cumulative}",
-            get(&self.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "# HELP edge_cache_tags_dropped_total Surrogate keys dropped for exceeding the per-object limits.\n# TYPE edge_cache_tags_dropped_total counter\nedge_cache_tags_dropped_total {}",
-            get(&self.tags_dropped)
-        );
-        let (tags, objects, refs) = index;
-        let _ = writeln!(
-            out,
-            "# HELP edge_cache_tag_index_tags Distinct surrogate keys in the tag index.\n# TYPE edge_cache_tag_index_tags gauge\nedge_cache_tag_index_tags {tags}\n# HELP edge_cache_tag_index_objects Stored objects with at least one surrogate key.\n# TYPE edge_cache_tag_index_objects gauge\nedge_cache_tag_index_objects {objects}\n# HELP edge_cache_tag_index_refs Object-to-key references in the tag index.\n# TYPE edge_cache_tag_index_refs gauge\nedge_cache_tag_index_refs {refs}"
-        );
+        ConstCounter::new(get(&p.tags_dropped)).encode(encoder.encode_descriptor(
+            "edge_cache_tags_dropped",
+            "Surrogate keys dropped for exceeding the per-object limits.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let Some(shared) = super::origins::shared() else {
+            return Ok(());
+        };
+        let (tags, objects, refs) = shared.cache.store.tag_index_size();
+        let gauges = [
+            (
+                "edge_cache_tag_index_tags",
+                "Distinct surrogate keys in the tag index.",
+                tags,
+            ),
+            (
+                "edge_cache_tag_index_objects",
+                "Stored objects with at least one surrogate key.",
+                objects,
+            ),
+            (
+                "edge_cache_tag_index_refs",
+                "Object-to-key references in the tag index.",
+                refs,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let v = i64::try_from(v).unwrap_or(i64::MAX);
+            ConstGauge::new(v).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
     }
 }

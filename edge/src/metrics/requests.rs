@@ -328,13 +328,27 @@ pub fn registry() -> &'static Registry {
         r.register_collector(Box::new(super::conns::ConnCollector));
         r.register_collector(Box::new(super::tiers::TierCollector));
         r.register_collector(Box::new(super::origins::OriginCollector));
+        r.register_collector(Box::new(super::ResponsesCollector));
+        r.register_collector(Box::new(super::purge::PurgeCollector));
         r
     })
 }
 
-/// The registry's series in the Prometheus text format (0.0.4).
-pub fn render_prometheus(out: &mut String) {
-    let _ = prometheus_client::encoding::prometheus_text::encode(out, registry());
+/// Every series of the node: OpenMetrics 1.0 when `openmetrics`, else the Prometheus text
+/// format (0.0.4). Returns the text and its content type.
+pub fn render(openmetrics: bool) -> (String, &'static str) {
+    use prometheus_client::encoding::{prometheus_text, text};
+    let mut out = String::with_capacity(64 * 1024);
+    if openmetrics {
+        let _ = text::encode(&mut out, registry());
+        (
+            out,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        let _ = prometheus_text::encode(&mut out, registry());
+        (out, prometheus_text::CONTENT_TYPE)
+    }
 }
 
 /// A response body that tells its [`Observed`] when it ends (or is dropped unfinished): the
@@ -429,8 +443,7 @@ mod tests {
         for t in threads {
             t.join().expect("thread");
         }
-        let mut out = String::new();
-        render_prometheus(&mut out);
+        let (out, _) = render(false);
         let line = out
             .lines()
             .find(|l| {

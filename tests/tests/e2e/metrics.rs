@@ -249,4 +249,74 @@ async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // What Prometheus itself sends gets OpenMetrics, with the same numbers.
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let raw = edge.metrics_text_accepting(prometheus_accept).await;
+    let (head, om) = raw.split_once("\r\n\r\n").expect("head");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    check_openmetrics(om);
+    let hits = ["site=\"local\"", "protocol=\"h2\"", "cache=\"hit\""];
+    assert_eq!(
+        sample(om, "edge_http_requests_total", &hits),
+        sample(&text, "edge_http_requests_total", &hits),
+        "{om}"
+    );
+    assert!(sample(om, "edge_http_requests_total", &hits) > 0.0, "{om}");
+    for family in [
+        "# TYPE edge_http_requests counter",
+        "# TYPE edge_http_request_duration_seconds histogram",
+        "# TYPE edge_responses counter",
+        "# TYPE edge_purge_duration_seconds histogram",
+        "# TYPE edge_cache_memory_bytes gauge",
+        "# TYPE edge_origin_endpoint_up gauge",
+    ] {
+        assert!(om.contains(family), "{family} missing:\n{om}");
+    }
+}
+
+/// The OpenMetrics 1.0 rules a scraper relies on: every sample belongs to a family declared
+/// before it by `# TYPE`, counter samples end in `_total` (or `_created`), histogram samples
+/// are `_bucket`/`_sum`/`_count`, each family is declared once, and `# EOF` ends the text.
+fn check_openmetrics(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "no # EOF at the end");
+    let mut types = std::collections::HashMap::new();
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "{name} declared twice"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "stray comment: {line}");
+        let name = line.split(['{', ' ']).next().expect("sample name");
+        let (family, kind) = types
+            .iter()
+            .filter(|(f, _)| name.starts_with(f.as_str()))
+            .max_by_key(|(f, _)| f.len())
+            .unwrap_or_else(|| panic!("sample {name} has no # TYPE before it"));
+        let suffix = &name[family.len()..];
+        let allowed: &[&str] = match kind.as_str() {
+            "counter" => &["_total", "_created"],
+            "histogram" => &["_bucket", "_sum", "_count", "_created"],
+            "gauge" | "unknown" | "info" => &["", "_info"],
+            other => panic!("unexpected type {other}"),
+        };
+        assert!(
+            allowed.contains(&suffix),
+            "{name} in {kind} family {family}"
+        );
+        let value = line.rsplit(' ').next().expect("value");
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+    }
 }
