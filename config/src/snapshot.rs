@@ -313,6 +313,9 @@ pub struct LogSettings {
     pub redact_query: bool,
     /// Start a trace for requests that come without a (valid) `traceparent`.
     pub start_traces: bool,
+    /// Where sampled requests' spans are exported (OTLP/HTTP, protobuf): the full
+    /// `.../v1/traces` URL. `None`: no export.
+    pub otlp: Option<std::sync::Arc<str>>,
 }
 
 impl Default for LogSettings {
@@ -323,6 +326,7 @@ impl Default for LogSettings {
             redact_query_params: Vec::new(),
             redact_query: false,
             start_traces: true,
+            otlp: None,
         }
     }
 }

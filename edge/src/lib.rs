@@ -22,6 +22,7 @@ pub mod interim;
 pub mod lifecycle;
 pub mod log;
 pub mod metrics;
+pub mod otlp;
 pub mod pipeline;
 pub mod purge_cli;
 pub mod quic;

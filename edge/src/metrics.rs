@@ -228,6 +228,23 @@ impl Collector for ResponsesCollector {
         let Some(shared) = origins::shared() else {
             return Ok(());
         };
+        {
+            let spans = &shared.spans;
+            let mut m = encoder.encode_descriptor(
+                "edge_otlp_spans",
+                "Request spans for the OTLP collector: exported, failed (the export was refused or never arrived) or dropped (the queue was full).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, n) in [
+                ("exported", &spans.exported),
+                ("failed", &spans.failed),
+                ("dropped", &spans.dropped),
+            ] {
+                ConstCounter::new(n.load(Ordering::Relaxed))
+                    .encode(m.encode_family(&[("result", result)])?)?;
+            }
+        }
         let store = &shared.cache.store;
         let gauges = [
             (

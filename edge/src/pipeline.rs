@@ -265,18 +265,26 @@ fn websocket(ctx: &mut RequestCtx) -> Option<(OnUpgrade, HeaderValue)> {
     Some((client, proto))
 }
 
-/// Phase: log. The record is written when the response body ends (or is dropped). Nothing is
-/// built when the log is off or the site's sampling leaves the request out (5xx are kept).
+/// Phase: log. The record is written (and its span exported) when the response body ends
+/// (or is dropped). Nothing is built when the log is off or the site's sampling leaves the
+/// request out (5xx are kept), and no span goes to the collector without a sampled trace.
 fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
     let snapshot = &ctx.rt.snapshot;
-    let Some(format) = ctx.shared.access_log.prepare(snapshot) else {
-        return resp;
-    };
     let status = resp.status().as_u16();
-    if let Some(site) = &ctx.site
-        && status < 500
-        && !crate::log::sampled(&ctx.id, site.log_sample)
-    {
+    let format = ctx
+        .shared
+        .access_log
+        .prepare(snapshot)
+        .filter(|_| match &ctx.site {
+            Some(site) => status >= 500 || crate::log::sampled(&ctx.id, site.log_sample),
+            None => true,
+        });
+    let otlp = snapshot
+        .log
+        .otlp
+        .clone()
+        .filter(|_| ctx.trace.is_some_and(|t| t.flags & 0x01 != 0));
+    if format.is_none() && otlp.is_none() {
         return resp;
     }
     let header = |name: header::HeaderName| {
@@ -295,6 +303,7 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
     };
     let record = Record {
         format,
+        otlp,
         request_id: ctx.id.clone(),
         client: ctx.conn.peer.to_string(),
         proto: headers::via_protocol(ctx.version),

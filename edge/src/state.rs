@@ -81,6 +81,8 @@ pub struct Shared {
     /// The port of the first HTTPS listener as bound (config may say 0), for redirects.
     pub https_port: AtomicU16,
     pub access_log: crate::log::AccessLog,
+    /// Sampled requests' spans, on their way to the `[log] otlp` collector.
+    pub spans: crate::otlp::Spans,
     /// The ports of the HTTPS and HTTP listeners as bound (cache keys carry non-default ones).
     pub listen_ports: std::sync::OnceLock<Vec<u16>>,
     /// The purges this node made recently (`GET /purge/{id}`).
@@ -101,7 +103,13 @@ impl Shared {
         cache: crate::cache_phase::CacheRuntime,
     ) -> Shared {
         let seed = crate::clock::unix_nanos() ^ (u64::from(std::process::id()) << 40);
+        let node = crate::otlp::Node {
+            name: snapshot.node_name.clone(),
+            pop: snapshot.pop.clone(),
+            region: snapshot.region.clone(),
+        };
         Shared {
+            spans: crate::otlp::Spans::start(node),
             runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
             cache,
             config_path,

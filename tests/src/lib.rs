@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod collector;
 pub mod control;
 pub mod etcd;
 pub mod origin;

@@ -37,7 +37,18 @@ impl Compiler<'_> {
                 redact_query_params.push(lower);
             }
         }
+        let otlp = log.otlp.as_ref().and_then(|url| {
+            let text = url.get_ref().trim();
+            match otlp_url(text) {
+                Ok(full) => Some(std::sync::Arc::from(full)),
+                Err(why) => {
+                    self.error(url.span(), format!("log.otlp: {why}"));
+                    None
+                }
+            }
+        });
         LogSettings {
+            otlp,
             access,
             format: log.format,
             redact_query_params,
@@ -45,6 +56,26 @@ impl Compiler<'_> {
             start_traces: log.start_traces,
         }
     }
+}
+
+/// The collector's traces URL: `http://host:port` gets the OTLP/HTTP default path
+/// `/v1/traces`; a URL with a path is taken as it is.
+fn otlp_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{text:?}: only http:// collectors (a local agent or sidecar) are supported"
+        ));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok(match uri.path() {
+        "" | "/" => format!("{}/v1/traces", text.trim_end_matches('/')),
+        _ => text.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -137,5 +168,32 @@ routes = [{ path_prefix = "/", pool = "o" }]
         assert!(e.contains("xml"), "{e}");
         let e = errors(&format!("{BASE}\n[log]\nsample = 0.5\n"));
         assert!(e.contains("sample"), "{e}");
+    }
+
+    #[test]
+    fn otlp_collector_urls() {
+        let with = |url: &str| compile_text(&format!("{BASE}\n[log]\notlp = \"{url}\"\n"));
+        let cases = [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+            ("http://collector:4318/", "http://collector:4318/v1/traces"),
+            (
+                "http://[::1]:9000/otlp/v1/traces",
+                "http://[::1]:9000/otlp/v1/traces",
+            ),
+        ];
+        for (url, want) in cases {
+            let snap = with(url).expect("compiles");
+            assert_eq!(snap.log.otlp.as_deref(), Some(want), "{url}");
+        }
+        assert_eq!(compile_text(BASE).expect("compiles").log.otlp, None);
+        for (url, why) in [
+            ("https://collector:4318", "only http://"),
+            ("collector:4318", "only http://"),
+            ("http://", "not a URL"),
+        ] {
+            let e = errors(&format!("{BASE}\n[log]\notlp = \"{url}\"\n"));
+            assert!(e.contains("log.otlp") && e.contains(why), "{url}: {e}");
+            assert!(e.contains("edge.toml:15:8:"), "the place of otlp: {e}");
+        }
     }
 }

@@ -234,6 +234,9 @@ pub struct Log {
     pub redact_query: bool,
     /// Start a trace (a new `traceparent` to the origin) when the client sent none.
     pub start_traces: bool,
+    /// An OTLP/HTTP collector (`http://host:port`, or a URL ending in `/v1/traces`) that gets
+    /// one server span per sampled request.
+    pub otlp: Option<Spanned<String>>,
 }
 
 impl Default for Log {
@@ -244,6 +247,7 @@ impl Default for Log {
             redact_query_params: Vec::new(),
             redact_query: false,
             start_traces: true,
+            otlp: None,
         }
     }
 }

@@ -150,8 +150,9 @@ impl AccessLog {
     pub fn write(&self, rec: &Record) {
         let Some(tx) = &self.tx else { return };
         let line = match rec.format {
-            LogFormat::Json => rec.json(),
-            LogFormat::Combined => rec.combined(),
+            Some(LogFormat::Json) => rec.json(),
+            Some(LogFormat::Combined) => rec.combined(),
+            None => return,
         };
         if tx.try_send(Msg::Line(line)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -358,6 +359,9 @@ impl Logged {
             rec.duration_ms = clock::since(self.start).as_secs_f64() * 1000.0;
             rec.aborted = aborted;
             self.shared.access_log.write(&rec);
+            if let Some(collector) = &rec.otlp {
+                self.shared.spans.send(collector, &rec);
+            }
         }
     }
 }

@@ -13,7 +13,10 @@ use super::OriginAnswer;
 /// What is known about a request once its response head is ready; completed by the body.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
-    pub format: LogFormat,
+    /// How the access line is written; `None`: no line (the record is only exported).
+    pub format: Option<LogFormat>,
+    /// The collector the request's span goes to (`[log] otlp`, sampled traces only).
+    pub otlp: Option<std::sync::Arc<str>>,
     pub request_id: String,
     pub client: String,
     pub proto: &'static str,

@@ -21,6 +21,7 @@ mod lifecycle;
 mod listeners;
 mod metrics;
 mod origins;
+mod otlp;
 mod proxy;
 mod purge;
 mod purge_api;
