@@ -216,6 +216,10 @@ async fn prepare_body(ctx: &mut RequestCtx, mut body: ProxyBody) -> Result<Proxy
     let site = ctx.site()?.clone();
     let max_body = site.max_request_body_bytes;
     if !body.is_end_stream() {
+        use crate::metrics::requests;
+        let counted = requests::site(&site.name);
+        let proto = requests::protocol_index(ctx.version);
+        body = requests::CountedIn::new(body, counted, proto).boxed_unsync();
         if site.request_body_min_rate > 0 {
             body = body::MinRate::new(body, site.request_body_min_rate, site.request_body_grace)
                 .boxed_unsync();

@@ -74,6 +74,7 @@ impl Hist {
 struct Shard {
     requests: [AtomicU64; COUNTS],
     bytes: [AtomicU64; PROTOCOLS.len()],
+    bytes_in: [AtomicU64; PROTOCOLS.len()],
     duration: [Hist; HISTS],
     ttfb: [Hist; HISTS],
 }
@@ -83,6 +84,7 @@ impl Default for Shard {
         Shard {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             bytes: Default::default(),
+            bytes_in: Default::default(),
             duration: std::array::from_fn(|_| Hist::default()),
             ttfb: std::array::from_fn(|_| Hist::default()),
         }
@@ -146,6 +148,46 @@ pub fn site(name: &str) -> Arc<SiteMetrics> {
     next.insert(name.to_string(), m.clone());
     s.map.store(Arc::new(next));
     m
+}
+
+/// A request body that counts its bytes into its site's `edge_http_request_body_bytes`.
+pub struct CountedIn {
+    inner: crate::body::ProxyBody,
+    site: Arc<SiteMetrics>,
+    proto: usize,
+}
+
+impl CountedIn {
+    pub fn new(inner: crate::body::ProxyBody, site: Arc<SiteMetrics>, proto: usize) -> Self {
+        CountedIn { inner, site, proto }
+    }
+}
+
+impl http_body::Body for CountedIn {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(d) = frame.data_ref()
+        {
+            let shard = &self.site.shards[shard_index()];
+            shard.bytes_in[self.proto].fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Where a request's response head went; what the end of its body adds to.
@@ -264,16 +306,24 @@ impl Collector for RequestsCollector {
                 }
             }
         }
-        {
-            let mut m = encoder.encode_descriptor(
+        type Pick = fn(&Shard) -> &[AtomicU64; PROTOCOLS.len()];
+        let byte_families: [(&str, &str, Pick); 2] = [
+            (
                 "edge_http_response_body_bytes",
                 "Response body bytes sent, by site and protocol.",
-                None,
-                MetricType::Counter,
-            )?;
+                |sh| &sh.bytes,
+            ),
+            (
+                "edge_http_request_body_bytes",
+                "Request body bytes received from clients, by site and protocol.",
+                |sh| &sh.bytes_in,
+            ),
+        ];
+        for (name, help, pick) in byte_families {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for site in &all {
                 for (p, proto) in PROTOCOLS.iter().enumerate() {
-                    let n = sum(&site.shards, |sh| &sh.bytes[p]);
+                    let n = sum(&site.shards, |sh| &pick(sh)[p]);
                     if n > 0 {
                         let labels = [("site", site.name.as_str()), ("protocol", proto)];
                         ConstCounter::new(n).encode(m.encode_family(&labels)?)?;

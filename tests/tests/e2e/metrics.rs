@@ -228,6 +228,26 @@ async fn requests_are_counted_by_label_and_promtool_accepts_the_exposition() {
         "{text}"
     );
 
+    // Bytes in: the one-byte POST body, on HTTP/1.1 only.
+    assert_eq!(
+        sample(
+            &text,
+            "edge_http_request_body_bytes_total",
+            &["site=\"local\"", "protocol=\"h1\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "edge_http_request_body_bytes_total",
+            &["protocol=\"h2\""]
+        ),
+        0.0,
+        "{text}"
+    );
+
     // Debian's promtool lints the whole exposition.
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
