@@ -11,6 +11,9 @@
 #   git worktree add /tmp/edge-base COMMIT && (cd /tmp/edge-base && cargo build --release -p edge)
 # PREBUILT=DIR compares DIR/edge (and uses DIR/edge-load) instead of building this tree.
 # The access log is off (as nginx's is in compare.sh); EDGE_ACCESS_LOG=json measures its cost.
+# --access-a/--access-b MODE (off, json, combined) set it per variant: with the same binary as
+# baseline (--baseline target/release/edge, PREBUILT=target/release), --access-a off
+# --access-b json is the cost of the JSON access log (written to a file, edge-B.err).
 # CPU per request counts the whole run (no warm-up), from /proc/PID/stat.
 # Both edges are pinned to CPU 0 (one worker, one at a time under load); generator and origin
 # to CPU 1. Loopback only; every run is bounded in time.
@@ -18,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE="" ROUNDS=5 DURATION=3 CONNS=64 SIZE=1024 OUT=""
+declare -A ACCESS=([A]=${EDGE_ACCESS_LOG:-off} [B]=${EDGE_ACCESS_LOG:-off})
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) BASE=$2; shift 2 ;;
@@ -26,6 +30,8 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --access-a) ACCESS[A]=$2; shift 2 ;;
+    --access-b) ACCESS[B]=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -63,7 +69,7 @@ hosts = ["localhost", "127.0.0.1"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOF
-  RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "${BIN[$v]}" run --config "$work/edge-$v.toml" --workers 1 \
+  RUST_LOG=warn EDGE_ACCESS_LOG=${ACCESS[$v]} taskset -c 0 "${BIN[$v]}" run --config "$work/edge-$v.toml" --workers 1 \
     > "$work/edge-$v.out" 2> "$work/edge-$v.err" & PID[$v]=$!; pids+=($!)
   H1[$v]=$(wait_addr "$work/edge-$v.out" "^listening http ")
   HS[$v]=$(wait_addr "$work/edge-$v.out" "^listening https ")
@@ -104,7 +110,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$results" "$ROUNDS" "$DURATION" "$CONNS" > "$work/table.md" <<'PY'
+python3 - "$results" "$ROUNDS" "$DURATION" "$CONNS" "${ACCESS[A]}" "${ACCESS[B]}" > "$work/table.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds, duration, conns = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -114,7 +120,7 @@ for r in rows:
     if not res.get("requests"):
         continue
     by.setdefault((r["test"], r["system"]), []).append((res["rps"], res["latency_us"]["p50"], 1e6 * r["cpu_s"] / res["requests"]))
-print(f"A = baseline, B = this tree. Medians of {rounds} alternating rounds, {duration} s each; "
+print(f"A = baseline, B = this tree (access log: A {sys.argv[5]}, B {sys.argv[6]}). Medians of {rounds} alternating rounds, {duration} s each; "
       f"edges pinned to CPU 0, generator and origin to CPU 1.\n")
 print("| test | A req/s | B req/s | B/A req/s | A CPU µs/req | B CPU µs/req | B/A CPU | A p50 µs | B p50 µs |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
