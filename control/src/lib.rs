@@ -29,5 +29,5 @@ pub use error::ControlError;
 pub use keys::Keys;
 pub use node_file::{NodeFile, StoreSettings, parse_store_url};
 pub use report::{NodeReport, ReportStats};
-pub use source::EtcdSource;
+pub use source::{ControlStatus, EtcdSource};
 pub use store::{ActiveRecord, Store, VersionRecord};

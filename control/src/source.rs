@@ -54,6 +54,26 @@ struct Status {
     last_known_good: bool,
     error: Option<String>,
     failed_version: Option<u64>,
+    /// The rollout record as last read (none: no rollout has been started).
+    rollout: Option<RolloutRecord>,
+}
+
+/// What the node's status page shows of the control plane.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControlStatus {
+    pub store: String,
+    pub node: String,
+    pub pop: String,
+    /// The version this node runs, and when it applied it (unix ms; 0: not yet).
+    pub version: u64,
+    pub applied_at: u64,
+    /// Serving the last known good copy from disk (etcd was unreachable at start).
+    pub last_known_good: bool,
+    pub error: Option<String>,
+    pub failed_version: Option<u64>,
+    pub rollout: Option<RolloutRecord>,
+    /// This node is a canary of the rollout in progress.
+    pub canary: bool,
 }
 
 impl EtcdSource {
@@ -74,6 +94,27 @@ impl EtcdSource {
         tokio::spawn(watch_loop(inner.clone()));
         tokio::spawn(report_loop(inner.clone()));
         EtcdSource { inner }
+    }
+
+    /// The node's control-plane state, for its status page.
+    pub fn control_status(&self) -> ControlStatus {
+        let st = self.inner.status().clone();
+        let node = &self.inner.node;
+        let canary = st.rollout.as_ref().is_some_and(|r| {
+            r.state == crate::rollout::RolloutState::Canary && r.is_canary(&node.name, &node.pop)
+        });
+        ControlStatus {
+            store: self.inner.describe(),
+            node: node.name.clone(),
+            pop: node.pop.clone(),
+            version: st.version,
+            applied_at: st.applied_at,
+            last_known_good: st.last_known_good,
+            error: st.error,
+            failed_version: st.failed_version,
+            rollout: st.rollout,
+            canary,
+        }
     }
 
     /// Where the node's reports take requests and 5xx from.
@@ -117,6 +158,7 @@ impl Inner {
         };
         // A canary of a rollout in progress runs the rollout's version.
         let rollout = store.rollout().await?.map(|(r, _)| r);
+        self.status().rollout = rollout.clone();
         let version = RolloutRecord::version_for(
             rollout.as_ref(),
             active.version,

@@ -66,7 +66,10 @@ pub async fn serve_node(
             status_5xx,
         }
     });
-    serve_source(Arc::new(source), config_path, bus, on_ready).await
+    let source = Arc::new(source);
+    let page = source.clone();
+    crate::admin::status::set_control(move || page.control_status());
+    serve_source(source, config_path, bus, on_ready).await
 }
 
 /// Serves the documents of `source`: the first one now, later ones on SIGHUP or when the source

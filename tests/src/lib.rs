@@ -69,6 +69,20 @@ impl Drop for TempDir {
     }
 }
 
+/// The payload of a chunked body (whole, as read to the end).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 /// A test CA and leaf certificates signed by it.
 pub struct TestCa {
     issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
@@ -292,6 +306,28 @@ impl Edge {
     /// The admin listener's `/metrics` text.
     pub async fn metrics_text(&self) -> String {
         self.metrics_text_accepting("*/*").await
+    }
+
+    /// The body of `GET path` on the admin listener (which must answer 200).
+    pub async fn admin_get(&self, path: &str) -> String {
+        let addr = self.admin.expect("edge has an admin listener");
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to admin");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.expect("read");
+        let (head, body) = out.split_once("\r\n\r\n").expect("a response head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {out}");
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return dechunk(body);
+        }
+        body.to_string()
     }
 
     /// The raw `/metrics` response (head and body) for an `Accept` field.

@@ -19,7 +19,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 fn node_file(name: &str, pop: &str) -> String {
     format!(
         "[node]\nname = \"{name}\"\npop = \"{pop}\"\nregion = \"eu\"\n\n\
-         [listen]\nhttp = [\"127.0.0.1:0\"]\n"
+         [listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = [\"127.0.0.1:0\"]\n"
     )
 }
 
@@ -217,6 +217,18 @@ async fn a_bad_canary_is_rolled_back_a_good_one_promoted_a_halted_one_waits() {
     // Still halted: the canary keeps version 4, the others version 3.
     assert_eq!(answered_by(&setup, &fra1, &origins, 5).await, Some(0));
     assert_eq!(answered_by(&setup, &par1, &origins, 6).await, Some(1));
+    // Each node's status page tells the same story.
+    for (node, canary, version) in [(&fra1, true, 4), (&par1, false, 3)] {
+        let s: serde_json::Value =
+            serde_json::from_str(&node.admin_get("/status.json").await).expect("status json");
+        let cp = &s["control_plane"];
+        assert_eq!(cp["etcd"], true, "{cp}");
+        assert_eq!(cp["canary"], canary, "{cp}");
+        assert_eq!(cp["version"], version, "{cp}");
+        assert_eq!(cp["rollout"]["version"], 4, "{cp}");
+        assert_eq!(cp["rollout"]["state"], "canary", "{cp}");
+        assert_eq!(cp["rollout"]["canaries"][0], "fra", "{cp}");
+    }
     let out = config(&store, &["abort"]);
     assert!(
         out.status.success(),

@@ -38,10 +38,6 @@ const RECENT_PURGES: usize = 10;
 const DRAIN_BODY_BYTES: usize = 1024;
 const DRAIN_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether something feeds [`note_error`]: the pipeline does, for each 5xx response head
-/// (`pipeline::observe`), whether or not the access log is on.
-const ERRORS_FED: bool = true;
-
 // ---- /healthz, /readyz ----------------------------------------------------------------------
 
 /// `GET /healthz`: the process runs and its admin listener answers.
@@ -282,7 +278,7 @@ pub fn status(shared: &Shared, rt: &Runtime) -> Value {
             "applied_unix_ms": applied,
             "sites": snap.sites.len(),
         },
-        "control_plane": {"etcd": shared.bus.get().is_some()},
+        "control_plane": control_plane(shared),
         "draining": shared.draining.load(Ordering::Relaxed),
         "ready": not_ready(shared).is_none(),
         "not_ready_reason": not_ready(shared),
@@ -301,7 +297,6 @@ pub fn status(shared: &Shared, rt: &Runtime) -> Value {
         "cache": cache(shared),
         "pools": pools(&rt.pools),
         "recent_errors": lock(&ERRORS).iter().rev().cloned().collect::<Vec<_>>(),
-        "recent_errors_fed": ERRORS_FED,
         "purges": purges(shared),
     })
 }
@@ -424,5 +419,28 @@ mod tests {
     fn names() {
         assert_eq!(kebab("P2cEwma"), "p2c-ewma");
         assert_eq!(kebab("RoundRobin"), "round-robin");
+    }
+}
+
+type ControlFn = Box<dyn Fn() -> control::ControlStatus + Send + Sync>;
+static CONTROL: std::sync::OnceLock<ControlFn> = std::sync::OnceLock::new();
+
+/// Where the page reads the control plane's state from (a node on etcd, set once at start).
+pub fn set_control(f: impl Fn() -> control::ControlStatus + Send + Sync + 'static) {
+    let _ = CONTROL.set(Box::new(f));
+}
+
+/// `{"etcd": false}` for a node on a file; else the version it runs, the rollout as last read
+/// and whether this node is one of its canaries.
+fn control_plane(shared: &Shared) -> Value {
+    match CONTROL.get() {
+        Some(f) if shared.bus.get().is_some() => {
+            let mut v = serde_json::to_value(f()).unwrap_or(Value::Null);
+            if let Some(m) = v.as_object_mut() {
+                m.insert("etcd".into(), Value::Bool(true));
+            }
+            v
+        }
+        _ => json!({"etcd": false}),
     }
 }
