@@ -409,19 +409,6 @@ fn purges(shared: &Shared) -> Value {
     json!({"kept": shared.purges.len(), "recent": recent})
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert_eq!(kebab("P2cEwma"), "p2c-ewma");
-        assert_eq!(kebab("RoundRobin"), "round-robin");
-    }
-}
-
 type ControlFn = Box<dyn Fn() -> control::ControlStatus + Send + Sync>;
 static CONTROL: std::sync::OnceLock<ControlFn> = std::sync::OnceLock::new();
 
@@ -442,5 +429,18 @@ fn control_plane(shared: &Shared) -> Value {
             v
         }
         _ => json!({"etcd": false}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(kebab("P2cEwma"), "p2c-ewma");
+        assert_eq!(kebab("RoundRobin"), "round-robin");
     }
 }
