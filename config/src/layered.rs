@@ -13,7 +13,7 @@ use crate::diagnostics::line_col;
 use crate::{ConfigError, Diagnostic, Part};
 
 /// The tables of the node file; every other table belongs to the shared document.
-pub const NODE_TABLES: [&str; 4] = ["node", "listen", "cache", "store"];
+pub const NODE_TABLES: [&str; 5] = ["node", "listen", "cache", "store", "geo"];
 
 /// One text of a layered document.
 #[derive(Debug, Clone, Copy)]

@@ -16,6 +16,7 @@
 mod compile;
 mod diagnostics;
 mod document;
+pub mod geo;
 pub mod fuzzing;
 mod layered;
 mod net;
@@ -30,7 +31,7 @@ pub use compile::compile;
 pub use diagnostics::{ConfigError, Diagnostic};
 pub use document::{Document, Part, referenced_blobs};
 pub use layered::{Layer, NODE_TABLES, layered};
-pub use net::Cidr;
+pub use net::{Cidr, CidrSet};
 pub use schema::{
     Algorithm, LogFormat, OriginProtocol, PlainHttp, Tier, parse_duration, parse_size,
 };

@@ -92,3 +92,109 @@ mod tests {
         }
     }
 }
+
+/// A set of address ranges, looked up by binary search over merged intervals (a prefix table,
+/// not a scan of every range). IPv4 ranges live in the IPv4-mapped part of the IPv6 space.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CidrSet {
+    /// Sorted, disjoint, non-adjacent `[start, end]` intervals.
+    intervals: Vec<(u128, u128)>,
+}
+
+fn mapped(ip: IpAddr) -> u128 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => 0xffff_0000_0000 | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+impl CidrSet {
+    pub fn new(cidrs: &[Cidr]) -> CidrSet {
+        let mut iv: Vec<(u128, u128)> = cidrs
+            .iter()
+            .map(|c| {
+                let (base, bits) = match c.addr {
+                    IpAddr::V4(_) => (mapped(c.addr), 32 - u32::from(c.prefix)),
+                    IpAddr::V6(_) => (mapped(c.addr), 128 - u32::from(c.prefix)),
+                };
+                let host = if bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << bits) - 1
+                };
+                (base & !host, base | host)
+            })
+            .collect();
+        iv.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(iv.len());
+        for (start, end) in iv {
+            match merged.last_mut() {
+                Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        CidrSet { intervals: merged }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.intervals.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let x = mapped(ip);
+        let i = self.intervals.partition_point(|(start, _)| *start <= x);
+        i > 0 && self.intervals[i - 1].1 >= x
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_set_answers_like_its_ranges() {
+        let ranges: Vec<Cidr> = [
+            "10.0.0.0/8",
+            "192.0.2.0/24",
+            "192.0.3.0/24",
+            "2001:db8::/32",
+            "203.0.113.7",
+            "0.0.0.0/32",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let set = CidrSet::new(&ranges);
+        for ip in [
+            "10.0.0.0",
+            "10.255.255.255",
+            "192.0.2.1",
+            "192.0.3.255",
+            "2001:db8::1",
+            "::ffff:10.1.1.1",
+            "203.0.113.7",
+            "0.0.0.0",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(set.contains(ip), "{ip}");
+            assert!(ranges.iter().any(|c| c.contains(ip)), "{ip}");
+        }
+        for ip in [
+            "11.0.0.0",
+            "9.255.255.255",
+            "192.0.4.0",
+            "2001:db9::",
+            "203.0.113.8",
+            "::",
+            "::1",
+            "0.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!set.contains(ip), "{ip}");
+        }
+        let all = CidrSet::new(&["::/0".parse().unwrap()]);
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+        assert!(CidrSet::new(&[]).is_empty());
+    }
+}

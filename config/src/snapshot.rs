@@ -264,6 +264,9 @@ impl SiteCache {
 pub struct Route {
     pub path_prefix: String,
     pub pool: String,
+    /// Geo steering: the pool for visitors of a country, else of a continent, else `pool`.
+    pub pools_by_country: Vec<([u8; 2], String)>,
+    pub pools_by_continent: Vec<([u8; 2], String)>,
 }
 
 #[derive(Debug)]
@@ -292,6 +295,7 @@ pub struct Site {
     pub request_body_grace: Duration,
     /// Share of the site's requests the access log keeps (1.0: all); 5xx are always kept.
     pub log_sample: f64,
+    pub geo: crate::geo::SiteGeo,
 }
 
 impl Site {
@@ -384,6 +388,9 @@ pub struct Snapshot {
     pub reload: Reload,
     pub cache: CacheSettings,
     pub log: LogSettings,
+    pub geo: crate::geo::GeoNode,
+    /// Sources whose TCP connections must open with a PROXY protocol header.
+    pub proxy_protocol: crate::net::CidrSet,
     pub default_cert: Option<Arc<CertifiedKey>>,
     pub sites: Vec<Arc<Site>>,
     pub pools: BTreeMap<String, Pool>,

@@ -5,6 +5,7 @@
 //! sections and the assembly of the snapshot.
 
 mod admin;
+mod geo;
 mod log;
 mod pools;
 mod sites;
@@ -195,6 +196,15 @@ impl Compiler<'_> {
 
         let admin_settings = self.admin(&file.admin, &file.listen.admin, &admin, &sites);
         let log = self.log(&file.log);
+        let geo = self.geo_node(&file.geo);
+        let mut proxy_sources = Vec::new();
+        for t in &file.listen.proxy_protocol {
+            match t.get_ref().parse::<crate::net::Cidr>() {
+                Ok(c) => proxy_sources.push(c),
+                Err(e) => self.error(t.span(), format!("listen.proxy_protocol: {e}")),
+            }
+        }
+        let proxy_protocol = crate::net::CidrSet::new(&proxy_sources);
 
         if !self.errors.is_empty() {
             return None;
@@ -269,6 +279,8 @@ impl Compiler<'_> {
                 slice_above_bytes: file.cache.slice_above_bytes,
             },
             log,
+            geo,
+            proxy_protocol,
             default_cert,
             sites,
             pools,

@@ -118,9 +118,15 @@ impl Compiler<'_> {
                         ),
                     );
                 }
+                let names: Vec<&String> = pools.keys().collect();
+                let pools_by_country = self.steering(&route.pools_by_country, "country", &names);
+                let pools_by_continent =
+                    self.steering(&route.pools_by_continent, "continent", &names);
                 routes.push(Route {
                     path_prefix: route.path_prefix.clone(),
                     pool: route.pool.get_ref().clone(),
+                    pools_by_country,
+                    pools_by_continent,
                 });
             }
             routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
@@ -192,6 +198,7 @@ impl Compiler<'_> {
                 request_body_min_rate: s.request_body_min_rate.unwrap_or(1024),
                 request_body_grace: s.request_body_grace.unwrap_or(Duration::from_secs(10)),
                 log_sample,
+                geo: self.site_geo(&s.geo, &s.access),
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 pub mod admin;
+pub mod geo;
 mod pools;
 mod sites;
 
@@ -40,6 +41,8 @@ pub struct File {
     pub admin: admin::Admin,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub geo: geo::Geo,
     /// How a node reaches the central store (node file only); read and checked by the
     /// control plane (`edge-control`), which needs it before any document exists.
     #[serde(default)]
@@ -111,6 +114,10 @@ pub struct Listen {
     pub http3: bool,
     #[serde(default = "default_alt_svc_max_age")]
     pub alt_svc_max_age: u32,
+    /// Sources (CIDR ranges, e.g. an L4 load balancer) whose TCP connections must start with
+    /// a PROXY protocol header (v1 or v2); from anyone else one is refused.
+    #[serde(default)]
+    pub proxy_protocol: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,6 +39,10 @@ pub struct Site {
     pub request_body_grace: Option<Duration>,
     /// Share of this site's requests written to the access log (5xx always are); 1: all.
     pub log_sample: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub geo: super::geo::SiteGeo,
+    #[serde(default)]
+    pub access: Vec<Spanned<super::geo::AccessRule>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +179,12 @@ pub struct Route {
     #[serde(default = "slash")]
     pub path_prefix: String,
     pub pool: Spanned<String>,
+    /// Geo steering: visitors from these countries (ISO codes) go to these pools...
+    #[serde(default)]
+    pub pools_by_country: std::collections::BTreeMap<String, Spanned<String>>,
+    /// ...and from these continents (AF, AN, AS, EU, NA, OC, SA) to these; the country wins.
+    #[serde(default)]
+    pub pools_by_continent: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 /// What the plain-HTTP listener does for a site.
@@ -192,6 +202,6 @@ pub(super) fn yes() -> bool {
     true
 }
 
-fn slash() -> String {
+pub(super) fn slash() -> String {
     "/".to_string()
 }
