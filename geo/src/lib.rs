@@ -9,6 +9,7 @@
 pub mod continents;
 mod db;
 mod lookup;
+pub mod rules;
 pub mod writer;
 
 pub use db::Database;
