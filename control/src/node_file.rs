@@ -70,8 +70,16 @@ impl NodeFile {
 
     pub fn parse(path: &Path, text: String) -> Result<NodeFile, ControlError> {
         // Only `[node]` and `[store]` matter here; the rest is the config compiler's.
-        let top: toml::Table = toml::from_str(&text)
-            .map_err(|e| ControlError::Settings(format!("{}: {}", path.display(), e.message())))?;
+        let top: toml::Table = toml::from_str(&text).map_err(|e| {
+            // Where, as the config compiler says it: `file:line:col: reason`.
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("{line}:{col}:")
+            });
+            ControlError::Settings(format!("{}:{at} {}", path.display(), e.message()))
+        })?;
         let mut layer = toml::Table::new();
         for key in ["node", "store"] {
             if let Some(v) = top.get(key) {
@@ -189,5 +197,9 @@ mod tests {
         let err = NodeFile::parse(Path::new("n.toml"), "[store]\nendpoint = []\n".into())
             .expect_err("typo refused");
         assert!(err.to_string().contains("endpoint"), "{err}");
+        // A syntax error names its line and column, as `edge check` does.
+        let text = "[node]\nname = \"x\"\ntrusted_peers = [\"a\" \"b\"]\n";
+        let err = NodeFile::parse(Path::new("n.toml"), text.into()).expect_err("bad TOML");
+        assert!(err.to_string().contains("n.toml:3:22: "), "{err}");
     }
 }
