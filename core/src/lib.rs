@@ -4,3 +4,4 @@
 
 pub mod body;
 pub mod clock;
+pub mod proxy_protocol;
