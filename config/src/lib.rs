@@ -16,8 +16,8 @@
 mod compile;
 mod diagnostics;
 mod document;
-pub mod geo;
 pub mod fuzzing;
+pub mod geo;
 mod layered;
 mod net;
 mod schema;

@@ -44,6 +44,12 @@ pub struct RequestCtx {
     pub host_value: HeaderValue,
     /// The peer is one of ours (`node.trusted_peers`, shield endpoints).
     pub trusted: bool,
+    /// The visitor's address: the peer's, or behind a trusted peer what its forwarding headers
+    /// say (PROXY protocol already set the peer). Logs, access rules, client-IP hashing and
+    /// geo use it.
+    pub client: std::net::IpAddr,
+    /// What the node's databases say about `client` (empty without databases).
+    pub geo: geo::Geo,
     /// The request already passed through this node: never send it to a shield again.
     pub looped: bool,
     /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
@@ -78,6 +84,7 @@ impl RequestCtx {
         let rt = shared.runtime();
         let interim = Interim::take(&mut head.extensions);
         let trace = Trace::for_request(&head.headers, rt.snapshot.log.start_traces);
+        let client = conn.peer.ip().to_canonical();
         RequestCtx {
             id: shared.next_request_id(),
             start: clock::now(),
@@ -93,6 +100,8 @@ impl RequestCtx {
             host: String::new(),
             host_value: HeaderValue::from_static(""),
             trusted: false,
+            client,
+            geo: geo::Geo::default(),
             looped: false,
             has_body: false,
             site: None,

@@ -44,6 +44,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("GeoIP: {0}")]
+    Geo(String),
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error("{context}: {source}")]

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod filters;
 pub mod fuzzing;
+pub mod geo_phase;
 pub mod headers;
 pub mod hygiene;
 pub mod interim;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 pub mod conns;
+pub mod geo;
 pub mod origins;
 pub mod purge;
 pub mod requests;

@@ -128,6 +128,12 @@ fn span(rec: &Record) -> Option<SpanData> {
             o.head.as_secs_f64() * 1000.0,
         ));
     }
+    if let Some(c) = &rec.country {
+        attributes.push(KeyValue::new(
+            "client.geo.country.iso_code",
+            c.as_str().to_string(),
+        ));
+    }
     if rec.aborted {
         attributes.push(KeyValue::new("edge.aborted", true));
     }

@@ -84,6 +84,9 @@ async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBo
     if let Some(redirect) = route(ctx)? {
         return Ok(redirect);
     }
+    if let Some(denied) = crate::geo_phase::run(ctx) {
+        return Ok(denied);
+    }
     if let Some(answer) = ctx.rt.clone().filters.run(ctx)? {
         return Ok(answer);
     }
@@ -108,6 +111,12 @@ async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBo
 fn normalize(ctx: &mut RequestCtx) -> Result<(), Error> {
     let snap = ctx.rt.snapshot.clone();
     ctx.trusted = snap.is_trusted(ctx.conn.peer.ip());
+    if ctx.trusted
+        && let Some(ip) = headers::client_behind(&ctx.head.headers, |ip| snap.is_trusted(ip))
+    {
+        ctx.client = ip;
+    }
+    ctx.geo = ctx.shared.geo.lookup(ctx.client);
     let head = &ctx.head;
     let authority = hygiene::request_authority(head.version, &head.uri, &head.headers)
         .map_err(Error::BadRequest)?;
@@ -179,12 +188,13 @@ fn route(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Error> {
         )));
     }
     let route = site.route(&ctx.path).ok_or(Error::NoRoute)?;
-    ctx.pool_name = Some(route.pool.clone());
+    let pool = geo::rules::steer(route, ctx.geo);
+    ctx.pool_name = Some(pool.to_string());
     ctx.pool = Some(
         ctx.rt
             .pools
-            .get(&route.pool)
-            .ok_or_else(|| Error::NoPool(route.pool.clone()))?
+            .get(pool)
+            .ok_or_else(|| Error::NoPool(pool.to_string()))?
             .clone(),
     );
     // The target the origin gets: the normalised path; for what may be stored, the query
@@ -309,7 +319,8 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
         format,
         otlp,
         request_id: ctx.id.clone(),
-        client: ctx.conn.peer.to_string(),
+        client: ctx.client.to_string(),
+        country: ctx.geo.country,
         proto: headers::via_protocol(ctx.version),
         method: ctx.method.to_string(),
         host: ctx.host.clone(),

@@ -101,6 +101,7 @@ async fn serve_source<S: ConfigSource>(
     let shared = Arc::new(Shared::new(snapshot, config_path, cache));
     crate::metrics::tiers::start(shared.cache.store.clone());
     crate::metrics::origins::register(&shared);
+    crate::geo_phase::start(&shared).await?;
     // Endpoint names resolve before the node says it is ready, so its first requests do not
     // meet pools it has not resolved yet.
     shared

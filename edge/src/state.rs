@@ -83,6 +83,8 @@ pub struct Shared {
     pub access_log: crate::log::AccessLog,
     /// Sampled requests' spans, on their way to the `[log] otlp` collector.
     pub spans: crate::otlp::Spans,
+    /// The node's GeoIP databases (`[geo]`), refreshed off the request path.
+    pub geo: Arc<geo::GeoIp>,
     /// The ports of the HTTPS and HTTP listeners as bound (cache keys carry non-default ones).
     pub listen_ports: std::sync::OnceLock<Vec<u16>>,
     /// The purges this node made recently (`GET /purge/{id}`).
@@ -110,6 +112,7 @@ impl Shared {
         };
         Shared {
             spans: crate::otlp::Spans::start(node),
+            geo: Arc::default(),
             runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
             cache,
             config_path,

@@ -95,7 +95,7 @@ pub fn note_origin<B>(ctx: &RequestCtx, sent: clock::Instant, resp: &Response<B>
 pub fn affinity<'a>(ctx: &RequestCtx, key: Option<&'a str>) -> Affinity<'a> {
     Affinity {
         key,
-        client_ip: Some(ctx.conn.peer.ip()),
+        client_ip: Some(ctx.client),
     }
 }
 

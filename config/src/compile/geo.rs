@@ -279,6 +279,7 @@ routes = [{ path_prefix = "/", pool = "o", pools_by_country = { de = "eu" }, poo
         assert!(!snap.proxy_protocol.contains(ip("192.0.2.2")));
         let site = &snap.sites[0];
         assert_eq!(site.geo.headers.country, "cf-ipcountry");
+        assert!(site.cache.key.headers.contains(&site.geo.headers.country));
         assert_eq!(site.geo.headers.continent, "x-edge-continent");
         assert!(site.geo.send && site.geo.cache_by_country);
         assert_eq!(site.geo.denied_body, "no");

@@ -141,7 +141,14 @@ impl Compiler<'_> {
             .into_iter()
             .filter(|n| !kept.contains(n))
             .collect();
-            let site_cache = self.site_cache(&s.cache, &file.cache, &kept);
+            let mut site_cache = self.site_cache(&s.cache, &file.cache, &kept);
+            let geo = self.site_geo(&s.geo, &s.access);
+            // A copy per country: the country header (set by the edge, never the client's)
+            // joins the key, so URL purges take every country's copy as they take every other
+            // key dimension.
+            if geo.cache_by_country && !site_cache.key.headers.contains(&geo.headers.country) {
+                site_cache.key.headers.push(geo.headers.country.clone());
+            }
             let compression = self.compression(&s.compression);
             if let Some(shield) = &s.shield
                 && let Some(pool) = pools.get(shield.get_ref())
@@ -198,7 +205,7 @@ impl Compiler<'_> {
                 request_body_min_rate: s.request_body_min_rate.unwrap_or(1024),
                 request_body_grace: s.request_body_grace.unwrap_or(Duration::from_secs(10)),
                 log_sample,
-                geo: self.site_geo(&s.geo, &s.access),
+                geo,
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

@@ -19,6 +19,8 @@ pub struct Record {
     pub otlp: Option<std::sync::Arc<str>>,
     pub request_id: String,
     pub client: String,
+    /// The visitor's country, when the node has GeoIP databases that know it.
+    pub country: Option<geo::Code>,
     pub proto: &'static str,
     pub method: String,
     pub host: String,
@@ -145,6 +147,11 @@ impl Record {
                 );
             }
             None => o.push_str(",\"origin\":null,\"origin_ms\":null"),
+        }
+        o.push_str(",\"country\":");
+        match &self.country {
+            Some(c) => json_str(&mut o, c.as_str()),
+            None => o.push_str("null"),
         }
         o.push_str(",\"compression\":");
         match &self.compression {

@@ -111,28 +111,35 @@ impl Collector for OriginCollector {
                     .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
             }
         }
-        type Gauge = fn(&EndpointState, bool) -> f64;
-        let gauges: [(&str, &str, Gauge); 3] = [
+        // Integer gauges stay integers in the text (`1`, not `1.0`): scripts compare them.
+        type Gauge = fn(&EndpointState, bool) -> i64;
+        let gauges: [(&str, &str, Gauge); 2] = [
             (
                 "edge_origin_endpoint_up",
                 "1 when the endpoint is in rotation (healthy and not ejected).",
-                |_, up| f64::from(u8::from(up)),
+                |_, up| i64::from(up),
             ),
             (
                 "edge_origin_endpoint_in_flight",
                 "Requests in flight to the endpoint.",
-                |s, _| s.in_flight.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "edge_origin_endpoint_latency_ewma_seconds",
-                "Moving average of response-head latency.",
-                |s, _| s.ewma().as_secs_f64(),
+                |s, _| i64::try_from(s.in_flight.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
             ),
         ];
         for (name, help, value) in gauges {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (p, e, s, up) in &eps {
                 ConstGauge::new(value(s, *up)).encode(m.encode_family(&labels(p, e))?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_origin_endpoint_latency_ewma_seconds",
+                "Moving average of response-head latency.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (p, e, s, _) in &eps {
+                ConstGauge::new(s.ewma().as_secs_f64()).encode(m.encode_family(&labels(p, e))?)?;
             }
         }
         let mut m = encoder.encode_descriptor(

@@ -75,6 +75,8 @@ struct Shard {
     requests: [AtomicU64; COUNTS],
     bytes: [AtomicU64; PROTOCOLS.len()],
     bytes_in: [AtomicU64; PROTOCOLS.len()],
+    /// Access rule outcomes (`geo::ACCESS` order).
+    access: [AtomicU64; 3],
     duration: [Hist; HISTS],
     ttfb: [Hist; HISTS],
 }
@@ -85,6 +87,7 @@ impl Default for Shard {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             bytes: Default::default(),
             bytes_in: Default::default(),
+            access: Default::default(),
             duration: std::array::from_fn(|_| Hist::default()),
             ttfb: std::array::from_fn(|_| Hist::default()),
         }
@@ -106,7 +109,7 @@ impl std::fmt::Debug for SiteMetrics {
 }
 
 /// This thread's shard, chosen once per thread in turn.
-fn shard_index() -> usize {
+pub(crate) fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
@@ -148,6 +151,13 @@ pub fn site(name: &str) -> Arc<SiteMetrics> {
     next.insert(name.to_string(), m.clone());
     s.map.store(Arc::new(next));
     m
+}
+
+impl SiteMetrics {
+    /// An access rule decided a request of this site.
+    pub fn access(&self, result: super::geo::Access) {
+        self.shards[shard_index()].access[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A request body that counts its bytes into its site's `edge_http_request_body_bytes`.
@@ -319,6 +329,23 @@ impl Collector for RequestsCollector {
                 |sh| &sh.bytes_in,
             ),
         ];
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_access_decisions",
+                "Requests an access rule ([[sites.access]]) decided, by site and result.",
+                None,
+                MetricType::Counter,
+            )?;
+            for site in &all {
+                for (i, result) in super::geo::ACCESS.iter().enumerate() {
+                    let n = sum(&site.shards, |sh| &sh.access[i]);
+                    if n > 0 {
+                        let labels = [("site", site.name.as_str()), ("result", result)];
+                        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
         for (name, help, pick) in byte_families {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for site in &all {
@@ -380,6 +407,7 @@ pub fn registry() -> &'static Registry {
         r.register_collector(Box::new(super::origins::OriginCollector));
         r.register_collector(Box::new(super::ResponsesCollector));
         r.register_collector(Box::new(super::purge::PurgeCollector));
+        r.register_collector(Box::new(super::geo::GeoCollector));
         r
     })
 }

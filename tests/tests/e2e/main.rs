@@ -16,6 +16,7 @@ mod correctness_stale;
 mod dns;
 mod early_hints;
 mod errors;
+mod geo;
 mod hygiene;
 mod lifecycle;
 mod listeners;

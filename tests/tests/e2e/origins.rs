@@ -373,7 +373,7 @@ async fn shield_turns_misses_of_many_edges_into_one_origin_request() {
     );
     // The access log is one JSON object per line.
     assert!(
-        back.log().contains(r#""path":"/c/back""#),
+        back.wait_log(r#""path":"/c/back""#, Duration::from_secs(5)),
         "the shield served it"
     );
 }

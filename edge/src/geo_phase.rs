@@ -1,0 +1,123 @@
+//! Phase: geo, after routing and before anything reads the cache. The client's own geo header
+//! fields are removed (they are ours to set, never the client's); with databases loaded the
+//! visitor's country, continent and ASN go to the origin (and into the key for sites that
+//! cache by country); the site's access rules refuse a denied visitor with a 403 before the
+//! cache is asked, so a blocked visitor never reads cached content.
+
+use bytes::Bytes;
+use geo::rules::{self, Decision};
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, ProxyBody};
+use crate::ctx::RequestCtx;
+use crate::metrics::geo::{Access, GEO};
+
+const UNKNOWN: HeaderValue = HeaderValue::from_static("XX");
+
+/// Returns the refusal for a denied visitor; otherwise sets the headers and lets it pass.
+pub fn run(ctx: &mut RequestCtx) -> Option<Response<ProxyBody>> {
+    let site = ctx.site.clone()?;
+    let g = &site.geo;
+    let names = &g.headers;
+    let headers = &mut ctx.head.headers;
+    headers.remove(&names.country);
+    headers.remove(&names.continent);
+    headers.remove(&names.asn);
+    let enabled = ctx.shared.geo.is_enabled();
+    if enabled {
+        GEO.request(ctx.geo.country);
+        let code = |c: Option<geo::Code>| {
+            c.and_then(|c| HeaderValue::from_str(c.as_str()).ok())
+                .unwrap_or(UNKNOWN)
+        };
+        if g.send || g.cache_by_country {
+            headers.insert(names.country.clone(), code(ctx.geo.country));
+        }
+        if g.send {
+            headers.insert(names.continent.clone(), code(ctx.geo.continent));
+            if let Some(asn) = ctx.geo.asn {
+                headers.insert(names.asn.clone(), HeaderValue::from(asn));
+            }
+        }
+    }
+    if g.access.is_empty() {
+        return None;
+    }
+    let decision = rules::decide(&g.access, &ctx.path, ctx.client, ctx.geo);
+    let site_metrics = crate::metrics::requests::site(&site.name);
+    match decision {
+        Decision::Allowed => {
+            site_metrics.access(Access::Allowed);
+            None
+        }
+        Decision::Reported { rule } => {
+            site_metrics.access(Access::Reported);
+            tracing::info!(
+                request_id = %ctx.id,
+                client = %ctx.client,
+                country = ctx.geo.country.as_ref().map_or("XX", geo::Code::as_str),
+                rule = %g.access[rule].path_prefix,
+                "access rule would deny (report only)"
+            );
+            None
+        }
+        Decision::Denied { rule } => {
+            site_metrics.access(Access::Denied);
+            tracing::debug!(
+                request_id = %ctx.id,
+                client = %ctx.client,
+                rule = %g.access[rule].path_prefix,
+                "access denied"
+            );
+            let mut resp = Response::new(body::full(Bytes::from(g.denied_body.clone())));
+            *resp.status_mut() = StatusCode::FORBIDDEN;
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+            Some(resp)
+        }
+    }
+}
+
+/// Loads the `[geo]` databases before the node serves (a database that cannot be read at
+/// start is an error: a node would otherwise serve without the rules it was given), then
+/// checks the files every `check_every` off the request threads, following config reloads.
+pub async fn start(shared: &std::sync::Arc<crate::state::Shared>) -> Result<(), crate::Error> {
+    let paths = shared.runtime().snapshot.geo.databases.clone();
+    let geo = shared.geo.clone();
+    let first = tokio::task::spawn_blocking(move || geo.refresh(&paths))
+        .await
+        .map_err(|e| crate::Error::Geo(e.to_string()))?;
+    if let Some(e) = first.failed.first() {
+        return Err(crate::Error::Geo(e.to_string()));
+    }
+    for (path, kind) in shared.geo.databases() {
+        tracing::info!(path = %path.display(), kind, "GeoIP database loaded");
+    }
+    let weak = std::sync::Arc::downgrade(shared);
+    tokio::spawn(async move {
+        loop {
+            let Some(shared) = weak.upgrade() else { return };
+            let snapshot = shared.runtime().snapshot.clone();
+            let every = snapshot.geo.check_every;
+            let (geo, paths) = (shared.geo.clone(), snapshot.geo.databases.clone());
+            drop((shared, snapshot));
+            if let Ok(done) = tokio::task::spawn_blocking(move || geo.refresh(&paths)).await {
+                for path in &done.loaded {
+                    tracing::info!(path = %path.display(), "GeoIP database reloaded");
+                }
+                for e in &done.failed {
+                    tracing::error!(error = %e, "GeoIP database not loaded; the previous copy keeps answering");
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    Ok(())
+}
