@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::body::{self, Activity, Tracked};
 use crate::lifecycle::{Tracker, shutting_down};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
+use crate::proxy_header;
 
 pub struct TcpServer {
     pub listener: TcpListener,
@@ -51,15 +52,9 @@ impl TcpServer {
                 Ok(a) => a,
                 Err(_) => continue,
             };
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: self.tls.is_some(),
-                transport: Transport::Tcp,
-                alt_svc: self.alt_svc.clone(),
-            });
             let shared = self.shared.clone();
             let tls = self.tls.clone();
+            let alt_svc = self.alt_svc.clone();
             let guard = self.tracker.enter();
             let shutdown = self.shutdown.clone();
             let transport = if tls.is_some() {
@@ -71,33 +66,86 @@ impl TcpServer {
             tokio::spawn(async move {
                 let _guard = guard;
                 let _open = open;
-                match tls {
-                    None => serve_connection(stream, false, info, shared, shutdown).await,
-                    Some(acceptor) => {
-                        let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
-                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                CONNS.handshake(false, Handshake::Ok);
-                                if tls.get_ref().1.handshake_kind()
-                                    == Some(rustls::HandshakeKind::Resumed)
-                                {
-                                    CONNS.tls_resumed();
-                                }
-                                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                                serve_connection(tls, h2, info, shared, shutdown).await
-                            }
-                            Ok(Err(e)) => {
-                                CONNS.handshake(false, Handshake::Failed);
-                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => {
-                                CONNS.handshake(false, Handshake::Timeout);
-                                tracing::debug!(client = %peer, "TLS handshake timed out")
-                            }
-                        }
-                    }
+                let info = |peer| {
+                    Arc::new(ConnInfo {
+                        peer,
+                        local,
+                        tls: tls.is_some(),
+                        transport: Transport::Tcp,
+                        alt_svc: alt_svc.clone(),
+                    })
+                };
+                let snapshot = shared.runtime().snapshot.clone();
+                if snapshot.proxy_protocol.is_empty() {
+                    return serve_accepted(stream, info(peer), tls.clone(), shared, shutdown).await;
                 }
+                // PROXY protocol sources are configured: a header is required from them and
+                // refused from everyone else.
+                let within = snapshot.timeouts.request_header;
+                let refused = if snapshot.proxy_protocol.contains(peer.ip()) {
+                    match proxy_header::read_required(stream, peer, within).await {
+                        Ok((stream, client)) => {
+                            let info = info(client);
+                            return serve_accepted(stream, info, tls.clone(), shared, shutdown)
+                                .await;
+                        }
+                        Err(r) => r,
+                    }
+                } else {
+                    match proxy_header::refuse_unexpected(&stream, within).await {
+                        Ok(()) => {
+                            return serve_accepted(
+                                stream,
+                                info(peer),
+                                tls.clone(),
+                                shared,
+                                shutdown,
+                            )
+                            .await;
+                        }
+                        Err(r) => r,
+                    }
+                };
+                CONNS.proxy_refused(refused);
+                tracing::debug!(client = %peer, reason = ?refused, "PROXY protocol: connection refused");
             });
+        }
+    }
+}
+
+/// Serves an accepted connection: the TLS handshake (on a TLS listener), then HTTP.
+async fn serve_accepted<S>(
+    stream: S,
+    info: Arc<ConnInfo>,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = info.peer;
+    match tls {
+        None => serve_connection(stream, false, info, shared, shutdown).await,
+        Some(acceptor) => {
+            let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
+            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    CONNS.handshake(false, Handshake::Ok);
+                    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                        CONNS.tls_resumed();
+                    }
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_connection(tls, h2, info, shared, shutdown).await
+                }
+                Ok(Err(e)) => {
+                    CONNS.handshake(false, Handshake::Failed);
+                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                }
+                Err(_) => {
+                    CONNS.handshake(false, Handshake::Timeout);
+                    tracing::debug!(client = %peer, "TLS handshake timed out")
+                }
+            }
         }
     }
 }

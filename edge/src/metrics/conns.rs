@@ -40,6 +40,8 @@ pub struct ConnMetrics {
     config_version: AtomicU64,
     /// ok, refused
     reloads: [AtomicU64; 2],
+    /// PROXY protocol refusals: missing, unexpected, timeout.
+    proxy_refused: [AtomicU64; 3],
 }
 
 pub static CONNS: ConnMetrics = ConnMetrics {
@@ -49,6 +51,7 @@ pub static CONNS: ConnMetrics = ConnMetrics {
     tls_resumed: AtomicU64::new(0),
     config_version: AtomicU64::new(0),
     reloads: [const { AtomicU64::new(0) }; 2],
+    proxy_refused: [const { AtomicU64::new(0) }; 3],
 };
 
 /// Counts a connection as open until dropped.
@@ -80,6 +83,16 @@ impl ConnMetrics {
     pub fn config_applied(&self, v: u64) {
         self.config_version.store(v, Ordering::Relaxed);
         self.reloads[0].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn proxy_refused(&self, why: crate::proxy_header::Refused) {
+        use crate::proxy_header::Refused;
+        let i = match why {
+            Refused::Missing => 0,
+            Refused::Unexpected => 1,
+            Refused::Timeout => 2,
+        };
+        self.proxy_refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn config_refused(&self) {
@@ -170,6 +183,18 @@ impl Collector for ConnCollector {
             for (i, result) in ["applied", "refused"].iter().enumerate() {
                 ConstCounter::new(get(&c.reloads[i]))
                     .encode(m.encode_family(&[("result", *result)])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_proxy_protocol_refused",
+                "TCP connections refused for the PROXY protocol: a configured source sent no valid header (missing, timeout), or another source sent one (unexpected).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, reason) in ["missing", "unexpected", "timeout"].iter().enumerate() {
+                ConstCounter::new(get(&c.proxy_refused[i]))
+                    .encode(m.encode_family(&[("reason", *reason)])?)?;
             }
         }
         Ok(())

@@ -512,3 +512,163 @@ async fn the_real_dbip_database_places_real_addresses() {
         );
     }
 }
+
+/// Sends `prefix` then a GET over plain TCP from `from` (a loopback source address);
+/// returns the raw response, empty when the edge closed without one.
+async fn raw_get(edge: SocketAddr, from: &str, prefix: &[u8], path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{from}:0").parse().expect("addr"))
+        .expect("bind the source");
+    let mut s = sock.connect(edge).await.expect("connect");
+    let mut req = prefix.to_vec();
+    req.extend_from_slice(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    if s.write_all(&req).await.is_err() {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn v2_header(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, local: bool) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+    h.push(if local { 0x20 } else { 0x21 });
+    h.push(0x11);
+    h.extend_from_slice(&12u16.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_protocol_from_a_configured_source_sets_the_client_and_is_refused_from_others() {
+    let setup = Setup::new("geo-proxy");
+    write_dbs(&setup.dir);
+    let main = RecordingOrigin::start(OriginMode::Normal).await;
+    let us = RecordingOrigin::start(OriginMode::Normal).await;
+    let sa = RecordingOrigin::start(OriginMode::Normal).await;
+    let text = config(&setup, [main.addr, us.addr, sa.addr], "", "").replace(
+        "admin = [\"127.0.0.1:0\"]",
+        "admin = [\"127.0.0.1:0\"]\nproxy_protocol = [\"127.0.0.1\"]",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let http = edge.http();
+    let origin_saw = |path: &str| {
+        let all = main
+            .requests()
+            .into_iter()
+            .chain(us.requests())
+            .chain(sa.requests());
+        all.into_iter().find(|r| r.target == path)
+    };
+
+    // v1 from the balancer (127.0.0.1): the visitor is 203.0.113.5, a US address.
+    let r = raw_get(
+        http,
+        "127.0.0.1",
+        b"PROXY TCP4 203.0.113.5 127.0.0.1 40000 80\r\n",
+        "/private/v1",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let got = origin_saw("/private/v1").expect("reached an origin");
+    assert_eq!(got.header("x-forwarded-for"), Some("203.0.113.5"));
+    assert_eq!(got.header("x-edge-country"), Some("US"));
+    assert!(
+        us.requests().iter().any(|r| r.target == "/private/v1"),
+        "steered as a US visitor"
+    );
+    // v2, IPv4: Brazil.
+    let r = raw_get(
+        http,
+        "127.0.0.1",
+        &v2_header([198, 51, 100, 7], [127, 0, 0, 1], 40001, 80, false),
+        "/private/v2",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let got = origin_saw("/private/v2").expect("reached an origin");
+    assert_eq!(got.header("x-forwarded-for"), Some("198.51.100.7"));
+    assert_eq!(got.header("x-edge-country"), Some("BR"));
+    // v2 LOCAL (the balancer's own health check): the peer stays the client.
+    let r = raw_get(
+        http,
+        "127.0.0.1",
+        &v2_header([0; 4], [0; 4], 0, 0, true),
+        "/private/local",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        origin_saw("/private/local")
+            .expect("reached")
+            .header("x-forwarded-for"),
+        Some("127.0.0.1")
+    );
+    // The balancer must send one: without it the connection is refused.
+    let r = raw_get(http, "127.0.0.1", b"", "/private/none").await;
+    assert!(r.is_empty(), "{r}");
+    // Anyone else (127.0.0.2) may not send one...
+    let r = raw_get(
+        http,
+        "127.0.0.2",
+        b"PROXY TCP4 203.0.113.5 127.0.0.1 40000 80\r\n",
+        "/private/spoof",
+    )
+    .await;
+    assert!(r.is_empty(), "{r}");
+    assert!(origin_saw("/private/spoof").is_none());
+    // ...and is served as itself without one (PUT-like prefixes are not mistaken for one).
+    let r = raw_get(http, "127.0.0.2", b"", "/private/direct").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        origin_saw("/private/direct")
+            .expect("reached")
+            .header("x-forwarded-for"),
+        Some("127.0.0.2")
+    );
+    // And on the TLS listener: the header, then the handshake.
+    let https = edge.https();
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let mut tcp = sock.connect(https).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"PROXY TCP4 192.0.2.44 127.0.0.1 40002 443\r\n")
+        .await
+        .expect("header");
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(setup.ca.roots())
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS after the header");
+    tls.write_all(b"GET /private/tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    let got = origin_saw("/private/tls").expect("reached");
+    assert_eq!(got.header("x-forwarded-for"), Some("192.0.2.44"));
+    assert_eq!(got.header("x-edge-country"), Some("BY"));
+    assert_eq!(
+        edge.metric("edge_proxy_protocol_refused_total{reason=\"missing\"}")
+            .await,
+        1
+    );
+    assert_eq!(
+        edge.metric("edge_proxy_protocol_refused_total{reason=\"unexpected\"}")
+            .await,
+        1
+    );
+}
