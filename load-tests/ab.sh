@@ -14,6 +14,8 @@
 # --access-a/--access-b MODE (off, json, combined) set it per variant: with the same binary as
 # baseline (--baseline target/release/edge, PREBUILT=target/release), --access-a off
 # --access-b json is the cost of the JSON access log (written to a file, edge-B.err).
+# --extra-a/--extra-b FILE append TOML to a variant's config (after its one [[sites]]), e.g.
+# [geo] databases and [[sites.access]] rules to measure what geo costs a hit.
 # CPU per request counts the whole run (no warm-up), from /proc/PID/stat.
 # Both edges are pinned to CPU 0 (one worker, one at a time under load); generator and origin
 # to CPU 1. Loopback only; every run is bounded in time.
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/.."
 
 BASE="" ROUNDS=5 DURATION=3 CONNS=64 SIZE=1024 OUT=""
 declare -A ACCESS=([A]=${EDGE_ACCESS_LOG:-off} [B]=${EDGE_ACCESS_LOG:-off})
+declare -A EXTRA=([A]="" [B]="")
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) BASE=$2; shift 2 ;;
@@ -32,6 +35,8 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --access-a) ACCESS[A]=$2; shift 2 ;;
     --access-b) ACCESS[B]=$2; shift 2 ;;
+    --extra-a) EXTRA[A]=$2; shift 2 ;;
+    --extra-b) EXTRA[B]=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -69,6 +74,7 @@ hosts = ["localhost", "127.0.0.1"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOF
+  [ -z "${EXTRA[$v]}" ] || cat "${EXTRA[$v]}" >> "$work/edge-$v.toml"
   RUST_LOG=warn EDGE_ACCESS_LOG=${ACCESS[$v]} taskset -c 0 "${BIN[$v]}" run --config "$work/edge-$v.toml" --workers 1 \
     > "$work/edge-$v.out" 2> "$work/edge-$v.err" & PID[$v]=$!; pids+=($!)
   H1[$v]=$(wait_addr "$work/edge-$v.out" "^listening http ")

@@ -50,6 +50,8 @@ pub struct RequestCtx {
     pub client: std::net::IpAddr,
     /// What the node's databases say about `client` (empty without databases).
     pub geo: geo::Geo,
+    /// What the site's access rules decided (none: no rule covers the path).
+    pub access: Option<crate::metrics::geo::Access>,
     /// The request already passed through this node: never send it to a shield again.
     pub looped: bool,
     /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
@@ -102,6 +104,7 @@ impl RequestCtx {
             trusted: false,
             client,
             geo: geo::Geo::default(),
+            access: None,
             looped: false,
             has_body: false,
             site: None,

@@ -14,44 +14,59 @@ use crate::metrics::geo::{Access, GEO};
 
 const UNKNOWN: HeaderValue = HeaderValue::from_static("XX");
 
-/// Returns the refusal for a denied visitor; otherwise sets the headers and lets it pass.
+fn code(c: Option<geo::Code>) -> HeaderValue {
+    c.and_then(|c| HeaderValue::from_bytes(&c.0).ok())
+        .unwrap_or(UNKNOWN)
+}
+
+/// Sets the geo fields: whatever the client sent under their names is removed (they are ours
+/// to set, never the client's); with databases, the visitor's country, continent (`XX` when
+/// unknown) and ASN (when known) go on when the site sends them (the country also when the
+/// site keys on it).
+fn set_fields(ctx: &mut RequestCtx) {
+    let Some(site) = &ctx.site else { return };
+    let g = &site.geo;
+    let names = &g.headers;
+    let fields = &mut ctx.head.headers;
+    fields.remove(&names.country);
+    fields.remove(&names.continent);
+    fields.remove(&names.asn);
+    if !ctx.shared.geo.is_enabled() {
+        return;
+    }
+    if g.send || g.cache_by_country {
+        fields.insert(names.country.clone(), code(ctx.geo.country));
+    }
+    if g.send {
+        fields.insert(names.continent.clone(), code(ctx.geo.continent));
+        if let Some(asn) = ctx.geo.asn {
+            fields.insert(names.asn.clone(), HeaderValue::from(asn));
+        }
+    }
+}
+
+/// Returns the refusal for a denied visitor; otherwise sets the geo fields on the request
+/// head and lets it pass. On the head, not only on the origin request: the cache reads the
+/// head for `Vary` (an origin answering `Vary: X-Edge-Country` must have its variants chosen
+/// by our value, never by one a client wrote) and for sites that key on the country.
 pub fn run(ctx: &mut RequestCtx) -> Option<Response<ProxyBody>> {
     let site = ctx.site.clone()?;
     let g = &site.geo;
-    let names = &g.headers;
-    let headers = &mut ctx.head.headers;
-    headers.remove(&names.country);
-    headers.remove(&names.continent);
-    headers.remove(&names.asn);
-    let enabled = ctx.shared.geo.is_enabled();
-    if enabled {
+    if ctx.shared.geo.is_enabled() {
         GEO.request(ctx.geo.country);
-        let code = |c: Option<geo::Code>| {
-            c.and_then(|c| HeaderValue::from_str(c.as_str()).ok())
-                .unwrap_or(UNKNOWN)
-        };
-        if g.send || g.cache_by_country {
-            headers.insert(names.country.clone(), code(ctx.geo.country));
-        }
-        if g.send {
-            headers.insert(names.continent.clone(), code(ctx.geo.continent));
-            if let Some(asn) = ctx.geo.asn {
-                headers.insert(names.asn.clone(), HeaderValue::from(asn));
-            }
-        }
     }
+    set_fields(ctx);
     if g.access.is_empty() {
         return None;
     }
     let decision = rules::decide(&g.access, &ctx.path, ctx.client, ctx.geo);
-    let site_metrics = crate::metrics::requests::site(&site.name);
     match decision {
         Decision::Allowed => {
-            site_metrics.access(Access::Allowed);
+            ctx.access = Some(Access::Allowed);
             None
         }
         Decision::Reported { rule } => {
-            site_metrics.access(Access::Reported);
+            ctx.access = Some(Access::Reported);
             tracing::info!(
                 request_id = %ctx.id,
                 client = %ctx.client,
@@ -62,7 +77,7 @@ pub fn run(ctx: &mut RequestCtx) -> Option<Response<ProxyBody>> {
             None
         }
         Decision::Denied { rule } => {
-            site_metrics.access(Access::Denied);
+            ctx.access = Some(Access::Denied);
             tracing::debug!(
                 request_id = %ctx.id,
                 client = %ctx.client,

@@ -69,8 +69,12 @@ fn observe(ctx: &RequestCtx, resp: &Response<ProxyBody>) -> crate::metrics::requ
             request_id: ctx.id.clone(),
         });
     }
+    let metrics = requests::site(site);
+    if let Some(result) = ctx.access {
+        metrics.access(result);
+    }
     requests::head(
-        requests::site(site),
+        metrics,
         requests::protocol_index(ctx.version),
         requests::method_index(&ctx.method),
         resp.status().as_u16(),

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod conn;
+pub mod geo_bench;
 pub mod origin;
 pub mod run;
 pub mod stats;

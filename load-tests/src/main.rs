@@ -46,6 +46,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
     },
+    /// GeoIP lookups per second: the database alone, and through the edge's cache.
+    GeoBench {
+        /// A MaxMind-format database (scripts/fetch-geoip.sh prints the DB-IP one's path).
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value_t = 2_000_000)]
+        lookups: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// CPU cost of compressing and decompressing per MiB, per coding, at the edge's levels.
     Codec {
         /// Bytes of text to compress per round.
@@ -137,7 +147,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.threads,
-        Cmd::Origin { .. } | Cmd::Cert { .. } | Cmd::Hold { .. } | Cmd::Codec { .. } => 1,
+        Cmd::Origin { .. }
+        | Cmd::Cert { .. }
+        | Cmd::Hold { .. }
+        | Cmd::Codec { .. }
+        | Cmd::GeoBench { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -160,6 +174,11 @@ fn main() -> ExitCode {
                 sweep,
             } => load_tests::codec::run(size, rounds, sweep).await,
             Cmd::Cert { dir } => write_cert(&dir),
+            Cmd::GeoBench {
+                db,
+                lookups,
+                rounds,
+            } => load_tests::geo_bench::run(&db, lookups, rounds),
             Cmd::Hold {
                 target,
                 path,

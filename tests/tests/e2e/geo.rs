@@ -672,3 +672,37 @@ async fn the_proxy_protocol_from_a_configured_source_sets_the_client_and_is_refu
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_varying_on_the_country_header_is_keyed_by_ours_not_the_clients() {
+    let setup = Setup::new("geo-vary");
+    write_dbs(&setup.dir);
+    let origin = edge_e2e::origin::Origin::start().await;
+    let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let edge = Edge::start(
+        &setup.dir,
+        &config(&setup, [origin.addr, unused, unused], "\"127.0.0.1\"", ""),
+    );
+    let target = setup.target(edge.http(), "localhost");
+    let path = "/c/vary-geo?cc=max-age=60&vary=x-edge-country&echo=headers";
+    let get = async |headers: &[(&str, &str)]| {
+        let mut conn = Conn::connect(Proto::Plain, &target).await.expect("connect");
+        let r = conn
+            .send(Method::GET, path, headers, Bytes::new())
+            .await
+            .expect("GET");
+        assert_eq!(r.status, 200);
+        (r.text(), r.header("cache-status").unwrap_or("").to_string())
+    };
+    // A German visitor claiming Belarus: the origin sees DE, and the copy is Germany's.
+    let (body, _) = get(&[("x-edge-country", "BY")]).await;
+    assert!(body.contains("x-edge-country: DE"), "{body}");
+    // A real Belarusian visitor must not be served that copy.
+    let (body, status) = get(&[("x-forwarded-for", "192.0.2.9")]).await;
+    assert!(body.contains("x-edge-country: BY"), "{status}\n{body}");
+    // And a German visitor, claiming anything, gets Germany's copy from the cache.
+    let (body, status) = get(&[("x-edge-country", "FR")]).await;
+    assert!(body.contains("x-edge-country: DE"), "{body}");
+    assert!(status.contains("hit"), "{status}");
+    assert_eq!(origin.hits("/c/vary-geo"), 2);
+}
