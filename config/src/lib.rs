@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod geo;
 mod layered;
 mod net;
+pub mod protect;
 mod schema;
 mod snapshot;
 mod source;

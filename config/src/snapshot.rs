@@ -296,6 +296,8 @@ pub struct Site {
     /// Share of the site's requests the access log keeps (1.0: all); 5xx are always kept.
     pub log_sample: f64,
     pub geo: crate::geo::SiteGeo,
+    pub security_headers: crate::protect::SecurityHeaders,
+    pub rate_limits: Vec<crate::protect::RateLimitRule>,
 }
 
 impl Site {

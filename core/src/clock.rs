@@ -60,6 +60,12 @@ pub fn monotonic_ms() -> u64 {
     u64::try_from(now().saturating_duration_since(a.mono).as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Nanoseconds on the monotonic clock since the process's anchor (rate limiters' time).
+pub fn monotonic_ns() -> u64 {
+    let a = anchor();
+    u64::try_from(now().saturating_duration_since(a.mono).as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// How long since `earlier`, never negative.
 pub fn since(earlier: Instant) -> Duration {
     now().saturating_duration_since(earlier)

@@ -30,11 +30,18 @@ pub trait RequestFilter: Send + Sync {
 pub struct Chain(Vec<Box<dyn RequestFilter>>);
 
 impl Chain {
-    pub fn for_snapshot(snapshot: &Snapshot) -> Chain {
-        Chain(vec![Box::new(Limits {
+    pub fn for_snapshot(
+        snapshot: &Snapshot,
+        limiters: std::sync::Arc<crate::protect::Limiters>,
+    ) -> Chain {
+        let mut chain: Vec<Box<dyn RequestFilter>> = vec![Box::new(Limits {
             max_uri_bytes: snapshot.limits.max_uri_bytes,
             max_header_bytes: snapshot.limits.max_request_header_bytes,
-        })])
+        })];
+        if !limiters.is_empty() {
+            chain.push(Box::new(crate::protect::RateLimits(limiters)));
+        }
+        Chain(chain)
     }
 
     /// Runs the filters in order; `Some` when one of them answered.

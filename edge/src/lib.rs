@@ -25,6 +25,7 @@ pub mod log;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
+pub mod protect;
 pub mod proxy_header;
 pub mod purge_cli;
 pub mod quic;

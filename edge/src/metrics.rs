@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 pub mod conns;
 pub mod geo;
+pub mod limits;
 pub mod origins;
 pub mod purge;
 pub mod requests;

@@ -41,6 +41,7 @@ pub async fn handle(
         Err(e) => respond::error(&ctx, &e),
     };
     respond::finish(&ctx, &mut resp);
+    crate::protect::security_headers(&ctx, &mut resp);
     METRICS.response(
         ctx.version,
         resp.status().as_u16(),

@@ -102,6 +102,7 @@ async fn serve_source<S: ConfigSource>(
     crate::metrics::tiers::start(shared.cache.store.clone());
     crate::metrics::origins::register(&shared);
     crate::geo_phase::start(&shared).await?;
+    crate::metrics::limits::start_sweeper(&shared);
     // Endpoint names resolve before the node says it is ready, so its first requests do not
     // meet pools it has not resolved yet.
     shared

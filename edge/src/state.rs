@@ -27,6 +27,8 @@ pub struct Runtime {
     pub filters: Chain,
     /// Per-token purge rate limits (kept across reloads that do not change the rate).
     pub purge_limiter: Arc<purge_api::RateLimiter>,
+    /// The sites' rate limiters (a rule unchanged by a reload keeps its state).
+    pub limiters: Arc<crate::protect::Limiters>,
 }
 
 impl Runtime {
@@ -34,6 +36,10 @@ impl Runtime {
     /// and, when their connection settings did not change, its warm connections.
     pub fn new(snapshot: Arc<Snapshot>, previous: Option<&Runtime>) -> Runtime {
         let node = &snapshot.node_name;
+        let limiters = Arc::new(crate::protect::limiters(
+            &snapshot,
+            previous.map(|p| &*p.limiters),
+        ));
         Runtime {
             pools: {
                 let pools = Pools::from_snapshot(&snapshot, previous.map(|p| &p.pools));
@@ -46,7 +52,8 @@ impl Runtime {
                 format!("2 {node}"),
                 format!("3 {node}"),
             ],
-            filters: Chain::for_snapshot(&snapshot),
+            limiters: limiters.clone(),
+            filters: Chain::for_snapshot(&snapshot, limiters),
             purge_limiter: match previous {
                 Some(p)
                     if p.snapshot.admin.purge_rate == snapshot.admin.purge_rate

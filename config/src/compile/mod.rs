@@ -8,6 +8,7 @@ mod admin;
 mod geo;
 mod log;
 mod pools;
+mod protect;
 mod sites;
 mod tls;
 

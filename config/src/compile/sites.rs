@@ -206,6 +206,8 @@ impl Compiler<'_> {
                 request_body_grace: s.request_body_grace.unwrap_or(Duration::from_secs(10)),
                 log_sample,
                 geo,
+                security_headers: self.security_headers(&s.security_headers),
+                rate_limits: self.rate_limits(&s.rate_limits),
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

@@ -10,6 +10,7 @@ use toml::Spanned;
 pub mod admin;
 pub mod geo;
 mod pools;
+pub mod protect;
 mod sites;
 
 pub use pools::*;

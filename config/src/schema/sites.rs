@@ -43,6 +43,10 @@ pub struct Site {
     pub geo: super::geo::SiteGeo,
     #[serde(default)]
     pub access: Vec<Spanned<super::geo::AccessRule>>,
+    #[serde(default)]
+    pub security_headers: super::protect::SecurityHeaders,
+    #[serde(default)]
+    pub rate_limits: Vec<Spanned<super::protect::RateLimit>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -408,6 +408,7 @@ pub fn registry() -> &'static Registry {
         r.register_collector(Box::new(super::ResponsesCollector));
         r.register_collector(Box::new(super::purge::PurgeCollector));
         r.register_collector(Box::new(super::geo::GeoCollector));
+        r.register_collector(Box::new(super::limits::LimitsCollector));
         r
     })
 }

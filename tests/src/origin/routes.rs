@@ -95,6 +95,17 @@ pub(super) async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Re
             }
             text(StatusCode::OK, format!("len={len} fnv={:016x}", hash.0))
         }
+        "/sec-headers" => {
+            // An origin that sets two security headers itself.
+            let mut r = text(StatusCode::OK, "own headers\n".to_string());
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static("default-src 'none'"),
+            );
+            r.headers_mut()
+                .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+            r
+        }
         "/headers" => {
             let mut out = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
             for (name, value) in req.headers() {

@@ -23,6 +23,7 @@ mod listeners;
 mod metrics;
 mod origins;
 mod otlp;
+mod protect;
 mod proxy;
 mod purge;
 mod purge_api;

@@ -1,0 +1,202 @@
+//! Protection (issue 17, first part): per-site rate limits (429 with `Retry-After` and the
+//! IETF draft's `RateLimit`/`RateLimit-Policy` fields, other clients unaffected, report-only
+//! rules) over HTTP/1.1, HTTP/2 and HTTP/3, keyed by client address and by header; security
+//! headers added where the origin sent none, HSTS on HTTPS only.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_e2e::client::{Conn, Proto, Reply, TLS_PROTOS};
+use edge_e2e::origin::Origin;
+use edge_e2e::{Edge, Setup, Target};
+use http::Method;
+
+async fn get(target: &Target, proto: Proto, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut conn = Conn::connect(proto, target).await.expect("connect");
+    conn.send(Method::GET, path, headers, Bytes::new())
+        .await
+        .expect("GET")
+}
+
+/// A plain HTTP/1.1 GET from a chosen loopback source address: the status code.
+async fn status_from(edge: SocketAddr, from: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{from}:0").parse().expect("addr"))
+        .expect("bind");
+    let mut s = sock.connect(edge).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+const RULES: &str = r#"
+[[sites.rate_limits]]
+name = "api"
+path_prefix = "/c/api/"
+key = "header:x-api-key"
+rate = 1
+per = "60s"
+burst = 2
+
+[[sites.rate_limits]]
+name = "per-client"
+path_prefix = "/c/ip/"
+rate = 1
+per = "60s"
+burst = 1
+
+[[sites.rate_limits]]
+name = "watch"
+path_prefix = "/c/watch/"
+rate = 1
+per = "60s"
+report_only = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_is_429_with_the_draft_headers_and_other_clients_go_on() {
+    let setup = Setup::new("ratelimit");
+    let origin = Origin::start().await;
+    // The rules go to the last site of the test config ("b"); "local" gets them too below.
+    let text = setup
+        .config(origin.addr, "")
+        .replace("routes = [{ path_prefix = \"/\", pool = \"origin\" }]\n\n[[sites]]\nname = \"a\"", &format!("routes = [{{ path_prefix = \"/\", pool = \"origin\" }}]\n{RULES}\n[[sites]]\nname = \"a\""));
+    let edge = Edge::start(&setup.dir, &text);
+    let target = setup.target(edge.https(), "localhost");
+    for proto in TLS_PROTOS {
+        let key = format!("client-{proto:?}");
+        let path = format!("/c/api/{proto:?}?cc=max-age=60");
+        for i in 0..3 {
+            let r = get(&target, proto, &path, &[("x-api-key", &key)]).await;
+            assert_eq!(
+                r.status, 200,
+                "{proto:?} request {i} is within rate + burst"
+            );
+        }
+        let r = get(&target, proto, &path, &[("x-api-key", &key)]).await;
+        assert_eq!(r.status, 429, "{proto:?}");
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("retry-after")
+            .parse()
+            .expect("secs");
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(r.header("ratelimit-policy"), Some("\"api\";q=3;w=60"));
+        let rl = r.header("ratelimit").expect("ratelimit");
+        assert!(rl.starts_with("\"api\";r=0;t="), "{rl}");
+        // Another key is not affected, even on the same (cached) URL.
+        let r = get(&target, proto, &path, &[("x-api-key", "someone-else")]).await;
+        assert_eq!(r.status, 200, "{proto:?}");
+    }
+    // Keyed by client address: 127.0.0.1 uses its two, 127.0.0.2 still has its own.
+    let http = edge.http();
+    assert_eq!(status_from(http, "127.0.0.1", "/c/ip/x").await, 200);
+    assert_eq!(status_from(http, "127.0.0.1", "/c/ip/x").await, 200);
+    assert_eq!(status_from(http, "127.0.0.1", "/c/ip/x").await, 429);
+    assert_eq!(status_from(http, "127.0.0.2", "/c/ip/x").await, 200);
+    // Paths no rule covers are not counted.
+    for _ in 0..5 {
+        assert_eq!(status_from(http, "127.0.0.1", "/c/free").await, 200);
+    }
+    // Report only: served, counted, logged.
+    for _ in 0..3 {
+        assert_eq!(status_from(http, "127.0.0.1", "/c/watch/x").await, 200);
+    }
+    let m = |rule: &str, result: &str| {
+        format!(
+            "edge_rate_limit_decisions_total{{site=\"local\",rule=\"{rule}\",result=\"{result}\"}}"
+        )
+    };
+    assert_eq!(edge.metric(&m("api", "limited")).await, 3);
+    assert_eq!(edge.metric(&m("per-client", "limited")).await, 1);
+    assert_eq!(edge.metric(&m("watch", "reported")).await, 2);
+    assert!(
+        edge.metric("edge_rate_limit_keys{site=\"local\",rule=\"api\"}")
+            .await
+            >= 4
+    );
+    assert!(edge.log().contains("rate limit would refuse (report only)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_are_added_where_the_origin_sent_none() {
+    let setup = Setup::new("sec-headers");
+    let origin = Origin::start().await;
+    let extra = "\n[sites.security_headers]\nhsts = { max_age = \"365d\", include_subdomains = true }\n\
+        content_type_options = true\nreferrer_policy = \"strict-origin-when-cross-origin\"\n\
+        content_security_policy = \"default-src 'self'\"\n";
+    // Site "b" (the last one) gets them; "a" has none.
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, extra));
+    let b = setup.target(edge.https(), "b.test");
+    for proto in TLS_PROTOS {
+        let r = get(&b, proto, "/c/page?cc=max-age=60", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("strict-transport-security"),
+            Some("max-age=31536000; includeSubDomains"),
+            "{proto:?}"
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(
+            r.header("referrer-policy"),
+            Some("strict-origin-when-cross-origin")
+        );
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'self'")
+        );
+        assert_eq!(r.header("permissions-policy"), None, "not configured");
+        // The origin's own values win unless `override`.
+        let r = get(&b, proto, "/sec-headers", &[]).await;
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'none'")
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+    let a = setup.target(edge.https(), "a.test");
+    let r = get(&a, Proto::H2, "/c/page?cc=max-age=60", &[]).await;
+    assert_eq!(
+        r.header("strict-transport-security"),
+        None,
+        "site a configured none"
+    );
+    assert_eq!(r.header("x-content-type-options"), None);
+
+    // With override, ours replace the origin's; HSTS never goes out over plain HTTP.
+    let setup2 = Setup::new("sec-headers-override");
+    let text = setup2
+        .config(origin.addr, "")
+        .replace(
+            "plain_http = \"proxy\"\nroutes = [{ path_prefix = \"/\", pool = \"origin\" }]",
+            "plain_http = \"proxy\"\nroutes = [{ path_prefix = \"/\", pool = \"origin\" }]\nsecurity_headers = { override = true, hsts = { max_age = \"1d\" }, content_security_policy = \"default-src 'self'\" }",
+        );
+    let edge2 = Edge::start(&setup2.dir, &text);
+    let local_tls = setup2.target(edge2.https(), "localhost");
+    let r = get(&local_tls, Proto::H1, "/sec-headers", &[]).await;
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'self'")
+    );
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=86400"));
+    let plain = setup2.target(edge2.http(), "localhost");
+    let r = get(&plain, Proto::Plain, "/sec-headers", &[]).await;
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'self'")
+    );
+    assert_eq!(
+        r.header("strict-transport-security"),
+        None,
+        "HSTS is for HTTPS only"
+    );
+}
