@@ -54,6 +54,14 @@ pub struct Timeouts {
 pub struct Limits {
     pub max_request_header_bytes: u32,
     pub max_uri_bytes: u32,
+    pub max_request_headers: u32,
+    /// 0: no cap (likewise below).
+    pub max_requests_per_connection: u64,
+    pub max_connections_per_client: u32,
+    pub max_connections: u32,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_pending_accept_reset_streams: u32,
+    pub h2_max_local_error_reset_streams: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

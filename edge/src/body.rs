@@ -386,6 +386,10 @@ async fn read_first(
 /// whether a client still wants them).
 pub struct Activity {
     active: std::sync::atomic::AtomicUsize,
+    /// Requests the connection has carried.
+    requests: std::sync::atomic::AtomicU64,
+    /// Told when the connection reached its request cap: finish gracefully.
+    retire: tokio::sync::Notify,
     /// Milliseconds after `base` at which the last request finished.
     last_done_ms: std::sync::atomic::AtomicU64,
     base: tokio::time::Instant,
@@ -395,6 +399,8 @@ impl Default for Activity {
     fn default() -> Self {
         Activity {
             active: Default::default(),
+            requests: Default::default(),
+            retire: tokio::sync::Notify::new(),
             last_done_ms: Default::default(),
             base: edge_core::clock::now(),
         }
@@ -406,6 +412,25 @@ impl Activity {
         self.active
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ActiveGuard(self.clone())
+    }
+
+    /// Counts a request; true when it is the connection's last (`cap` reached, 0: no cap).
+    /// The connection is then told to finish gracefully ([`Activity::retired`]).
+    pub fn count_request(&self, cap: u64) -> bool {
+        let n = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let last = cap > 0 && n >= cap;
+        if last {
+            self.retire.notify_one();
+        }
+        last
+    }
+
+    /// Resolves once the connection carried its last request.
+    pub async fn retired(&self) {
+        self.retire.notified().await;
     }
 
     /// Resolves once no request has been in flight for `after`.

@@ -14,6 +14,8 @@ pub enum Error {
     UriTooLong { len: usize, limit: u32 },
     #[error("request header block is {len} bytes, limit is {limit}")]
     HeadersTooLarge { len: usize, limit: u32 },
+    #[error("request has {count} header fields, limit is {limit}")]
+    TooManyHeaders { count: usize, limit: u32 },
     #[error("no site is configured for host {0:?}")]
     UnknownHost(String),
     #[error("no route matches the path")]
@@ -64,6 +66,7 @@ impl Error {
             Error::BadRequest(_)
             | Error::UriTooLong { .. }
             | Error::HeadersTooLarge { .. }
+            | Error::TooManyHeaders { .. }
             | Error::UnknownHost(_)
             | Error::NoRoute
             | Error::BodyTooLarge { .. }

@@ -37,6 +37,7 @@ impl Chain {
         let mut chain: Vec<Box<dyn RequestFilter>> = vec![Box::new(Limits {
             max_uri_bytes: snapshot.limits.max_uri_bytes,
             max_header_bytes: snapshot.limits.max_request_header_bytes,
+            max_headers: snapshot.limits.max_request_headers,
         })];
         if !limiters.is_empty() {
             chain.push(Box::new(crate::protect::RateLimits(limiters)));
@@ -61,6 +62,7 @@ impl Chain {
 struct Limits {
     max_uri_bytes: u32,
     max_header_bytes: u32,
+    max_headers: u32,
 }
 
 impl RequestFilter for Limits {
@@ -78,6 +80,15 @@ impl RequestFilter for Limits {
             return Err(Error::UriTooLong {
                 len: uri_len,
                 limit: self.max_uri_bytes,
+            });
+        }
+        // Counted here for every protocol (hyper's HTTP/1.1 parser has its own, higher, cap;
+        // HTTP/2 and HTTP/3 have only the field-section size).
+        let count = ctx.head.headers.len();
+        if count > self.max_headers as usize {
+            return Err(Error::TooManyHeaders {
+                count,
+                limit: self.max_headers,
             });
         }
         let header_len = headers::header_block_size(&ctx.head.headers);

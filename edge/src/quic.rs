@@ -33,6 +33,13 @@ impl QuicServer {
                 _ = shutting_down(&mut self.shutdown) => break,
             };
             let Some(incoming) = incoming else { break };
+            let limits = self.shared.runtime().snapshot.limits.clone();
+            let client = Some(incoming.remote_address().ip());
+            let Ok(slot) = self.shared.conn_slots.acquire(client, &limits) else {
+                // Over a connection limit: refused before any handshake work.
+                incoming.refuse();
+                continue;
+            };
             let guard = self.tracker.enter();
             let shared = self.shared.clone();
             let shutdown = self.shutdown.clone();
@@ -41,6 +48,7 @@ impl QuicServer {
             tokio::spawn(async move {
                 let _guard = guard;
                 let _open = open;
+                let _slot = slot;
                 let peer = incoming.remote_address();
                 if let Err(e) = serve_connection(incoming, local, shared, shutdown).await {
                     tracing::debug!(client = %peer, error = %e, "QUIC connection ended");
@@ -112,6 +120,11 @@ async fn serve_connection(
                 let shared = shared.clone();
                 let info = info.clone();
                 let guard = activity.begin();
+                if activity.count_request(snap.limits.max_requests_per_connection) && !draining {
+                    // The connection's last request: GOAWAY, this one still served.
+                    draining = true;
+                    h3.shutdown(1).await?;
+                }
                 tokio::spawn(async move {
                     let _guard = guard;
                     match resolver.resolve_request().await {

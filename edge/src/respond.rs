@@ -107,7 +107,9 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::HeadersTooLarge { .. } | Error::TooManyHeaders { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             // Over TLS the connection may have been reused for a name we do not serve
             // (RFC 9110 §15.5.20); over plain HTTP there is simply nothing here.
             Error::UnknownHost(_) if tls => StatusCode::MISDIRECTED_REQUEST,
@@ -134,6 +136,7 @@ impl Error {
             Error::BadRequest(m) => m,
             Error::UriTooLong { .. } => "the request URI is too long",
             Error::HeadersTooLarge { .. } => "the request header block is too large",
+            Error::TooManyHeaders { .. } => "the request has too many header fields",
             Error::UnknownHost(_) => "this server does not serve that host",
             Error::NoRoute => "no route for this path",
             Error::BodyTooLarge { .. } => "the request body is too large",

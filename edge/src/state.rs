@@ -92,6 +92,8 @@ pub struct Shared {
     pub spans: crate::otlp::Spans,
     /// The node's GeoIP databases (`[geo]`), refreshed off the request path.
     pub geo: Arc<geo::GeoIp>,
+    /// Open connections under `[limits]` (per client address and node-wide).
+    pub conn_slots: Arc<crate::protect::conns::ConnSlots>,
     /// The ports of the HTTPS and HTTP listeners as bound (cache keys carry non-default ones).
     pub listen_ports: std::sync::OnceLock<Vec<u16>>,
     /// The purges this node made recently (`GET /purge/{id}`).
@@ -120,6 +122,7 @@ impl Shared {
         Shared {
             spans: crate::otlp::Spans::start(node),
             geo: Arc::default(),
+            conn_slots: Arc::default(),
             runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
             cache,
             config_path,

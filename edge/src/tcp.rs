@@ -47,6 +47,18 @@ impl TcpServer {
                     continue;
                 }
             };
+            let snapshot = self.shared.runtime().snapshot.clone();
+            // Per client address: a PROXY protocol source (a balancer) is not one client, so
+            // its connections are counted by the visitor once the header is read.
+            let by_peer = !snapshot.proxy_protocol.contains(peer.ip());
+            let Ok(slot) = self
+                .shared
+                .conn_slots
+                .acquire(by_peer.then_some(peer.ip()), &snapshot.limits)
+            else {
+                // Over a connection limit: closed before any TLS work.
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let local = match stream.local_addr() {
                 Ok(a) => a,
@@ -66,6 +78,7 @@ impl TcpServer {
             tokio::spawn(async move {
                 let _guard = guard;
                 let _open = open;
+                let mut slot = slot;
                 let info = |peer| {
                     Arc::new(ConnInfo {
                         peer,
@@ -85,6 +98,15 @@ impl TcpServer {
                 let refused = if snapshot.proxy_protocol.contains(peer.ip()) {
                     match proxy_header::read_required(stream, peer, within).await {
                         Ok((stream, client)) => {
+                            // Counted now by the visitor it carries.
+                            let limits = &snapshot.limits;
+                            if shared
+                                .conn_slots
+                                .acquire_client(&mut slot, client.ip(), limits)
+                                .is_err()
+                            {
+                                return;
+                            }
                             let info = info(client);
                             return serve_accepted(stream, info, tls.clone(), shared, shutdown)
                                 .await;
@@ -166,6 +188,10 @@ macro_rules! drive {
                 tracing::debug!("connection idle; closing");
                 None
             }
+            _ = $activity.retired() => {
+                tracing::debug!("connection carried its last request; closing");
+                None
+            }
         };
         let res = match done {
             Some(res) => res,
@@ -198,15 +224,22 @@ async fn serve_connection<I>(
     let activity = Arc::new(Activity::default());
     let client_idle = snap.timeouts.client_idle;
     let counted = activity.clone();
+    let cap = snap.limits.max_requests_per_connection;
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
         let guard = counted.begin();
+        let last = counted.count_request(cap);
         async move {
             // Boxed: the pipeline's state is large, and hyper moves the service future into
             // each HTTP/2 stream's task; a pointer moves, the state is built in place.
-            let (resp, observed) =
+            let (mut resp, observed) =
                 Box::pin(pipeline::handle(shared, info, req.map(body::incoming))).await;
+            if last && !h2 {
+                // HTTP/1.1: this response says so, and hyper closes after it.
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(resp.map(|inner| Tracked {
                 inner: crate::metrics::requests::Timed::new(inner, observed),
                 _guard: guard,
@@ -219,16 +252,28 @@ async fn serve_connection<I>(
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX))
-            .max_concurrent_streams(256)
+            .max_concurrent_streams(snap.limits.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(
+                snap.limits.h2_max_pending_accept_reset_streams as usize,
+            )
+            .max_local_error_reset_streams(snap.limits.h2_max_local_error_reset_streams as usize)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(TokioIo::new(io), svc);
         drive!(conn, shutdown, activity, client_idle);
     } else {
-        let conn = hyper::server::conn::http1::Builder::new()
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
             .timer(TokioTimer::new())
             .header_read_timeout(snap.timeouts.request_header)
             .max_buf_size((header_limit + uri_limit) * 2 + 8192)
-            .keep_alive(true)
+            .keep_alive(true);
+        // hyper parses up to 100 fields in place; more costs an allocation per request, so
+        // its cap is raised only when ours is above it.
+        let max_headers = snap.limits.max_request_headers as usize;
+        if max_headers > 100 {
+            builder.max_headers(max_headers + 1);
+        }
+        let conn = builder
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
         drive!(conn, shutdown, activity, client_idle);

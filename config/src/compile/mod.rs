@@ -253,6 +253,15 @@ impl Compiler<'_> {
             limits: Limits {
                 max_request_header_bytes: file.limits.max_request_header_bytes,
                 max_uri_bytes: file.limits.max_uri_bytes,
+                max_request_headers: file.limits.max_request_headers.max(1),
+                max_requests_per_connection: file.limits.max_requests_per_connection,
+                max_connections_per_client: file.limits.max_connections_per_client,
+                max_connections: file.limits.max_connections,
+                h2_max_concurrent_streams: file.limits.h2_max_concurrent_streams.max(1),
+                h2_max_pending_accept_reset_streams: file
+                    .limits
+                    .h2_max_pending_accept_reset_streams,
+                h2_max_local_error_reset_streams: file.limits.h2_max_local_error_reset_streams,
             },
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,

@@ -170,6 +170,19 @@ pub struct Limits {
     pub max_request_header_bytes: u32,
     pub max_uri_bytes: u32,
     pub max_request_body_bytes: u64,
+    /// Header fields per request (all protocols).
+    pub max_request_headers: u32,
+    /// Requests on one connection before the edge closes it gracefully (0: no cap).
+    pub max_requests_per_connection: u64,
+    /// Open connections from one client address, TCP and QUIC together (0: no cap).
+    pub max_connections_per_client: u32,
+    /// Open client connections on the node (0: no cap).
+    pub max_connections: u32,
+    pub h2_max_concurrent_streams: u32,
+    /// Streams a client may reset before the edge accepted them (rapid reset).
+    pub h2_max_pending_accept_reset_streams: u32,
+    /// Streams the edge may reset for the client's errors before closing the connection.
+    pub h2_max_local_error_reset_streams: u32,
 }
 
 impl Default for Limits {
@@ -178,6 +191,13 @@ impl Default for Limits {
             max_request_header_bytes: 32 * 1024,
             max_uri_bytes: 8 * 1024,
             max_request_body_bytes: 100 * 1024 * 1024,
+            max_request_headers: 100,
+            max_requests_per_connection: 10_000,
+            max_connections_per_client: 1_000,
+            max_connections: 0,
+            h2_max_concurrent_streams: 256,
+            h2_max_pending_accept_reset_streams: 20,
+            h2_max_local_error_reset_streams: 1024,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Rate limit series per site and rule: decisions (allowed, limited, reported), keys held and
+//! Connection refusals, and rate limit series per site and rule: decisions (allowed, limited, reported), keys held and
 //! the bytes their tables take. Read from the running config's limiters at scrape time.
 
 use std::sync::atomic::Ordering;
@@ -17,6 +17,18 @@ impl Collector for LimitsCollector {
         let Some(shared) = super::origins::shared() else {
             return Ok(());
         };
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_connections_refused",
+                "Client connections refused at accept for [limits] max_connections (node) or max_connections_per_client (client).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, limit) in ["node", "client"].iter().enumerate() {
+                ConstCounter::new(shared.conn_slots.refused[i].load(Ordering::Relaxed))
+                    .encode(m.encode_family(&[("limit", *limit)])?)?;
+            }
+        }
         let rt = shared.runtime();
         if rt.limiters.is_empty() {
             return Ok(());

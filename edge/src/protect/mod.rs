@@ -2,6 +2,7 @@
 //! filter). The limits' keyed state lives in `limiter`; it is kept across reloads that do not
 //! change a rule.
 
+pub mod conns;
 pub mod limiter;
 
 use std::collections::HashMap;

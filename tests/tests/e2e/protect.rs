@@ -200,3 +200,111 @@ async fn security_headers_are_added_where_the_origin_sent_none() {
         "HSTS is for HTTPS only"
     );
 }
+
+fn limited_config(setup: &Setup, origin: SocketAddr) -> String {
+    setup.config(origin, "").replace(
+        "max_request_body_bytes = 20971520",
+        "max_request_body_bytes = 20971520\nmax_connections_per_client = 3\n\
+         max_requests_per_connection = 3\nmax_request_headers = 20",
+    )
+}
+
+/// Whether a plain TCP connection from `from` gets an answer (a refused one is closed at once).
+async fn answered(from: &str, edge: SocketAddr) -> bool {
+    status_from(edge, from, "/c/x?cc=max-age=60").await == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_client_are_capped_across_tcp_and_quic() {
+    let setup = Setup::new("conn-limits");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &limited_config(&setup, origin.addr));
+    let http = edge.http();
+    // Three idle connections from 127.0.0.1 hold its three slots.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        held.push(sock.connect(http).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !answered("127.0.0.1", http).await,
+        "a fourth TCP connection is refused"
+    );
+    // QUIC counts against the same client.
+    let tls = setup.target(edge.https(), "localhost");
+    let h3 = tokio::time::timeout(Duration::from_secs(5), Conn::connect(Proto::H3, &tls)).await;
+    assert!(
+        !matches!(h3, Ok(Ok(_))),
+        "an HTTP/3 connection is refused too"
+    );
+    // Another client is not affected.
+    assert!(answered("127.0.0.2", http).await);
+    // A connection closed gives its slot back.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !answered("127.0.0.1", http).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        edge.metric("edge_connections_refused_total{limit=\"client\"}")
+            .await
+            >= 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_carries_at_most_its_requests_and_too_many_fields_are_431() {
+    let setup = Setup::new("conn-requests");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &limited_config(&setup, origin.addr));
+    let tls = setup.target(edge.https(), "localhost");
+    for proto in TLS_PROTOS {
+        let mut conn = Conn::connect(proto, &tls).await.expect("connect");
+        for i in 1..=3 {
+            let r = conn
+                .send(Method::GET, "/c/r?cc=max-age=60", &[], Bytes::new())
+                .await
+                .unwrap_or_else(|e| panic!("{proto:?} request {i}: {e}"));
+            assert_eq!(r.status, 200, "{proto:?} request {i}");
+            if proto == Proto::H1 && i == 3 {
+                assert_eq!(
+                    r.header("connection"),
+                    Some("close"),
+                    "the last one says so"
+                );
+            }
+        }
+        // The fourth needs a new connection: this one was closed (HTTP/1.1) or sent GOAWAY.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fourth = conn
+            .send(Method::GET, "/c/r?cc=max-age=60", &[], Bytes::new())
+            .await;
+        assert!(
+            fourth.is_err(),
+            "{proto:?}: a fourth request on the same connection"
+        );
+        let mut fresh = Conn::connect(proto, &tls).await.expect("reconnect");
+        let r = fresh
+            .send(Method::GET, "/c/r?cc=max-age=60", &[], Bytes::new())
+            .await
+            .expect("GET");
+        assert_eq!(r.status, 200);
+
+        // 25 header fields, over the limit of 20: 431 with our body, on every protocol.
+        let names: Vec<String> = (0..25).map(|i| format!("x-field-{i}")).collect();
+        let fields: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let r = fresh
+            .send(Method::GET, "/c/many", &fields, Bytes::new())
+            .await
+            .expect("GET");
+        assert_eq!(r.status, 431, "{proto:?}");
+        assert!(r.text().contains("too many header fields"), "{}", r.text());
+    }
+}
