@@ -388,8 +388,13 @@ pub struct Activity {
     active: std::sync::atomic::AtomicUsize,
     /// Requests the connection has carried.
     requests: std::sync::atomic::AtomicU64,
-    /// Told when the connection reached its request cap: finish gracefully.
+    /// Told when the connection reached its request cap, or its client resets too many
+    /// requests: finish gracefully.
     retire: tokio::sync::Notify,
+    /// Requests the client abandoned (stream reset) before their response head.
+    premature: std::sync::atomic::AtomicU64,
+    /// Already told to close for them (counted once).
+    reset_retired: std::sync::atomic::AtomicBool,
     /// Milliseconds after `base` at which the last request finished.
     last_done_ms: std::sync::atomic::AtomicU64,
     base: tokio::time::Instant,
@@ -401,6 +406,8 @@ impl Default for Activity {
             active: Default::default(),
             requests: Default::default(),
             retire: tokio::sync::Notify::new(),
+            premature: Default::default(),
+            reset_retired: Default::default(),
             last_done_ms: Default::default(),
             base: edge_core::clock::now(),
         }
@@ -428,6 +435,25 @@ impl Activity {
         last
     }
 
+    /// A request that ends before its response head unless [`Answering::answered`] is called:
+    /// counted as a premature reset when dropped unanswered. Past `min_requests` requests, a
+    /// connection whose client reset more than half of them early is told to finish (what
+    /// Envoy does against HTTP/2 rapid reset, CVE-2023-44487; h2's own budget only counts
+    /// streams reset before they were accepted).
+    pub fn answering(self: &std::sync::Arc<Self>) -> Answering {
+        Answering(Some(self.clone()))
+    }
+
+    fn premature_reset(&self, min_requests: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let early = self.premature.fetch_add(1, Relaxed) + 1;
+        let all = self.requests.load(Relaxed);
+        if all >= min_requests && early * 2 > all && !self.reset_retired.swap(true, Relaxed) {
+            crate::metrics::conns::CONNS.early_reset_close();
+            self.retire.notify_one();
+        }
+    }
+
     /// Resolves once the connection carried its last request.
     pub async fn retired(&self) {
         self.retire.notified().await;
@@ -447,6 +473,28 @@ impl Activity {
             // request).
             let wake = wake.max(edge_core::clock::now() + after / 4);
             tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+/// The streams a connection must carry before its early-reset share is judged (Envoy's
+/// default).
+pub const EARLY_RESET_MIN_REQUESTS: u64 = 500;
+
+/// See [`Activity::answering`].
+pub struct Answering(Option<std::sync::Arc<Activity>>);
+
+impl Answering {
+    /// The response head is ready: not a premature reset.
+    pub fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            a.premature_reset(EARLY_RESET_MIN_REQUESTS);
         }
     }
 }

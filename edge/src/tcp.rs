@@ -230,11 +230,14 @@ async fn serve_connection<I>(
         let info = info.clone();
         let guard = counted.begin();
         let last = counted.count_request(cap);
+        // Made before the future is first polled: a stream reset at once drops it unpolled.
+        let answering = counted.answering();
         async move {
             // Boxed: the pipeline's state is large, and hyper moves the service future into
             // each HTTP/2 stream's task; a pointer moves, the state is built in place.
             let (mut resp, observed) =
                 Box::pin(pipeline::handle(shared, info, req.map(body::incoming))).await;
+            answering.answered();
             if last && !h2 {
                 // HTTP/1.1: this response says so, and hyper closes after it.
                 resp.headers_mut()

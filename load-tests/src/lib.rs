@@ -5,6 +5,7 @@
 //! measures each latency from the request's *intended* send time, so a stalled server shows up
 //! in the percentiles instead of silently slowing the generator (no coordinated omission).
 
+pub mod attack;
 pub mod codec;
 pub mod conn;
 pub mod geo_bench;

@@ -24,6 +24,27 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum AttackKind {
+    /// HTTP/2 rapid reset (CVE-2023-44487): HEADERS then RST_STREAM, on one connection
+    /// (give `--url https://… --proto h2`).
+    RapidReset {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, default_value_t = 100_000)]
+        streams: u64,
+        /// Seconds at most.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Reset streams in batches of 50 this many milliseconds after opening them (0: each
+        /// at once).
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Drive load at a URL set and print a report.
     Run(RunArgs),
@@ -45,6 +66,11 @@ enum Cmd {
         /// Seconds to hold them after they are all open.
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
+    },
+    /// Attack tools for trying a deployment's guards (bounded by --streams and --duration).
+    Attack {
+        #[command(subcommand)]
+        kind: AttackKind,
     },
     /// GeoIP lookups per second: the database alone, and through the edge's cache.
     GeoBench {
@@ -151,7 +177,8 @@ fn main() -> ExitCode {
         | Cmd::Cert { .. }
         | Cmd::Hold { .. }
         | Cmd::Codec { .. }
-        | Cmd::GeoBench { .. } => 1,
+        | Cmd::GeoBench { .. }
+        | Cmd::Attack { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -174,6 +201,28 @@ fn main() -> ExitCode {
                 sweep,
             } => load_tests::codec::run(size, rounds, sweep).await,
             Cmd::Cert { dir } => write_cert(&dir),
+            Cmd::Attack {
+                kind:
+                    AttackKind::RapidReset {
+                        target,
+                        path,
+                        streams,
+                        duration,
+                        hold_ms,
+                    },
+            } => {
+                let target = target_of(&target)?;
+                let report = load_tests::attack::rapid_reset(
+                    &target,
+                    &path,
+                    streams,
+                    Duration::from_secs_f64(duration),
+                    Duration::from_millis(hold_ms),
+                )
+                .await?;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
             Cmd::GeoBench {
                 db,
                 lookups,

@@ -42,6 +42,8 @@ pub struct ConnMetrics {
     reloads: [AtomicU64; 2],
     /// PROXY protocol refusals: missing, unexpected, timeout.
     proxy_refused: [AtomicU64; 3],
+    /// Connections closed for resetting most of their requests early.
+    early_reset_closes: AtomicU64,
 }
 
 pub static CONNS: ConnMetrics = ConnMetrics {
@@ -52,6 +54,7 @@ pub static CONNS: ConnMetrics = ConnMetrics {
     config_version: AtomicU64::new(0),
     reloads: [const { AtomicU64::new(0) }; 2],
     proxy_refused: [const { AtomicU64::new(0) }; 3],
+    early_reset_closes: AtomicU64::new(0),
 };
 
 /// Counts a connection as open until dropped.
@@ -93,6 +96,10 @@ impl ConnMetrics {
             Refused::Timeout => 2,
         };
         self.proxy_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn early_reset_close(&self) {
+        self.early_reset_closes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn config_refused(&self) {
@@ -164,6 +171,13 @@ impl Collector for ConnCollector {
             "edge_tls_resumptions",
             "TLS handshakes that resumed a session (ticket or cache).",
             get(&c.tls_resumed),
+            MetricType::Counter,
+        )?;
+        single(
+            &mut encoder,
+            "edge_early_reset_closes",
+            "Connections told to close because their client reset more than half of at least 500 requests before the response (HTTP/2 rapid reset).",
+            get(&c.early_reset_closes),
             MetricType::Counter,
         )?;
         single(

@@ -43,7 +43,11 @@ fn shard(ip: IpAddr) -> usize {
 
 impl ConnSlots {
     /// A node-wide slot, and with `client` one of that address's. `Err`: over a limit.
-    pub fn acquire(self: &Arc<Self>, client: Option<IpAddr>, limits: &Limits) -> Result<Slot, OverLimit> {
+    pub fn acquire(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+        limits: &Limits,
+    ) -> Result<Slot, OverLimit> {
         let mut slot = Slot {
             slots: self.clone(),
             node: false,
@@ -65,7 +69,12 @@ impl ConnSlots {
 
     /// Adds `client`'s slot to `slot` (behind the PROXY protocol the visitor is known only
     /// after the header). `Err`: the client is at its limit.
-    pub fn acquire_client(&self, slot: &mut Slot, ip: IpAddr, limits: &Limits) -> Result<(), OverLimit> {
+    pub fn acquire_client(
+        &self,
+        slot: &mut Slot,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Result<(), OverLimit> {
         let cap = limits.max_connections_per_client;
         if cap == 0 || slot.client.is_some() {
             return Ok(());

@@ -308,3 +308,86 @@ async fn a_connection_carries_at_most_its_requests_and_too_many_fields_are_431()
         assert!(r.text().contains("too many header fields"), "{}", r.text());
     }
 }
+
+/// Runs the rapid-reset attacker against `edge` while a well-behaved HTTP/2 client asks on
+/// its own connection; returns the attack's report and how many answers the good client got
+/// (it must get every one).
+async fn rapid_reset_with_a_bystander(
+    setup: &Setup,
+    edge: &Edge,
+    path: &str,
+    hold: Duration,
+) -> (load_tests::attack::AttackReport, u32) {
+    let tls = setup.target(edge.https(), "localhost");
+    let good = tokio::spawn(async move {
+        let mut conn = Conn::connect(Proto::H2, &tls).await.expect("connect");
+        let mut answered = 0;
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            let r = conn
+                .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
+                .await
+                .expect("the good client is always answered");
+            assert_eq!(r.status, 200);
+            answered += 1;
+        }
+        answered
+    });
+    let target = load_tests::conn::Target {
+        addr: edge.https(),
+        host: "localhost".into(),
+        tls: Some(
+            load_tests::conn::tls_config(
+                load_tests::conn::Proto::H2,
+                Some(&setup.dir.join("ca.pem")),
+                false,
+            )
+            .expect("tls config"),
+        ),
+        headers: Default::default(),
+    };
+    let report =
+        load_tests::attack::rapid_reset(&target, path, 200_000, Duration::from_secs(10), hold)
+            .await
+            .expect("attack");
+    (report, good.await.expect("join"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_rapid_reset_attacker_is_cut_off_while_others_are_served() {
+    // Defaults: h2's budget of streams reset before they were accepted closes it first.
+    let setup = Setup::new("rapid-reset");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let (report, answered) =
+        rapid_reset_with_a_bystander(&setup, &edge, "/c/attack?cc=max-age=60", Duration::ZERO)
+            .await;
+    assert!(report.closed_by_server, "never cut off: {report:?}");
+    assert!(report.streams < 20_000, "cut off late: {report:?}");
+    assert!(answered > 10, "{answered}");
+
+    // Streams reset once the edge works on them (each waits on a slow origin) are not h2's
+    // to count: ours closes the connection when more than half of 500+ requests were reset
+    // before their answer. (h2's budget is raised here so that only ours can act.)
+    let setup = Setup::new("rapid-reset-ours");
+    let text = setup.config(origin.addr, "").replace(
+        "max_request_body_bytes = 20971520",
+        "max_request_body_bytes = 20971520\nh2_max_pending_accept_reset_streams = 1000000",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let (report, answered) = rapid_reset_with_a_bystander(
+        &setup,
+        &edge,
+        "/c/slow-attack?delay_ms=2000",
+        Duration::from_millis(5),
+    )
+    .await;
+    assert!(report.closed_by_server, "never cut off: {report:?}");
+    assert!(report.streams < 5_000, "cut off late: {report:?}");
+    assert!(answered > 10, "{answered}");
+    assert_eq!(
+        edge.metric("edge_early_reset_closes_total").await,
+        1,
+        "{report:?}"
+    );
+}

