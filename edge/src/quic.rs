@@ -16,6 +16,7 @@ use crate::hygiene;
 use crate::lifecycle::{Tracker, shutting_down};
 use crate::metrics::conns::{self as conn_metrics, CONNS, Handshake};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
+use crate::protect::handshakes::{Admit, InProgress};
 
 pub struct QuicServer {
     pub endpoint: quinn::Endpoint,
@@ -34,7 +35,24 @@ impl QuicServer {
             };
             let Some(incoming) = incoming else { break };
             let limits = self.shared.runtime().snapshot.limits.clone();
-            let client = Some(incoming.remote_address().ip());
+            let ip = incoming.remote_address().ip();
+            let handshake = match self.shared.handshakes.admit(
+                ip,
+                incoming.remote_address_validated(),
+                incoming.may_retry(),
+                &limits,
+            ) {
+                Admit::Go(h) => h,
+                Admit::Retry => {
+                    let _ = incoming.retry();
+                    continue;
+                }
+                Admit::Refuse => {
+                    incoming.refuse();
+                    continue;
+                }
+            };
+            let client = Some(ip);
             let Ok(slot) = self.shared.conn_slots.acquire(client, &limits) else {
                 // Over a connection limit: refused before any handshake work.
                 incoming.refuse();
@@ -50,7 +68,8 @@ impl QuicServer {
                 let _open = open;
                 let _slot = slot;
                 let peer = incoming.remote_address();
-                if let Err(e) = serve_connection(incoming, local, shared, shutdown).await {
+                if let Err(e) = serve_connection(incoming, handshake, local, shared, shutdown).await
+                {
                     tracing::debug!(client = %peer, error = %e, "QUIC connection ended");
                 }
             });
@@ -60,6 +79,7 @@ impl QuicServer {
 
 async fn serve_connection(
     incoming: quinn::Incoming,
+    handshake: InProgress,
     local: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -79,6 +99,7 @@ async fn serve_connection(
             return Err(e.into());
         }
     };
+    drop(handshake);
     let info = Arc::new(ConnInfo {
         peer: conn.remote_address(),
         local,

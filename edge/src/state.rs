@@ -94,6 +94,8 @@ pub struct Shared {
     pub geo: Arc<geo::GeoIp>,
     /// Open connections under `[limits]` (per client address and node-wide).
     pub conn_slots: Arc<crate::protect::conns::ConnSlots>,
+    /// QUIC handshakes in progress (Retry past a threshold, a cap per client address).
+    pub handshakes: Arc<crate::protect::handshakes::Handshakes>,
     /// The ports of the HTTPS and HTTP listeners as bound (cache keys carry non-default ones).
     pub listen_ports: std::sync::OnceLock<Vec<u16>>,
     /// The purges this node made recently (`GET /purge/{id}`).
@@ -123,6 +125,7 @@ impl Shared {
             spans: crate::otlp::Spans::start(node),
             geo: Arc::default(),
             conn_slots: Arc::default(),
+            handshakes: Arc::default(),
             runtime: ArcSwap::from_pointee(Runtime::new(Arc::new(snapshot), None)),
             cache,
             config_path,

@@ -135,3 +135,75 @@ pub async fn rapid_reset(
         reason,
     })
 }
+
+/// What a QUIC handshake flood saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandshakeReport {
+    pub attempts: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub elapsed_ms: u64,
+}
+
+/// Starts `connections` QUIC handshakes at once (quinn follows Retry as any client would),
+/// closing each as soon as it completes; at most `within`.
+pub async fn quic_handshakes(
+    target: &Target,
+    connections: u64,
+    within: Duration,
+) -> Result<HandshakeReport, LoadError> {
+    let cfg = target
+        .tls
+        .clone()
+        .ok_or_else(|| LoadError::Usage("the QUIC flood needs --ca or --insecure".into()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*cfg).clone())
+        .map_err(|e| LoadError::Tls(e.to_string()))?;
+    let local: std::net::SocketAddr = if target.addr.is_ipv6() {
+        std::net::SocketAddr::from(([0u16; 8], 0))
+    } else {
+        std::net::SocketAddr::from(([0u8; 4], 0))
+    };
+    let mut endpoint = quinn::Endpoint::client(local).map_err(io("QUIC endpoint"))?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let connecting = endpoint.connect(target.addr, &target.host);
+        tasks.spawn(async move {
+            let Ok(connecting) = connecting else {
+                return false;
+            };
+            match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+                Ok(Ok(conn)) => {
+                    conn.close(0u32.into(), b"done");
+                    true
+                }
+                _ => false,
+            }
+        });
+    }
+    let (mut completed, mut failed) = (0, 0);
+    let deadline = tokio::time::sleep(within);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                Some(Ok(true)) => completed += 1,
+                Some(_) => failed += 1,
+                None => break,
+            },
+            () = &mut deadline => {
+                failed += tasks.len() as u64;
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    endpoint.wait_idle().await;
+    Ok(HandshakeReport {
+        attempts: connections,
+        completed,
+        failed,
+        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

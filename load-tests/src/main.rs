@@ -42,6 +42,15 @@ enum AttackKind {
         #[arg(long, default_value_t = 0)]
         hold_ms: u64,
     },
+    /// A QUIC handshake flood: this many handshakes at once (give `--url https://…`).
+    QuicHandshakes {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 1000)]
+        connections: u64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +227,24 @@ fn main() -> ExitCode {
                     streams,
                     Duration::from_secs_f64(duration),
                     Duration::from_millis(hold_ms),
+                )
+                .await?;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
+            Cmd::Attack {
+                kind:
+                    AttackKind::QuicHandshakes {
+                        target,
+                        connections,
+                        duration,
+                    },
+            } => {
+                let target = target_of(&target)?;
+                let report = load_tests::attack::quic_handshakes(
+                    &target,
+                    connections,
+                    Duration::from_secs_f64(duration),
                 )
                 .await?;
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -262,6 +262,8 @@ impl Compiler<'_> {
                     .limits
                     .h2_max_pending_accept_reset_streams,
                 h2_max_local_error_reset_streams: file.limits.h2_max_local_error_reset_streams,
+                quic_retry_above: file.limits.quic_retry_above,
+                quic_max_handshakes_per_client: file.limits.quic_max_handshakes_per_client,
             },
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,

@@ -183,6 +183,11 @@ pub struct Limits {
     pub h2_max_pending_accept_reset_streams: u32,
     /// Streams the edge may reset for the client's errors before closing the connection.
     pub h2_max_local_error_reset_streams: u32,
+    /// QUIC handshakes in progress on the node above which new ones must first prove their
+    /// address with a Retry (0: always; a very large number: never).
+    pub quic_retry_above: u32,
+    /// QUIC handshakes in progress from one client address at most (0: no cap).
+    pub quic_max_handshakes_per_client: u32,
 }
 
 impl Default for Limits {
@@ -198,6 +203,8 @@ impl Default for Limits {
             h2_max_concurrent_streams: 256,
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 1024,
+            quic_retry_above: 64,
+            quic_max_handshakes_per_client: 16,
         }
     }
 }

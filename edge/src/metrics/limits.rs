@@ -29,6 +29,32 @@ impl Collector for LimitsCollector {
                     .encode(m.encode_family(&[("limit", *limit)])?)?;
             }
         }
+        let hs = &shared.handshakes;
+        for (name, help, n) in [
+            (
+                "edge_quic_retries",
+                "QUIC connection attempts asked to prove their address with a Retry (more than quic_retry_above handshakes in progress).",
+                &hs.retries,
+            ),
+            (
+                "edge_quic_handshakes_refused",
+                "QUIC connection attempts refused: the client address had quic_max_handshakes_per_client in progress.",
+                &hs.refused,
+            ),
+        ] {
+            ConstCounter::new(n.load(Ordering::Relaxed)).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        ConstGauge::new(i64::from(hs.in_progress())).encode(encoder.encode_descriptor(
+            "edge_quic_handshakes_in_progress",
+            "QUIC handshakes the node is in the middle of.",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let rt = shared.runtime();
         if rt.limiters.is_empty() {
             return Ok(());

@@ -133,6 +133,8 @@ mod tests {
             h2_max_concurrent_streams: 0,
             h2_max_pending_accept_reset_streams: 0,
             h2_max_local_error_reset_streams: 0,
+            quic_retry_above: 0,
+            quic_max_handshakes_per_client: 0,
         }
     }
 

@@ -3,6 +3,7 @@
 //! change a rule.
 
 pub mod conns;
+pub mod handshakes;
 pub mod limiter;
 
 use std::collections::HashMap;

@@ -391,3 +391,63 @@ async fn an_http2_rapid_reset_attacker_is_cut_off_while_others_are_served() {
         "{report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_handshake_flood_meets_retry_and_clients_are_still_served() {
+    let setup = Setup::new("quic-flood");
+    let origin = Origin::start().await;
+    let text = setup.config(origin.addr, "").replace(
+        "max_request_body_bytes = 20971520",
+        "max_request_body_bytes = 20971520\nquic_retry_above = 4\nquic_max_handshakes_per_client = 0",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let tls = setup.target(edge.https(), "localhost");
+    let good = tokio::spawn(async move {
+        let mut served = 0;
+        for i in 0..20 {
+            let mut conn = Conn::connect(Proto::H3, &tls)
+                .await
+                .expect("a good HTTP/3 client connects");
+            let r = conn
+                .send(
+                    Method::GET,
+                    &format!("/c/q{i}?cc=max-age=60"),
+                    &[],
+                    Bytes::new(),
+                )
+                .await
+                .expect("and is answered");
+            assert_eq!(r.status, 200);
+            served += 1;
+        }
+        served
+    });
+    let target = load_tests::conn::Target {
+        addr: edge.https(),
+        host: "localhost".into(),
+        tls: Some(
+            load_tests::conn::tls_config(
+                load_tests::conn::Proto::H3,
+                Some(&setup.dir.join("ca.pem")),
+                false,
+            )
+            .expect("tls config"),
+        ),
+        headers: Default::default(),
+    };
+    let report = load_tests::attack::quic_handshakes(&target, 300, Duration::from_secs(20))
+        .await
+        .expect("flood");
+    assert_eq!(good.await.expect("join"), 20);
+    let retries = edge.metric("edge_quic_retries_total").await;
+    assert!(retries > 0, "Retry never kicked in: {report:?}");
+    // Real clients follow a Retry: the flood's handshakes still complete, just proven.
+    assert!(report.completed > 250, "{report:?}");
+    // Every handshake is given back: completed, failed or timed out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while edge.metric("edge_quic_handshakes_in_progress").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "{report:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("quic flood: {report:?}, {retries} retries");
+}
