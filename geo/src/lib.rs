@@ -91,5 +91,21 @@ impl GeoError {
     }
 }
 
+/// Where `scripts/fetch-geoip.sh` puts DB-IP's Country Lite database (its pinned version read
+/// from the script, so there is one place to change it): `$EDGE_GEOIP_DIR/VERSION/` or
+/// `.cache/geoip/VERSION/` in the workspace. For tests and benchmarks; it may not exist.
+pub fn fetched_dbip_database() -> std::path::PathBuf {
+    let script = include_str!("../../scripts/fetch-geoip.sh");
+    let version = script
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION="))
+        .unwrap_or("unknown");
+    let base = std::env::var_os("EDGE_GEOIP_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/geoip"),
+        std::path::PathBuf::from,
+    );
+    base.join(version).join("dbip-country.mmdb")
+}
+
 #[cfg(test)]
 mod tests;

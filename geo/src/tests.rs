@@ -183,19 +183,9 @@ fn several_databases_merge_and_reload_when_replaced() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The DB-IP database `scripts/fetch-geoip.sh` fetched (its pinned version is read from the
-/// script, so there is one place to change it).
+/// The fetched DB-IP database, or a failure naming the command that fetches it.
 pub(crate) fn real_database() -> PathBuf {
-    let script = include_str!("../../scripts/fetch-geoip.sh");
-    let version = script
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION="))
-        .expect("VERSION= in scripts/fetch-geoip.sh");
-    let base = std::env::var_os("EDGE_GEOIP_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/geoip"),
-        PathBuf::from,
-    );
-    let path = base.join(version).join("dbip-country.mmdb");
+    let path = crate::fetched_dbip_database();
     assert!(
         path.exists(),
         "{} is missing: run scripts/fetch-geoip.sh (scripts/test.sh does)",

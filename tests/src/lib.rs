@@ -43,19 +43,10 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// The real DB-IP database `scripts/fetch-geoip.sh` fetched (`scripts/test.sh` runs it); its
-/// pinned version is read from the script. Missing: the test fails with the command to run.
+/// The real DB-IP database `scripts/fetch-geoip.sh` fetched (`scripts/test.sh` runs it).
+/// Missing: the test fails with the command to run.
 pub fn geoip_database() -> PathBuf {
-    let script = include_str!("../../scripts/fetch-geoip.sh");
-    let version = script
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION="))
-        .expect("VERSION= in scripts/fetch-geoip.sh");
-    let base = std::env::var_os("EDGE_GEOIP_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/geoip"),
-        PathBuf::from,
-    );
-    let path = base.join(version).join("dbip-country.mmdb");
+    let path = geo::fetched_dbip_database();
     assert!(
         path.exists(),
         "{} is missing: run scripts/fetch-geoip.sh (scripts/test.sh does)",

@@ -213,11 +213,10 @@ impl Compiler<'_> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::test_doc::compile_text;
 
     use std::net::IpAddr;
     use std::path::PathBuf;
-
-    use crate::{ConfigError, Document, Snapshot, compile};
 
     const BASE: &str = r#"
 [listen]
@@ -240,18 +239,6 @@ hosts = ["s.test"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "o", pools_by_country = { de = "eu" }, pools_by_continent = { EU = "eu" } }]
 "#;
-
-    fn compile_text(text: &str) -> Result<Snapshot, ConfigError> {
-        compile(&Document {
-            name: PathBuf::from("/etc/edge/edge.toml"),
-            base: PathBuf::from("/etc/edge"),
-            text: text.to_string(),
-            blobs: Default::default(),
-            unavailable: Default::default(),
-            revision: 1,
-            parts: Vec::new(),
-        })
-    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -80,9 +80,10 @@ fn otlp_url(text: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_doc::compile_text;
     use std::path::PathBuf;
 
-    use crate::{AccessOutput, ConfigError, Document, LogFormat, Snapshot, compile};
+    use crate::{AccessOutput, LogFormat};
 
     const BASE: &str = r#"
 [listen]
@@ -97,18 +98,6 @@ hosts = ["s.test"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "o" }]
 "#;
-
-    fn compile_text(text: &str) -> Result<Snapshot, ConfigError> {
-        compile(&Document {
-            name: PathBuf::from("/etc/edge/edge.toml"),
-            base: PathBuf::from("/etc/edge"),
-            text: text.to_string(),
-            blobs: Default::default(),
-            unavailable: Default::default(),
-            revision: 1,
-            parts: Vec::new(),
-        })
-    }
 
     fn errors(text: &str) -> String {
         match compile_text(text) {

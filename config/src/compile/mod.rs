@@ -10,6 +10,8 @@ mod log;
 mod pools;
 mod protect;
 mod sites;
+#[cfg(test)]
+mod test_doc;
 mod tls;
 
 use std::collections::BTreeMap;

@@ -146,11 +146,9 @@ impl Compiler<'_> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-
-    use std::path::PathBuf;
+    use super::super::test_doc::compile_text;
 
     use crate::protect::LimitKey;
-    use crate::{ConfigError, Document, Snapshot, compile};
 
     const BASE: &str = r#"
 [listen]
@@ -165,18 +163,6 @@ hosts = ["s.test"]
 plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "o" }]
 "#;
-
-    fn compile_text(text: &str) -> Result<Snapshot, ConfigError> {
-        compile(&Document {
-            name: PathBuf::from("/etc/edge/edge.toml"),
-            base: PathBuf::from("/etc/edge"),
-            text: text.to_string(),
-            blobs: Default::default(),
-            unavailable: Default::default(),
-            revision: 1,
-            parts: Vec::new(),
-        })
-    }
 
     #[test]
     fn rules_and_headers_compile() {
