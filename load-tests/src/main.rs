@@ -42,6 +42,19 @@ enum AttackKind {
         #[arg(long, default_value_t = 0)]
         hold_ms: u64,
     },
+    /// HTTP/3 stream resets: requests in batches of 50, each reset --hold-ms after it went.
+    H3Resets {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, default_value_t = 100_000)]
+        streams: u64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 5)]
+        hold_ms: u64,
+    },
     /// A QUIC handshake flood: this many handshakes at once (give `--url https://…`).
     QuicHandshakes {
         #[command(flatten)]
@@ -222,6 +235,28 @@ fn main() -> ExitCode {
             } => {
                 let target = target_of(&target)?;
                 let report = load_tests::attack::rapid_reset(
+                    &target,
+                    &path,
+                    streams,
+                    Duration::from_secs_f64(duration),
+                    Duration::from_millis(hold_ms),
+                )
+                .await?;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
+            Cmd::Attack {
+                kind:
+                    AttackKind::H3Resets {
+                        target,
+                        path,
+                        streams,
+                        duration,
+                        hold_ms,
+                    },
+            } => {
+                let target = target_of(&target)?;
+                let report = load_tests::attack::h3_resets(
                     &target,
                     &path,
                     streams,

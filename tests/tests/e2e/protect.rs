@@ -451,3 +451,56 @@ async fn a_quic_handshake_flood_meets_retry_and_clients_are_still_served() {
     }
     eprintln!("quic flood: {report:?}, {retries} retries");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http3_client_resetting_most_requests_is_told_to_go_away() {
+    let setup = Setup::new("h3-resets");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let tls = setup.target(edge.https(), "localhost");
+    let good = tokio::spawn(async move {
+        let mut conn = Conn::connect(Proto::H3, &tls).await.expect("connect");
+        let mut answered = 0;
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            let r = conn
+                .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
+                .await
+                .expect("the good client is always answered");
+            assert_eq!(r.status, 200);
+            answered += 1;
+        }
+        answered
+    });
+    let target = load_tests::conn::Target {
+        addr: edge.https(),
+        host: "localhost".into(),
+        tls: Some(
+            load_tests::conn::tls_config(
+                load_tests::conn::Proto::H3,
+                Some(&setup.dir.join("ca.pem")),
+                false,
+            )
+            .expect("tls config"),
+        ),
+        headers: Default::default(),
+    };
+    // Each request waits 50 ms on the origin and is reset after 5 ms.
+    let report = load_tests::attack::h3_resets(
+        &target,
+        "/c/h3-attack?delay_ms=50",
+        20_000,
+        Duration::from_secs(15),
+        Duration::from_millis(5),
+    )
+    .await
+    .expect("attack");
+    assert!(report.closed_by_server, "never told to go: {report:?}");
+    assert!(report.streams < 5_000, "told late: {report:?}");
+    assert!(good.await.expect("join") > 10);
+    assert_eq!(
+        edge.metric("edge_early_reset_closes_total").await,
+        1,
+        "{report:?}"
+    );
+}
