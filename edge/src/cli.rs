@@ -106,6 +106,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    raise_open_files();
     let result = match cli.command {
         Command::Check { config } => return check(&config),
         Command::TokenHash => return token_hash(),
@@ -264,4 +265,18 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Every client connection is a file descriptor: the usual soft limit (1,024) would make the
+/// edge refuse connections long before its own limits do. Raised to the hard limit at start,
+/// as Go's runtime does; what the operator set as the hard limit still applies.
+fn raise_open_files() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
 }

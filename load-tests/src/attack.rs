@@ -403,3 +403,97 @@ pub async fn continuation(
         elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
+
+/// What a slowloris run saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowlorisReport {
+    pub opened: u64,
+    /// Connections the server closed before the run ended.
+    pub closed_by_server: u64,
+    /// The longest a connection stayed open, in milliseconds (until the server closed it, or
+    /// the run ended).
+    pub longest_open_ms: u64,
+}
+
+/// Raises this process's open-file limit to its hard limit (thousands of sockets).
+pub fn raise_open_files() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    let _ = setrlimit(Resource::Nofile, limit);
+}
+
+/// Slowloris: `connections` plain TCP connections to `addr` (spread over the loopback source
+/// addresses `sources`, e.g. 127.0.0.2…), each sending a request head one header line every
+/// `drip` and never finishing it, for `within`.
+pub async fn slowloris(
+    addr: std::net::SocketAddr,
+    sources: &[std::net::IpAddr],
+    connections: u64,
+    drip: Duration,
+    within: Duration,
+) -> Result<SlowlorisReport, LoadError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raise_open_files();
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut opened = 0;
+    for i in 0..connections {
+        let src = sources[(i as usize) % sources.len().max(1)];
+        let sock = if src.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(io("socket"))?;
+        sock.bind(std::net::SocketAddr::new(src, 0))
+            .map_err(io("bind"))?;
+        let Ok(mut s) = sock.connect(addr).await else {
+            continue;
+        };
+        opened += 1;
+        tasks.spawn(async move {
+            let opened_at = Instant::now();
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+                .await
+                .is_err()
+            {
+                return (true, opened_at.elapsed());
+            }
+            let mut n = 0u64;
+            let mut buf = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    r = s.read(&mut buf) => match r {
+                        // An answer (408) or a close: either way the server ended it.
+                        Ok(0) | Err(_) => return (true, opened_at.elapsed()),
+                        Ok(_) => {}
+                    },
+                    () = tokio::time::sleep(drip) => {
+                        n += 1;
+                        let line = format!("X-Slow-{n}: a\r\n");
+                        if s.write_all(line.as_bytes()).await.is_err() {
+                            return (true, opened_at.elapsed());
+                        }
+                    }
+                }
+                if start.elapsed() >= within {
+                    return (false, opened_at.elapsed());
+                }
+            }
+        });
+    }
+    let mut closed = 0;
+    let mut longest = Duration::ZERO;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((by_server, open)) = r {
+            closed += u64::from(by_server);
+            longest = longest.max(open);
+        }
+    }
+    Ok(SlowlorisReport {
+        opened,
+        closed_by_server: closed,
+        longest_open_ms: u64::try_from(longest.as_millis()).unwrap_or(u64::MAX),
+    })
+}

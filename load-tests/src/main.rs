@@ -65,6 +65,22 @@ enum AttackKind {
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
     },
+    /// Slowloris: plain HTTP/1.1 connections that send a header line every --drip-ms and
+    /// never end their request head.
+    Slowloris {
+        /// The edge's plain HTTP address.
+        #[arg(long)]
+        connect: SocketAddr,
+        /// Source addresses to spread the connections over (loopback: 127.0.0.2, …).
+        #[arg(long = "from", default_value = "127.0.0.1")]
+        sources: Vec<std::net::IpAddr>,
+        #[arg(long, default_value_t = 1000)]
+        connections: u64,
+        #[arg(long, default_value_t = 500)]
+        drip_ms: u64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
     /// A QUIC handshake flood: this many handshakes at once (give `--url https://…`).
     QuicHandshakes {
         #[command(flatten)]
@@ -289,6 +305,27 @@ fn main() -> ExitCode {
                 let report = load_tests::attack::continuation(
                     &target,
                     max_bytes,
+                    Duration::from_secs_f64(duration),
+                )
+                .await?;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
+            Cmd::Attack {
+                kind:
+                    AttackKind::Slowloris {
+                        connect,
+                        sources,
+                        connections,
+                        drip_ms,
+                        duration,
+                    },
+            } => {
+                let report = load_tests::attack::slowloris(
+                    connect,
+                    &sources,
+                    connections,
+                    Duration::from_millis(drip_ms),
                     Duration::from_secs_f64(duration),
                 )
                 .await?;

@@ -547,3 +547,55 @@ async fn a_continuation_flood_is_cut_off_within_the_header_budget() {
     assert!(good.await.expect("join") > 5);
     eprintln!("CONTINUATION flood: {report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_slowloris_connections_are_cut_on_time_and_others_are_served() {
+    let setup = Setup::new("slowloris");
+    let origin = Origin::start().await;
+    // The test config gives request heads 1 s.
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let rss_before = edge.rss_kib();
+    let good = tokio::spawn({
+        let plain = setup.target(edge.http(), "localhost");
+        async move {
+            let mut answered = 0;
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < until {
+                let mut conn = Conn::connect(Proto::Plain, &plain).await.expect("connect");
+                let r = conn
+                    .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
+                    .await
+                    .expect("the good client is always answered");
+                assert_eq!(r.status, 200);
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answered
+        }
+    });
+    let sources: Vec<std::net::IpAddr> = (2..6)
+        .map(|i| std::net::IpAddr::from([127, 0, 0, i]))
+        .collect();
+    let report = load_tests::attack::slowloris(
+        edge.http(),
+        &sources,
+        3_000,
+        Duration::from_millis(300),
+        Duration::from_secs(6),
+    )
+    .await
+    .expect("slowloris");
+    assert!(report.opened >= 2_900, "{report:?}");
+    assert_eq!(
+        report.closed_by_server, report.opened,
+        "every one cut: {report:?}"
+    );
+    assert!(report.longest_open_ms < 3_000, "cut late: {report:?}");
+    assert!(good.await.expect("join") > 20);
+    let grown_mib = edge.peak_rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 200,
+        "{grown_mib} MiB for 3,000 slow connections"
+    );
+    eprintln!("slowloris: {report:?}, peak RSS +{grown_mib} MiB");
+}
