@@ -204,7 +204,7 @@ impl Default for Limits {
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 1024,
             quic_retry_above: 64,
-            quic_max_handshakes_per_client: 16,
+            quic_max_handshakes_per_client: 256,
         }
     }
 }

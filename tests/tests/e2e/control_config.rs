@@ -276,15 +276,24 @@ async fn an_etcd_outage_keeps_nodes_serving_and_they_catch_up_after_it() {
     let mut n1 = start_node(&setup.dir, "ams-1", "ams", &store);
     wait_all_on(&setup, &[&n1], &origins, 0, "v1").await;
 
-    // Cached (on disk too) before the outage.
+    // Cached (on disk too) before the outage: asked until a hit. (Under a loaded machine a
+    // request right after the first can still miss while the fill is being published; what
+    // matters here is that the object is stored before etcd goes away.)
     let target = setup.target(n1.http(), "localhost");
-    for _ in 0..2 {
-        client::get(Proto::Plain, &target, "/kept")
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client::get(Proto::Plain, &target, "/kept")
             .await
             .expect("GET /kept");
+        if r.header("cache-status").is_some_and(|s| s.contains("hit")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never cached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seen = |o: &RecordingOrigin| o.requests().iter().filter(|r| r.target == "/kept").count();
-    assert_eq!(seen(&a), 1, "cached");
+    let fetched = seen(&a);
+    assert!(fetched >= 1, "cached");
 
     etcd.kill();
     for i in 0..20 {
@@ -310,7 +319,7 @@ async fn an_etcd_outage_keeps_nodes_serving_and_they_catch_up_after_it() {
         status.contains("fwd="),
         "served unchecked after a blind restart: {status}"
     );
-    assert_eq!(seen(&a), 2, "the origin was asked again");
+    assert_eq!(seen(&a), fetched + 1, "the origin was asked again");
 
     // etcd back: a version pushed now reaches the node by itself.
     etcd.restart();
