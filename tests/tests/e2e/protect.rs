@@ -542,8 +542,11 @@ async fn a_continuation_flood_is_cut_off_within_the_header_budget() {
         .await
         .expect("flood");
     // The test config allows 8 KiB of request header; hyper's h2 list limit is twice that.
+    // What the attacker wrote includes what loopback socket buffers absorbed before the close
+    // reached it (a few MiB at most); without the limit it would write all 64 MiB.
     assert!(report.closed_by_server, "never cut off: {report:?}");
-    assert!(report.bytes_sent < 1 << 20, "cut off late: {report:?}");
+    assert!(report.bytes_sent < 16 << 20, "cut off late: {report:?}");
+    assert!(report.elapsed_ms < 2_000, "cut off late: {report:?}");
     assert!(good.await.expect("join") > 5);
     eprintln!("CONTINUATION flood: {report:?}");
 }
