@@ -40,6 +40,8 @@ pub struct Timeouts {
     /// Time a client has to send a complete request head (slowloris guard).
     pub request_header: Duration,
     pub client_idle: Duration,
+    /// A response blocked on a client that does not read for this long closes its connection.
+    pub client_send: Duration,
     pub origin_connect: Duration,
     pub origin_tls_handshake: Duration,
     /// Time from sending a request to the origin until its response head arrives (504 after).

@@ -395,6 +395,10 @@ pub struct Activity {
     premature: std::sync::atomic::AtomicU64,
     /// Already told to close for them (counted once).
     reset_retired: std::sync::atomic::AtomicBool,
+    /// Milliseconds after `base` (plus one) since a response body handed its last chunk to
+    /// the connection and was not asked for more: the connection is blocked on a client that
+    /// does not read. 0: not blocked.
+    blocked_since_ms: std::sync::atomic::AtomicU64,
     /// Milliseconds after `base` at which the last request finished.
     last_done_ms: std::sync::atomic::AtomicU64,
     base: tokio::time::Instant,
@@ -408,6 +412,7 @@ impl Default for Activity {
             retire: tokio::sync::Notify::new(),
             premature: Default::default(),
             reset_retired: Default::default(),
+            blocked_since_ms: Default::default(),
             last_done_ms: Default::default(),
             base: edge_core::clock::now(),
         }
@@ -451,6 +456,25 @@ impl Activity {
         if all >= min_requests && early * 2 > all && !self.reset_retired.swap(true, Relaxed) {
             crate::metrics::conns::CONNS.early_reset_close();
             self.retire.notify_one();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Resolves once a response has waited `after` on a client that does not read it (a slow
+    /// reader holds the edge's buffers and, through them, an origin connection). Checked a few
+    /// times per period; one timer per connection.
+    pub async fn send_stalled(&self, after: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::time::sleep(after / 4).await;
+            let since = self.blocked_since_ms.load(Relaxed);
+            if since != 0 && self.now_ms().saturating_sub(since - 1) >= after_ms {
+                return;
+            }
         }
     }
 
@@ -528,7 +552,21 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        use std::sync::atomic::Ordering::Relaxed;
+        let activity = &self._guard.0;
+        // Asked again: whatever was handed over went out.
+        activity.blocked_since_ms.store(0, Relaxed);
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.is_data()
+            && !self.inner.is_end_stream()
+        {
+            let activity = &self._guard.0;
+            activity
+                .blocked_since_ms
+                .store(activity.now_ms().saturating_add(1), Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -537,6 +575,15 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self._guard
+            .0
+            .blocked_since_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -177,12 +177,18 @@ async fn serve_accepted<S>(
 /// response in flight) and lets it drain. A macro because hyper's HTTP/1 and HTTP/2
 /// connections share the method but no trait.
 macro_rules! drive {
-    ($conn:expr, $shutdown:expr, $activity:expr, $idle:expr) => {{
+    ($conn:expr, $shutdown:expr, $activity:expr, $idle:expr, $send:expr) => {{
         let conn = $conn;
         let mut shutdown = $shutdown;
         tokio::pin!(conn);
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
+            _ = $activity.send_stalled($send) => {
+                // A client that does not read: nothing graceful can finish; drop it.
+                tracing::debug!("client stopped reading its response; closing");
+                CONNS.send_timeout();
+                return;
+            }
             _ = shutting_down(&mut shutdown) => None,
             _ = $activity.idle($idle) => {
                 tracing::debug!("connection idle; closing");
@@ -223,6 +229,7 @@ async fn serve_connection<I>(
     let uri_limit = snap.limits.max_uri_bytes as usize;
     let activity = Arc::new(Activity::default());
     let client_idle = snap.timeouts.client_idle;
+    let client_send = snap.timeouts.client_send;
     let counted = activity.clone();
     let cap = snap.limits.max_requests_per_connection;
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -262,7 +269,7 @@ async fn serve_connection<I>(
             .max_local_error_reset_streams(snap.limits.h2_max_local_error_reset_streams as usize)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(TokioIo::new(io), svc);
-        drive!(conn, shutdown, activity, client_idle);
+        drive!(conn, shutdown, activity, client_idle, client_send);
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -279,6 +286,6 @@ async fn serve_connection<I>(
         let conn = builder
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
-        drive!(conn, shutdown, activity, client_idle);
+        drive!(conn, shutdown, activity, client_idle, client_send);
     }
 }

@@ -246,6 +246,10 @@ impl Compiler<'_> {
                 tls_handshake: file.timeouts.tls_handshake,
                 request_header: file.timeouts.request_header,
                 client_idle: file.timeouts.client_idle,
+                client_send: file
+                    .timeouts
+                    .client_send
+                    .max(std::time::Duration::from_millis(100)),
                 origin_connect: file.timeouts.origin_connect,
                 origin_tls_handshake: file.timeouts.origin_tls_handshake,
                 origin_response_header: file.timeouts.origin_response_header,

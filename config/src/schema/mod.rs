@@ -137,6 +137,10 @@ pub struct Timeouts {
     pub request_header: Duration,
     #[serde(deserialize_with = "duration")]
     pub client_idle: Duration,
+    /// How long a response may wait for a client that does not read it (a slow reader holds
+    /// buffers and an origin connection); then the connection is closed.
+    #[serde(deserialize_with = "duration")]
+    pub client_send: Duration,
     #[serde(deserialize_with = "duration")]
     pub origin_connect: Duration,
     #[serde(deserialize_with = "duration")]
@@ -155,6 +159,7 @@ impl Default for Timeouts {
             tls_handshake: Duration::from_secs(10),
             request_header: Duration::from_secs(10),
             client_idle: Duration::from_secs(75),
+            client_send: Duration::from_secs(60),
             origin_connect: Duration::from_secs(3),
             origin_tls_handshake: Duration::from_secs(5),
             origin_response_header: Duration::from_secs(30),

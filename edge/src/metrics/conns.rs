@@ -44,6 +44,8 @@ pub struct ConnMetrics {
     proxy_refused: [AtomicU64; 3],
     /// Connections closed for resetting most of their requests early.
     early_reset_closes: AtomicU64,
+    /// Connections closed because their client stopped reading a response.
+    send_timeouts: AtomicU64,
 }
 
 pub static CONNS: ConnMetrics = ConnMetrics {
@@ -55,6 +57,7 @@ pub static CONNS: ConnMetrics = ConnMetrics {
     reloads: [const { AtomicU64::new(0) }; 2],
     proxy_refused: [const { AtomicU64::new(0) }; 3],
     early_reset_closes: AtomicU64::new(0),
+    send_timeouts: AtomicU64::new(0),
 };
 
 /// Counts a connection as open until dropped.
@@ -96,6 +99,10 @@ impl ConnMetrics {
             Refused::Timeout => 2,
         };
         self.proxy_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn send_timeout(&self) {
+        self.send_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn early_reset_close(&self) {
@@ -178,6 +185,13 @@ impl Collector for ConnCollector {
             "edge_early_reset_closes",
             "Connections told to close because their client reset more than half of at least 500 requests before the response (HTTP/2 rapid reset).",
             get(&c.early_reset_closes),
+            MetricType::Counter,
+        )?;
+        single(
+            &mut encoder,
+            "edge_client_send_timeouts",
+            "Connections closed because a response waited timeouts.client_send on a client that did not read it.",
+            get(&c.send_timeouts),
             MetricType::Counter,
         )?;
         single(
