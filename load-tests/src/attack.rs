@@ -136,6 +136,24 @@ pub async fn rapid_reset(
     })
 }
 
+/// A QUIC client endpoint for `target` (its TLS config must allow h3).
+fn quic_endpoint(target: &Target) -> Result<quinn::Endpoint, LoadError> {
+    let cfg = target
+        .tls
+        .clone()
+        .ok_or_else(|| LoadError::Usage("QUIC needs --ca or --insecure".into()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*cfg).clone())
+        .map_err(|e| LoadError::Tls(e.to_string()))?;
+    let local: std::net::SocketAddr = if target.addr.is_ipv6() {
+        std::net::SocketAddr::from(([0u16; 8], 0))
+    } else {
+        std::net::SocketAddr::from(([0u8; 4], 0))
+    };
+    let mut endpoint = quinn::Endpoint::client(local).map_err(io("QUIC endpoint"))?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    Ok(endpoint)
+}
+
 /// What a QUIC handshake flood saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct HandshakeReport {
@@ -152,19 +170,7 @@ pub async fn quic_handshakes(
     connections: u64,
     within: Duration,
 ) -> Result<HandshakeReport, LoadError> {
-    let cfg = target
-        .tls
-        .clone()
-        .ok_or_else(|| LoadError::Usage("the QUIC flood needs --ca or --insecure".into()))?;
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*cfg).clone())
-        .map_err(|e| LoadError::Tls(e.to_string()))?;
-    let local: std::net::SocketAddr = if target.addr.is_ipv6() {
-        std::net::SocketAddr::from(([0u16; 8], 0))
-    } else {
-        std::net::SocketAddr::from(([0u8; 4], 0))
-    };
-    let mut endpoint = quinn::Endpoint::client(local).map_err(io("QUIC endpoint"))?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let endpoint = quic_endpoint(target)?;
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -218,19 +224,7 @@ pub async fn h3_resets(
     within: Duration,
     hold: Duration,
 ) -> Result<AttackReport, LoadError> {
-    let cfg = target
-        .tls
-        .clone()
-        .ok_or_else(|| LoadError::Usage("HTTP/3 needs --ca or --insecure".into()))?;
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*cfg).clone())
-        .map_err(|e| LoadError::Tls(e.to_string()))?;
-    let local: std::net::SocketAddr = if target.addr.is_ipv6() {
-        std::net::SocketAddr::from(([0u16; 8], 0))
-    } else {
-        std::net::SocketAddr::from(([0u8; 4], 0))
-    };
-    let mut endpoint = quinn::Endpoint::client(local).map_err(io("QUIC endpoint"))?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let endpoint = quic_endpoint(target)?;
     let quic_err = |e: &dyn std::fmt::Display| LoadError::Io {
         context: "QUIC".into(),
         source: std::io::Error::other(e.to_string()),

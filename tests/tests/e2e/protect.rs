@@ -309,20 +309,31 @@ async fn a_connection_carries_at_most_its_requests_and_too_many_fields_are_431()
     }
 }
 
-/// Runs the rapid-reset attacker against `edge` while a well-behaved HTTP/2 client asks on
-/// its own connection; returns the attack's report and how many answers the good client got
-/// (it must get every one).
-async fn rapid_reset_with_a_bystander(
+/// The attack tools' view of `edge`'s HTTPS listener, trusting the test CA.
+fn attack_target(
     setup: &Setup,
     edge: &Edge,
-    path: &str,
-    hold: Duration,
-) -> (load_tests::attack::AttackReport, u32) {
+    proto: load_tests::conn::Proto,
+) -> load_tests::conn::Target {
+    load_tests::conn::Target {
+        addr: edge.https(),
+        host: "localhost".into(),
+        tls: Some(
+            load_tests::conn::tls_config(proto, Some(&setup.dir.join("ca.pem")), false)
+                .expect("tls config"),
+        ),
+        headers: Default::default(),
+    }
+}
+
+/// A well-behaved client asking over `proto` on one connection for `secs`, asserting every
+/// answer; resolves to how many it got.
+fn bystander(setup: &Setup, edge: &Edge, proto: Proto, secs: u64) -> tokio::task::JoinHandle<u32> {
     let tls = setup.target(edge.https(), "localhost");
-    let good = tokio::spawn(async move {
-        let mut conn = Conn::connect(Proto::H2, &tls).await.expect("connect");
+    tokio::spawn(async move {
+        let mut conn = Conn::connect(proto, &tls).await.expect("connect");
         let mut answered = 0;
-        let until = std::time::Instant::now() + Duration::from_secs(2);
+        let until = std::time::Instant::now() + Duration::from_secs(secs);
         while std::time::Instant::now() < until {
             let r = conn
                 .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
@@ -332,20 +343,20 @@ async fn rapid_reset_with_a_bystander(
             answered += 1;
         }
         answered
-    });
-    let target = load_tests::conn::Target {
-        addr: edge.https(),
-        host: "localhost".into(),
-        tls: Some(
-            load_tests::conn::tls_config(
-                load_tests::conn::Proto::H2,
-                Some(&setup.dir.join("ca.pem")),
-                false,
-            )
-            .expect("tls config"),
-        ),
-        headers: Default::default(),
-    };
+    })
+}
+
+/// Runs the rapid-reset attacker against `edge` while a well-behaved HTTP/2 client asks on
+/// its own connection; returns the attack's report and how many answers the good client got
+/// (it must get every one).
+async fn rapid_reset_with_a_bystander(
+    setup: &Setup,
+    edge: &Edge,
+    path: &str,
+    hold: Duration,
+) -> (load_tests::attack::AttackReport, u32) {
+    let good = bystander(setup, edge, Proto::H2, 2);
+    let target = attack_target(setup, edge, load_tests::conn::Proto::H2);
     let report =
         load_tests::attack::rapid_reset(&target, path, 200_000, Duration::from_secs(10), hold)
             .await
@@ -422,19 +433,7 @@ async fn a_quic_handshake_flood_meets_retry_and_clients_are_still_served() {
         }
         served
     });
-    let target = load_tests::conn::Target {
-        addr: edge.https(),
-        host: "localhost".into(),
-        tls: Some(
-            load_tests::conn::tls_config(
-                load_tests::conn::Proto::H3,
-                Some(&setup.dir.join("ca.pem")),
-                false,
-            )
-            .expect("tls config"),
-        ),
-        headers: Default::default(),
-    };
+    let target = attack_target(&setup, &edge, load_tests::conn::Proto::H3);
     let report = load_tests::attack::quic_handshakes(&target, 300, Duration::from_secs(20))
         .await
         .expect("flood");
@@ -457,34 +456,8 @@ async fn an_http3_client_resetting_most_requests_is_told_to_go_away() {
     let setup = Setup::new("h3-resets");
     let origin = Origin::start().await;
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
-    let tls = setup.target(edge.https(), "localhost");
-    let good = tokio::spawn(async move {
-        let mut conn = Conn::connect(Proto::H3, &tls).await.expect("connect");
-        let mut answered = 0;
-        let until = std::time::Instant::now() + Duration::from_secs(2);
-        while std::time::Instant::now() < until {
-            let r = conn
-                .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
-                .await
-                .expect("the good client is always answered");
-            assert_eq!(r.status, 200);
-            answered += 1;
-        }
-        answered
-    });
-    let target = load_tests::conn::Target {
-        addr: edge.https(),
-        host: "localhost".into(),
-        tls: Some(
-            load_tests::conn::tls_config(
-                load_tests::conn::Proto::H3,
-                Some(&setup.dir.join("ca.pem")),
-                false,
-            )
-            .expect("tls config"),
-        ),
-        headers: Default::default(),
-    };
+    let good = bystander(&setup, &edge, Proto::H3, 2);
+    let target = attack_target(&setup, &edge, load_tests::conn::Proto::H3);
     // Each request waits 50 ms on the origin and is reset after 5 ms.
     let report = load_tests::attack::h3_resets(
         &target,
@@ -510,34 +483,8 @@ async fn a_continuation_flood_is_cut_off_within_the_header_budget() {
     let setup = Setup::new("continuation");
     let origin = Origin::start().await;
     let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
-    let tls = setup.target(edge.https(), "localhost");
-    let good = tokio::spawn(async move {
-        let mut conn = Conn::connect(Proto::H2, &tls).await.expect("connect");
-        let mut answered = 0;
-        let until = std::time::Instant::now() + Duration::from_secs(1);
-        while std::time::Instant::now() < until {
-            let r = conn
-                .send(Method::GET, "/c/good?cc=max-age=60", &[], Bytes::new())
-                .await
-                .expect("the good client is always answered");
-            assert_eq!(r.status, 200);
-            answered += 1;
-        }
-        answered
-    });
-    let target = load_tests::conn::Target {
-        addr: edge.https(),
-        host: "localhost".into(),
-        tls: Some(
-            load_tests::conn::tls_config(
-                load_tests::conn::Proto::H2,
-                Some(&setup.dir.join("ca.pem")),
-                false,
-            )
-            .expect("tls config"),
-        ),
-        headers: Default::default(),
-    };
+    let good = bystander(&setup, &edge, Proto::H2, 1);
+    let target = attack_target(&setup, &edge, load_tests::conn::Proto::H2);
     let report = load_tests::attack::continuation(&target, 64 << 20, Duration::from_secs(10))
         .await
         .expect("flood");
