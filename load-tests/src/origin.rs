@@ -1,6 +1,7 @@
 //! A minimal benchmark origin: `/obj/<name>?size=N` (or `/<N>k`) returns N bytes with
 //! `Cache-Control: public, max-age=3600` (`&type=text`: compressible text/html instead of
-//! binary; `&tag=T`: a `Surrogate-Key: T` header, for purge benchmarks). Anything else is 404.
+//! binary; `&tag=T`: a `Surrogate-Key: T` header, for purge benchmarks; `&delay_ms=N`: answer
+//! after N ms, uncacheable, for attacks that reset requests in flight). Anything else is 404.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -69,7 +70,11 @@ fn respond(req: &Request<Incoming>, payload: &Bytes, text: &Bytes) -> Response<F
     let h = r.headers_mut();
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+        HeaderValue::from_static(if param(req, "delay_ms").is_some() {
+            "no-store"
+        } else {
+            "public, max-age=3600"
+        }),
     );
     h.insert(
         header::CONTENT_TYPE,
@@ -114,12 +119,16 @@ pub async fn serve(listen: SocketAddr, max_size: usize) -> Result<(), LoadError>
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let r = respond(&req, &payload, &text);
+                let delay = param(&req, "delay_ms").and_then(|d| d.parse::<u64>().ok());
                 // Reads a request body to its end before answering, as an application would:
                 // answering first and closing with unread bytes makes the kernel send RST, which
                 // can discard the response before the proxy reads it (a 502 that measures the
                 // origin, not the proxy).
                 async move {
                     let _ = req.into_body().collect().await;
+                    if let Some(ms) = delay {
+                        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    }
                     Ok::<_, Infallible>(r)
                 }
             });
