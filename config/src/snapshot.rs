@@ -66,6 +66,8 @@ pub struct Limits {
     pub h2_max_local_error_reset_streams: u32,
     pub quic_retry_above: u32,
     pub quic_max_handshakes_per_client: u32,
+    pub new_connections_per_client: u32,
+    pub new_connections_burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -270,6 +270,8 @@ impl Compiler<'_> {
                 h2_max_local_error_reset_streams: file.limits.h2_max_local_error_reset_streams,
                 quic_retry_above: file.limits.quic_retry_above,
                 quic_max_handshakes_per_client: file.limits.quic_max_handshakes_per_client,
+                new_connections_per_client: file.limits.new_connections_per_client,
+                new_connections_burst: file.limits.new_connections_burst,
             },
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,

@@ -193,6 +193,10 @@ pub struct Limits {
     pub quic_retry_above: u32,
     /// QUIC handshakes in progress from one client address at most (0: no cap).
     pub quic_max_handshakes_per_client: u32,
+    /// New connections (TCP and QUIC) per second from one client address, on average (0: no
+    /// limit), with `new_connections_burst` more at once.
+    pub new_connections_per_client: u32,
+    pub new_connections_burst: u32,
 }
 
 impl Default for Limits {
@@ -210,6 +214,8 @@ impl Default for Limits {
             h2_max_local_error_reset_streams: 1024,
             quic_retry_above: 64,
             quic_max_handshakes_per_client: 256,
+            new_connections_per_client: 0,
+            new_connections_burst: 100,
         }
     }
 }

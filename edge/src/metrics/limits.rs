@@ -20,11 +20,11 @@ impl Collector for LimitsCollector {
         {
             let mut m = encoder.encode_descriptor(
                 "edge_connections_refused",
-                "Client connections refused at accept for [limits] max_connections (node) or max_connections_per_client (client).",
+                "Client connections refused at accept for [limits] max_connections (node), max_connections_per_client (client) or new_connections_per_client (rate).",
                 None,
                 MetricType::Counter,
             )?;
-            for (i, limit) in ["node", "client"].iter().enumerate() {
+            for (i, limit) in ["node", "client", "rate"].iter().enumerate() {
                 ConstCounter::new(shared.conn_slots.refused[i].load(Ordering::Relaxed))
                     .encode(m.encode_family(&[("limit", *limit)])?)?;
             }

@@ -15,8 +15,11 @@ const SHARDS: usize = 16;
 pub struct ConnSlots {
     total: AtomicU32,
     by_client: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
-    /// Refusals: node cap, per-client cap.
-    pub refused: [AtomicU64; 2],
+    /// Refusals: node cap, per-client cap, per-client rate.
+    pub refused: [AtomicU64; 3],
+    /// New connections per client address (`new_connections_per_client`): made on first use,
+    /// made again when the limit changes.
+    rate: Mutex<Option<(u32, u32, std::sync::Arc<super::limiter::Limiter>)>>,
 }
 
 /// Which limit refused a connection.
@@ -24,6 +27,7 @@ pub struct ConnSlots {
 pub enum OverLimit {
     Node,
     Client,
+    Rate,
 }
 
 /// A connection's place under the limits, given back when dropped.
@@ -75,8 +79,15 @@ impl ConnSlots {
         ip: IpAddr,
         limits: &Limits,
     ) -> Result<(), OverLimit> {
+        if slot.client.is_some() {
+            return Ok(());
+        }
+        if limits.new_connections_per_client > 0 && !self.rate_allows(ip, limits) {
+            self.refused[2].fetch_add(1, Ordering::Relaxed);
+            return Err(OverLimit::Rate);
+        }
         let cap = limits.max_connections_per_client;
-        if cap == 0 || slot.client.is_some() {
+        if cap == 0 {
             return Ok(());
         }
         let ip = ip.to_canonical();
@@ -91,6 +102,35 @@ impl ConnSlots {
         *n += 1;
         slot.client = Some(ip);
         Ok(())
+    }
+
+    /// A new connection from `ip` within `new_connections_per_client` (GCRA, bounded state).
+    fn rate_allows(&self, ip: IpAddr, limits: &Limits) -> bool {
+        let (rate, burst) = (
+            limits.new_connections_per_client,
+            limits.new_connections_burst,
+        );
+        let limiter = {
+            let mut cur = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*cur {
+                Some((r, b, l)) if *r == rate && *b == burst => l.clone(),
+                _ => {
+                    let l = std::sync::Arc::new(super::limiter::Limiter::new(
+                        u64::from(rate),
+                        std::time::Duration::from_secs(1),
+                        u64::from(burst),
+                        100_000,
+                    ));
+                    *cur = Some((rate, burst, l.clone()));
+                    l
+                }
+            }
+        };
+        let now = edge_core::clock::monotonic_ns();
+        matches!(
+            limiter.check(ip.to_canonical(), now),
+            super::limiter::Verdict::Allowed { .. }
+        )
     }
 
     /// Open connections counted against the node cap.
@@ -135,6 +175,8 @@ mod tests {
             h2_max_local_error_reset_streams: 0,
             quic_retry_above: 0,
             quic_max_handshakes_per_client: 0,
+            new_connections_per_client: 0,
+            new_connections_burst: 0,
         }
     }
 

@@ -121,6 +121,8 @@ mod tests {
             h2_max_local_error_reset_streams: 0,
             quic_retry_above: retry_above,
             quic_max_handshakes_per_client: per_client,
+            new_connections_per_client: 0,
+            new_connections_burst: 0,
         }
     }
 

@@ -590,3 +590,36 @@ async fn a_client_that_stops_reading_is_cut_off_after_client_send() {
     );
     assert_eq!(edge.metric("edge_client_send_timeouts_total").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_per_client_are_rate_limited() {
+    let setup = Setup::new("conn-rate");
+    let origin = Origin::start().await;
+    let text = setup.config(origin.addr, "").replace(
+        "max_request_body_bytes = 20971520",
+        "max_request_body_bytes = 20971520\nnew_connections_per_client = 1\nnew_connections_burst = 4",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let http = edge.http();
+    // A burst of 5 (1 + 4) is allowed, then about one a second.
+    let mut served = 0;
+    for _ in 0..10 {
+        if answered("127.0.0.1", http).await {
+            served += 1;
+        }
+    }
+    assert!(
+        (5..=6).contains(&served),
+        "{served} of 10 quick connections served"
+    );
+    // Another address has its own budget.
+    assert!(answered("127.0.0.2", http).await);
+    assert!(
+        edge.metric("edge_connections_refused_total{limit=\"rate\"}")
+            .await
+            >= 4
+    );
+    // And the budget refills.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(answered("127.0.0.1", http).await);
+}
