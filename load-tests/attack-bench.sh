@@ -32,6 +32,8 @@ cert = "cert.pem"
 key = "key.pem"
 [limits]
 quic_retry_above = 16
+new_connections_per_client = 20
+new_connections_burst = 20
 [cache]
 memory_bytes = "256MiB"
 [pools.origin]
