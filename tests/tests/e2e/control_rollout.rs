@@ -65,17 +65,18 @@ async fn answered_by(
     i: u64,
 ) -> Option<usize> {
     let target = setup.target(edge.http(), "localhost");
-    let before: Vec<usize> = origins.iter().map(|o| o.requests().len()).collect();
-    let r = client::get(Proto::Plain, &target, &format!("/private/r{i}"))
-        .await
-        .ok()?;
+    // Found by its path: background traffic reaches the origins at the same time, so counting
+    // requests before and after could credit another node's request.
+    static UNIQUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    let path = format!("/private/r{i}-{n}");
+    let r = client::get(Proto::Plain, &target, &path).await.ok()?;
     if r.status != http::StatusCode::OK {
         return None;
     }
     origins
         .iter()
-        .zip(before)
-        .position(|(o, n)| o.requests().len() > n)
+        .position(|o| o.requests().iter().any(|r| r.target == path))
 }
 
 async fn wait_on(setup: &Setup, edge: &Edge, origins: &[&RecordingOrigin], want: usize) {
