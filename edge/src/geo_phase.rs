@@ -23,7 +23,7 @@ fn code(c: Option<geo::Code>) -> HeaderValue {
 /// to set, never the client's); with databases, the visitor's country, continent (`XX` when
 /// unknown) and ASN (when known) go on when the site sends them (the country also when the
 /// site keys on it).
-fn set_fields(ctx: &mut RequestCtx) {
+fn set_fields(ctx: &mut RequestCtx, enabled: bool) {
     let Some(site) = &ctx.site else { return };
     let g = &site.geo;
     let names = &g.headers;
@@ -31,7 +31,7 @@ fn set_fields(ctx: &mut RequestCtx) {
     fields.remove(&names.country);
     fields.remove(&names.continent);
     fields.remove(&names.asn);
-    if !ctx.shared.geo.is_enabled() {
+    if !enabled {
         return;
     }
     if g.send || g.cache_by_country {
@@ -52,10 +52,12 @@ fn set_fields(ctx: &mut RequestCtx) {
 pub fn run(ctx: &mut RequestCtx) -> Option<Response<ProxyBody>> {
     let site = ctx.site.clone()?;
     let g = &site.geo;
-    if ctx.shared.geo.is_enabled() {
+    // One look at the loaded databases for the whole phase.
+    let enabled = ctx.shared.geo.is_enabled();
+    if enabled {
         GEO.request(ctx.geo.country);
     }
-    set_fields(ctx);
+    set_fields(ctx, enabled);
     if g.access.is_empty() {
         return None;
     }

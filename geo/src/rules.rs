@@ -44,20 +44,16 @@ pub fn decide(rules: &[AccessRule], path: &str, ip: IpAddr, geo: Geo) -> Decisio
 }
 
 /// The pool `route` sends this visitor to: by country, else continent, else its default.
-pub fn steer(route: &Route, geo: Geo) -> &str {
-    let by = |table: &'static str, code: Option<crate::Code>| {
+pub fn steer<'a>(route: &'a Route, geo: Geo) -> &'a str {
+    let pick = |table: &'a [([u8; 2], String)], code: Option<crate::Code>| {
         let code = code?;
-        let list = if table == "country" {
-            &route.pools_by_country
-        } else {
-            &route.pools_by_continent
-        };
-        list.iter()
+        table
+            .iter()
             .find(|(c, _)| *c == code.0)
             .map(|(_, p)| p.as_str())
     };
-    by("country", geo.country)
-        .or_else(|| by("continent", geo.continent))
+    pick(&route.pools_by_country, geo.country)
+        .or_else(|| pick(&route.pools_by_continent, geo.continent))
         .unwrap_or(&route.pool)
 }
 

@@ -2,19 +2,16 @@
 //! on the node. Checked at accept, before a TLS or QUIC handshake costs anything; a refused
 //! connection is closed (TCP) or refused (QUIC) and counted.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use config::Limits;
 
-const SHARDS: usize = 16;
-
 #[derive(Default)]
 pub struct ConnSlots {
     total: AtomicU32,
-    by_client: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
+    by_client: super::per_address::PerAddress,
     /// Refusals: node cap, per-client cap, per-client rate.
     pub refused: [AtomicU64; 3],
     /// New connections per client address (`new_connections_per_client`): made on first use,
@@ -35,14 +32,6 @@ pub struct Slot {
     slots: Arc<ConnSlots>,
     node: bool,
     client: Option<IpAddr>,
-}
-
-fn shard(ip: IpAddr) -> usize {
-    let bits = match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    ((bits ^ (bits >> 64)) as usize).wrapping_mul(0x9E37_79B9) >> 7 & (SHARDS - 1)
 }
 
 impl ConnSlots {
@@ -91,15 +80,10 @@ impl ConnSlots {
             return Ok(());
         }
         let ip = ip.to_canonical();
-        let mut map = self.by_client[shard(ip)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
-        if *n >= cap {
+        if !self.by_client.try_add(ip, cap) {
             self.refused[1].fetch_add(1, Ordering::Relaxed);
             return Err(OverLimit::Client);
         }
-        *n += 1;
         slot.client = Some(ip);
         Ok(())
     }
@@ -145,15 +129,7 @@ impl Drop for Slot {
             self.slots.total.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(ip) = self.client {
-            let mut map = self.slots.by_client[shard(ip)]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(n) = map.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&ip);
-                }
-            }
+            self.slots.by_client.remove(ip);
         }
     }
 }
@@ -201,12 +177,7 @@ mod tests {
         assert!(slots.acquire(Some(a), &l).is_ok(), "given back");
         drop((a2, b1));
         assert_eq!(slots.open(), 0);
-        assert!(
-            slots
-                .by_client
-                .iter()
-                .all(|m| m.lock().map(|m| m.is_empty()).unwrap_or(false))
-        );
+        assert!(slots.by_client.is_empty());
         // No caps: nothing counted.
         let free = limits(0, 0);
         let held: Vec<_> = (0..1000)

@@ -3,19 +3,16 @@
 //! spoofed sources never come back); and one client address may have at most
 //! `quic_max_handshakes_per_client` in progress (refused beyond).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use config::Limits;
-
-const SHARDS: usize = 16;
 
 #[derive(Default)]
 pub struct Handshakes {
     total: AtomicU32,
-    by_client: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
+    by_client: super::per_address::PerAddress,
     pub retries: AtomicU64,
     pub refused: AtomicU64,
 }
@@ -35,14 +32,6 @@ pub enum Admit {
     Refuse,
 }
 
-fn shard(ip: IpAddr) -> usize {
-    let bits = match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    ((bits ^ (bits >> 64)) as usize).wrapping_mul(0x9E37_79B9) >> 7 & (SHARDS - 1)
-}
-
 impl Handshakes {
     /// `validated`: the attempt already came back from a Retry; `may_retry`: quinn can still
     /// send one.
@@ -57,15 +46,10 @@ impl Handshakes {
         let cap = limits.quic_max_handshakes_per_client;
         let mut per_client = false;
         if cap > 0 {
-            let mut map = self.by_client[shard(ip)]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let n = map.entry(ip).or_insert(0);
-            if *n >= cap {
+            if !self.by_client.try_add(ip, cap) {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Admit::Refuse;
             }
-            *n += 1;
             per_client = true;
         }
         let slot = InProgress {
@@ -91,15 +75,7 @@ impl Drop for InProgress {
     fn drop(&mut self) {
         self.gate.total.fetch_sub(1, Ordering::Relaxed);
         if self.per_client {
-            let mut map = self.gate.by_client[shard(self.ip)]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
-            }
+            self.gate.by_client.remove(self.ip);
         }
     }
 }

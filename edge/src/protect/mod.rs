@@ -5,6 +5,7 @@
 pub mod conns;
 pub mod handshakes;
 pub mod limiter;
+mod per_address;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
