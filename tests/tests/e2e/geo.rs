@@ -235,7 +235,6 @@ async fn geo_headers_follow_the_trusted_client_address_and_never_the_clients_own
             .await
             >= 4
     );
-    let _ = (&bed.main, &bed.us, &bed.sa);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
