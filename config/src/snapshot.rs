@@ -312,6 +312,9 @@ pub struct Site {
     pub geo: crate::geo::SiteGeo,
     pub security_headers: crate::protect::SecurityHeaders,
     pub rate_limits: Vec<crate::protect::RateLimitRule>,
+    /// Safe requests (GET, HEAD) may be answered from TLS 1.3 early data over QUIC; others
+    /// wait for the handshake (RFC 8470).
+    pub zero_rtt: bool,
 }
 
 impl Site {
@@ -420,6 +423,12 @@ impl Snapshot {
     pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.trusted_peers.iter().any(|c| c.contains(ip)) || self.shield_peers.contains(&ip)
+    }
+
+    /// Whether any site answers from early data: QUIC handshakes then accept it (rustls
+    /// decides before the site is known, so the setting is per node, enforced per site).
+    pub fn zero_rtt(&self) -> bool {
+        self.sites.iter().any(|s| s.zero_rtt)
     }
 
     /// The site serving `host` (a Host header or SNI name; a port and a trailing dot are ignored,

@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub geo: geo::Geo,
     /// What the site's access rules decided (none: no rule covers the path).
     pub access: Option<crate::metrics::geo::Access>,
+    /// Answered from TLS 1.3 early data (`crate::early`): the origin gets `Early-Data: 1`.
+    pub early: Option<crate::early::Handshake>,
     /// The request already passed through this node: never send it to a shield again.
     pub looped: bool,
     /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
@@ -105,6 +107,7 @@ impl RequestCtx {
             client,
             geo: geo::Geo::default(),
             access: None,
+            early: None,
             looped: false,
             has_body: false,
             site: None,

@@ -26,6 +26,9 @@ pub enum Error {
     OnlyIfCached,
     #[error("request body too slow or missing")]
     RequestTimeout,
+    /// A request from early data waited for a handshake that failed or timed out.
+    #[error("the TLS handshake did not complete")]
+    HandshakeFailed,
 
     // Caused by the origin (or by the client's body while it was being sent there).
     #[error(transparent)]
@@ -71,7 +74,8 @@ impl Error {
             | Error::NoRoute
             | Error::BodyTooLarge { .. }
             | Error::OnlyIfCached
-            | Error::RequestTimeout => Side::Client,
+            | Error::RequestTimeout
+            | Error::HandshakeFailed => Side::Client,
             Error::Origin(o) => o.side(),
             _ => Side::Internal,
         }

@@ -1,7 +1,7 @@
 //! The request pipeline: one function per request whose phases read in order, over one
 //! per-request context (`RequestCtx`) and one config snapshot read at its start:
 //!
-//! hygiene → route → request filters (limits, …) → `PURGE` (when the site enables it) → body → cache (lookup; on a miss the upstream
+//! hygiene → route → early data (wait for the handshake unless safe) → geo → request filters (limits, …) → `PURGE` (when the site enables it) → body → cache (lookup; on a miss the upstream
 //! rewrite and the origin) or pass → response filters (compress) → finish → log after the body.
 
 use std::sync::Arc;
@@ -89,6 +89,7 @@ async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBo
     if let Some(redirect) = route(ctx)? {
         return Ok(redirect);
     }
+    crate::early::gate(ctx).await?;
     if let Some(denied) = crate::geo_phase::run(ctx) {
         return Ok(denied);
     }
@@ -99,6 +100,7 @@ async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBo
         return crate::admin::purge::purge_method(ctx).await;
     }
     let body = prepare_body(ctx, body).await?;
+    crate::early::settle(ctx).await?;
     if let Some((client, proto)) = websocket(ctx) {
         return upstream::upgrade(ctx, client, proto, body).await;
     }

@@ -12,15 +12,18 @@ use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use crate::body::{self, Activity, H3RequestBody, ProxyBody};
+use crate::early;
 use crate::hygiene;
 use crate::lifecycle::{Tracker, shutting_down};
-use crate::metrics::conns::{self as conn_metrics, CONNS, Handshake};
+use crate::metrics::conns::{self as conn_metrics, CONNS, Handshake as Outcome};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
 use crate::protect::handshakes::{Admit, InProgress};
 
 pub struct QuicServer {
     pub endpoint: quinn::Endpoint,
     pub local: SocketAddr,
+    /// Used instead of the endpoint's own config while a site has `zero_rtt` on.
+    pub zero_rtt: Arc<quinn::ServerConfig>,
     pub shared: Arc<Shared>,
     pub tracker: Tracker,
     pub shutdown: watch::Receiver<bool>,
@@ -35,7 +38,8 @@ impl QuicServer {
             };
             let Some(incoming) = incoming else { break };
             let limits = self.shared.runtime().snapshot.limits.clone();
-            let ip = incoming.remote_address().ip();
+            let incoming_peer = incoming.remote_address();
+            let ip = incoming_peer.ip();
             let handshake = match self.shared.handshakes.admit(
                 ip,
                 incoming.remote_address_validated(),
@@ -58,6 +62,19 @@ impl QuicServer {
                 incoming.refuse();
                 continue;
             };
+            let connecting = if self.shared.runtime().snapshot.zero_rtt() {
+                incoming.accept_with(self.zero_rtt.clone())
+            } else {
+                incoming.accept()
+            };
+            let peer = incoming_peer;
+            let connecting = match connecting {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(client = %peer, error = %e, "QUIC connection not accepted");
+                    continue;
+                }
+            };
             let guard = self.tracker.enter();
             let shared = self.shared.clone();
             let shutdown = self.shutdown.clone();
@@ -67,8 +84,8 @@ impl QuicServer {
                 let _guard = guard;
                 let _open = open;
                 let _slot = slot;
-                let peer = incoming.remote_address();
-                if let Err(e) = serve_connection(incoming, handshake, local, shared, shutdown).await
+                if let Err(e) =
+                    serve_connection(connecting, handshake, local, shared, shutdown).await
                 {
                     tracing::debug!(client = %peer, error = %e, "QUIC connection ended");
                 }
@@ -77,35 +94,73 @@ impl QuicServer {
     }
 }
 
+/// The connection, as soon as its requests may be read: at once when the client sent early
+/// data (the handshake goes on in a task of its own, and its requests see it through
+/// `early::Handshake`), else when the handshake completes.
+async fn establish(
+    connecting: quinn::Connecting,
+    in_progress: InProgress,
+    timeout: std::time::Duration,
+) -> Result<(quinn::Connection, Option<early::Handshake>), Box<dyn std::error::Error + Send + Sync>>
+{
+    let connecting = match connecting.into_0rtt() {
+        // On a server this always succeeds; whether early data was accepted shows in
+        // what the client sends before the handshake completes.
+        Ok((conn, done)) => {
+            let (confirm, handshake) = early::Handshake::pending();
+            let watched = conn.clone();
+            tokio::spawn(async move {
+                let _in_progress = in_progress;
+                match tokio::time::timeout(timeout, done).await {
+                    Ok(_) if watched.close_reason().is_none() => {
+                        CONNS.handshake(true, Outcome::Ok);
+                        confirm.confirmed();
+                    }
+                    Ok(_) => CONNS.handshake(true, Outcome::Failed),
+                    Err(_) => {
+                        CONNS.handshake(true, Outcome::Timeout);
+                        watched.close(quinn::VarInt::from_u32(0), b"handshake timeout");
+                    }
+                }
+            });
+            return Ok((conn, Some(handshake)));
+        }
+        Err(connecting) => connecting,
+    };
+    let conn = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(c)) => {
+            CONNS.handshake(true, Outcome::Ok);
+            c
+        }
+        Ok(Err(e)) => {
+            CONNS.handshake(true, Outcome::Failed);
+            return Err(e.into());
+        }
+        Err(e) => {
+            CONNS.handshake(true, Outcome::Timeout);
+            return Err(e.into());
+        }
+    };
+    drop(in_progress);
+    Ok((conn, None))
+}
+
 async fn serve_connection(
-    incoming: quinn::Incoming,
-    handshake: InProgress,
+    connecting: quinn::Connecting,
+    in_progress: InProgress,
     local: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let snap = shared.runtime().snapshot.clone();
-    let conn = match tokio::time::timeout(snap.timeouts.tls_handshake, incoming).await {
-        Ok(Ok(c)) => {
-            CONNS.handshake(true, Handshake::Ok);
-            c
-        }
-        Ok(Err(e)) => {
-            CONNS.handshake(true, Handshake::Failed);
-            return Err(e.into());
-        }
-        Err(e) => {
-            CONNS.handshake(true, Handshake::Timeout);
-            return Err(e.into());
-        }
-    };
-    drop(handshake);
+    let (conn, handshake) = establish(connecting, in_progress, snap.timeouts.tls_handshake).await?;
     let info = Arc::new(ConnInfo {
         peer: conn.remote_address(),
         local,
         tls: true,
         transport: Transport::Quic,
         alt_svc: None,
+        handshake,
     });
     let quic = conn.clone();
     let mut h3 = h3::server::builder()

@@ -116,6 +116,8 @@ impl Error {
             Error::UnknownHost(_) | Error::NoRoute => StatusCode::NOT_FOUND,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            // Nobody reads it: the connection is gone.
+            Error::HandshakeFailed => StatusCode::TOO_EARLY,
             Error::OnlyIfCached => StatusCode::GATEWAY_TIMEOUT,
             Error::NoPool(_) => StatusCode::BAD_GATEWAY,
             Error::Origin(o) => match o {
@@ -141,6 +143,7 @@ impl Error {
             Error::NoRoute => "no route for this path",
             Error::BodyTooLarge { .. } => "the request body is too large",
             Error::RequestTimeout => "the request body arrived too slowly",
+            Error::HandshakeFailed => "the TLS handshake did not complete",
             Error::OnlyIfCached => "not in cache (only-if-cached)",
             Error::NoPool(_) => "the site's origin pool is not configured",
             Error::Origin(o) => match o {

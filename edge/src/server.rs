@@ -115,7 +115,10 @@ async fn serve_source<S: ConfigSource>(
 
     let tls_acceptor = TlsAcceptor::from(tls::tcp_config(&shared)?);
     let quic_config = if listen.http3 && !listen.https.is_empty() {
-        Some(tls::quic_config(&shared, client_idle)?)
+        Some((
+            tls::quic_config(&shared, client_idle, false)?,
+            Arc::new(tls::quic_config(&shared, client_idle, true)?),
+        ))
     } else {
         None
     };
@@ -136,7 +139,7 @@ async fn serve_source<S: ConfigSource>(
             (Some(_), Some(_)) => alt_svc_value(local.port(), listen.alt_svc_max_age),
             _ => None,
         };
-        if let (Some(cfg), Some(udp)) = (&quic_config, udp) {
+        if let (Some((cfg, zero_rtt)), Some(udp)) = (&quic_config, udp) {
             let endpoint = quinn::Endpoint::new(
                 quinn::EndpointConfig::default(),
                 Some(cfg.clone()),
@@ -154,6 +157,7 @@ async fn serve_source<S: ConfigSource>(
                 QuicServer {
                     endpoint,
                     local,
+                    zero_rtt: zero_rtt.clone(),
                     shared: shared.clone(),
                     tracker: tracker.clone(),
                     shutdown: stop_rx.clone(),

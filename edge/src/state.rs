@@ -188,4 +188,6 @@ pub struct ConnInfo {
     pub transport: Transport,
     /// The `Alt-Svc` value this listener advertises on TCP responses (None: no HTTP/3 here).
     pub alt_svc: Option<HeaderValue>,
+    /// QUIC connections that may carry early data: their handshake, until it completes.
+    pub handshake: Option<crate::early::Handshake>,
 }

@@ -81,6 +81,7 @@ impl TcpServer {
                 let mut slot = slot;
                 let info = |peer| {
                     Arc::new(ConnInfo {
+                        handshake: None,
                         peer,
                         local,
                         tls: tls.is_some(),

@@ -33,6 +33,7 @@ impl ResolvesServerCert for SniResolver {
 fn base_config(
     shared: &Arc<Shared>,
     versions: &[&'static rustls::SupportedProtocolVersion],
+    stateless_tickets: bool,
 ) -> Result<rustls::ServerConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -43,23 +44,39 @@ fn base_config(
             shared: shared.clone(),
         }));
     // Resumption both ways: stateless tickets (TLS 1.2 and 1.3) and a server-side cache.
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
+    // Without the ticketer, TLS 1.3 tickets are keys into the cache, which gives each out once
+    // (`take`): single-use, as early data needs (a replayed ClientHello finds nothing).
+    if stateless_tickets {
+        cfg.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
+    }
     cfg.session_storage = ServerSessionMemoryCache::new(16 * 1024);
     Ok(cfg)
 }
 
 /// TCP: TLS 1.2 and 1.3, ALPN h2 then http/1.1.
 pub fn tcp_config(shared: &Arc<Shared>) -> Result<Arc<rustls::ServerConfig>, Error> {
-    let mut cfg = base_config(shared, &[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let mut cfg = base_config(
+        shared,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        true,
+    )?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
-/// QUIC: TLS 1.3 only, ALPN h3, 0-RTT allowed.
-pub fn quic_config(shared: &Arc<Shared>, idle: Duration) -> Result<quinn::ServerConfig, Error> {
-    let mut cfg = base_config(shared, &[&rustls::version::TLS13])?;
+/// QUIC: TLS 1.3 only, ALPN h3. With `zero_rtt`, early data is accepted on resumptions from
+/// single-use tickets (rustls accepts it only with stateful tickets); without, stateless
+/// tickets and no early data.
+pub fn quic_config(
+    shared: &Arc<Shared>,
+    idle: Duration,
+    zero_rtt: bool,
+) -> Result<quinn::ServerConfig, Error> {
+    let mut cfg = base_config(shared, &[&rustls::version::TLS13], !zero_rtt)?;
     cfg.alpn_protocols = vec![b"h3".to_vec()];
-    cfg.max_early_data_size = u32::MAX;
+    // QUIC takes all or nothing (RFC 9001 §4.6.1).
+    cfg.max_early_data_size = if zero_rtt { u32::MAX } else { 0 };
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
         .map_err(|e| Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));

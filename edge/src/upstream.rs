@@ -39,6 +39,7 @@ pub fn rewrite(ctx: &RequestCtx, mut fields: HeaderMap) -> HeaderMap {
             strip,
         },
     );
+    crate::early::mark(ctx, &mut fields);
     // The trace goes on with this hop as the parent (see `trace` for why any client's counts).
     crate::trace::propagate(ctx.trace.as_ref(), &mut fields);
     fields
@@ -73,12 +74,42 @@ pub async fn pass(ctx: &RequestCtx, body: ProxyBody) -> Result<Response<ProxyBod
         }
     }
     let fields = rewrite(ctx, fields);
-    let req = request(ctx, ctx.method.clone(), ctx.head.uri.clone(), fields, body);
     let pool = ctx.pool()?.clone();
     let sent = clock::now();
-    let resp = send(&ctx.rt, &pool, req, ctx.max_body(), affinity(ctx, None)).await?;
+    // Only a bodiless request stays early (`early::settle`): the retry after a 425 sends an
+    // empty body again.
+    let mut body = Some(body);
+    let make = || {
+        let body = body.take().unwrap_or_else(body::empty);
+        request(
+            ctx,
+            ctx.method.clone(),
+            ctx.head.uri.clone(),
+            fields.clone(),
+            body,
+        )
+    };
+    let resp = send_made(ctx, &pool, make, None).await?;
     note_origin(ctx, sent, &resp);
     Ok(origin_response(resp, &ctx.rt))
+}
+
+/// `send` of what `make` makes, and once more after the handshake when an origin says 425 to
+/// a request from early data (`crate::early`).
+pub async fn send_made(
+    ctx: &RequestCtx,
+    pool: &Pool,
+    mut make: impl FnMut() -> Request<ProxyBody>,
+    key: Option<&str>,
+) -> Result<Response<hyper::body::Incoming>, Error> {
+    let resp = send(&ctx.rt, pool, make(), ctx.max_body(), affinity(ctx, key)).await?;
+    if !crate::early::retry_after_425(ctx, resp.status()).await? {
+        return Ok(resp);
+    }
+    drop(resp);
+    let mut req = make();
+    req.headers_mut().remove(&crate::early::EARLY_DATA);
+    send(&ctx.rt, pool, req, ctx.max_body(), affinity(ctx, key)).await
 }
 
 /// Notes in `ctx`, for the access log, the endpoint that gave `resp` (per `Pool::send`) and the

@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod origin;
 pub mod purge_node;
 pub mod raw;
+pub mod udp_relay;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -208,6 +208,7 @@ impl Compiler<'_> {
                 geo,
                 security_headers: self.security_headers(&s.security_headers),
                 rate_limits: self.rate_limits(&s.rate_limits),
+                zero_rtt: s.zero_rtt == schema::ZeroRtt::Safe,
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

@@ -47,6 +47,17 @@ pub struct Site {
     pub security_headers: super::protect::SecurityHeaders,
     #[serde(default)]
     pub rate_limits: Vec<Spanned<super::protect::RateLimit>>,
+    /// TLS 1.3 early data over QUIC: `off`, or `safe` (GET/HEAD answered from early data).
+    #[serde(default)]
+    pub zero_rtt: ZeroRtt,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroRtt {
+    #[default]
+    Off,
+    Safe,
 }
 
 #[derive(Debug, Deserialize)]

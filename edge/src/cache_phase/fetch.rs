@@ -65,11 +65,10 @@ pub async fn fetch(
             body::empty(),
         )
     };
-    let affinity = || upstream::affinity(ctx, Some(&ctx.key));
-    let max_body = ctx.max_body();
+    let key = Some(ctx.key.as_str());
     if let Some(shield) = shield(ctx) {
         let sent = clock::now();
-        match upstream::send(&ctx.rt, &shield, make(), max_body, affinity()).await {
+        match upstream::send_made(ctx, &shield, make, key).await {
             Ok(resp) => {
                 upstream::note_origin(ctx, sent, &resp);
                 return Ok(resp);
@@ -92,7 +91,7 @@ pub async fn fetch(
     }
     let pool = ctx.pool()?;
     let sent = clock::now();
-    let resp = upstream::send(&ctx.rt, pool, make(), max_body, affinity()).await?;
+    let resp = upstream::send_made(ctx, pool, make, key).await?;
     upstream::note_origin(ctx, sent, &resp);
     Ok(resp)
 }

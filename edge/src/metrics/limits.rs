@@ -49,6 +49,18 @@ impl Collector for LimitsCollector {
                 MetricType::Counter,
             )?)?;
         }
+        {
+            let mut m = encoder.encode_descriptor(
+                "edge_early_data_requests",
+                "HTTP/3 requests that came before their connection's handshake completed: answered from early data, waited for the handshake, or retried after an origin's 425.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (n, result) in crate::early::COUNTS.iter().zip(crate::early::RESULTS) {
+                ConstCounter::new(n.load(Ordering::Relaxed))
+                    .encode(m.encode_family(&[("result", result)])?)?;
+            }
+        }
         ConstGauge::new(i64::from(hs.in_progress())).encode(encoder.encode_descriptor(
             "edge_quic_handshakes_in_progress",
             "QUIC handshakes the node is in the middle of.",

@@ -48,6 +48,8 @@ struct Stats {
     failing: Mutex<Option<u16>>,
     /// The `Accept-Encoding` of the last request per path ("" when absent).
     accept_encoding: Mutex<HashMap<String, String>>,
+    /// Requests that carried `Early-Data: 1` (RFC 8470), per path.
+    early: Mutex<HashMap<String, u64>>,
     /// `/sse` sends its next event only when a permit is here.
     events: Gate,
     /// Body bytes sent by `/big/` (what a ranged cache costs the origin).
@@ -238,6 +240,17 @@ impl Origin {
     pub fn conditional(&self, path: &str) -> u64 {
         self.stats
             .conditional
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests for `path` that came with `Early-Data: 1`.
+    pub fn early_data(&self, path: &str) -> u64 {
+        self.stats
+            .early
             .lock()
             .expect("lock")
             .get(path)

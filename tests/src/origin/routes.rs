@@ -21,6 +21,44 @@ pub(super) async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Re
         .lock()
         .expect("lock")
         .insert(path.clone(), ae);
+    let early = req
+        .headers()
+        .get("early-data")
+        .is_some_and(|v| v.as_bytes() == b"1");
+    if early {
+        *stats
+            .early
+            .lock()
+            .expect("lock")
+            .entry(path.clone())
+            .or_default() += 1;
+    }
+    if path.starts_with("/too-early/") {
+        // An origin that will not act on early data (RFC 8470 §5.2).
+        if early {
+            return text(StatusCode::TOO_EARLY, "too early\n");
+        }
+        let mut r = text(StatusCode::OK, "after the handshake\n");
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
+    if path.starts_with("/echo/") {
+        // The request as the origin got it, never stored.
+        let mut out = format!("{} {}\n", req.method(), req.uri());
+        for (name, value) in req.headers() {
+            out.push_str(&format!(
+                "{name}: {}\n",
+                value.to_str().unwrap_or("<binary>")
+            ));
+        }
+        // Read first: answering before the body is read makes the kernel reset the connection.
+        let _ = req.into_body().collect().await;
+        let mut r = text(StatusCode::OK, out);
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
     if path == "/sse" {
         // `n` events of an event stream, each sent only once the test releases it.
         let n = query_num(&req, "n", 3);

@@ -33,3 +33,4 @@ mod smuggling;
 mod status_page;
 mod trace;
 mod trust;
+mod zero_rtt;
