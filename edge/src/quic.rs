@@ -267,6 +267,7 @@ async fn serve_request(
         }
     }
     let is_head = req.method() == Method::HEAD;
+    let shared_snapshot = shared.runtime().snapshot.clone();
     let mut req = req.map(|()| body);
     // 1xx interim responses (crate::interim) go out as HEADERS frames before the final one.
     let (interim_tx, mut interim_rx) = hyper::ext::informational_channel();
@@ -308,6 +309,8 @@ async fn serve_request(
         return;
     }
     answering.answered();
+    let rule = crate::body::SendRule::from_snapshot(&shared_snapshot);
+    let (mut waited, mut taken) = (std::time::Duration::ZERO, 0u64);
     if !is_head {
         while let Some(frame) = body.frame().await {
             match frame {
@@ -316,10 +319,32 @@ async fn serve_request(
                         if data.is_empty() {
                             continue;
                         }
-                        if let Err(e) = send.send_data(data).await {
-                            tracing::debug!(error = %e, "HTTP/3 client went away");
-                            return;
+                        // Only the wait for the client (flow control) counts: a slow reader
+                        // gets its stream reset, not the connection's other requests.
+                        let len = data.len() as u64;
+                        let start = edge_core::clock::now();
+                        let budget = rule.next_wait(waited, taken);
+                        match tokio::time::timeout(budget, send.send_data(data)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "HTTP/3 client went away");
+                                return;
+                            }
+                            Err(_) => {
+                                if budget >= rule.max_wait {
+                                    crate::metrics::conns::CONNS.send_timeout();
+                                } else {
+                                    crate::metrics::conns::CONNS.slow_reader();
+                                }
+                                tracing::debug!(
+                                    "HTTP/3 client not reading its response; resetting"
+                                );
+                                send.stop_stream(Code::H3_REQUEST_CANCELLED);
+                                return;
+                            }
                         }
+                        waited += edge_core::clock::since(start);
+                        taken += len;
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers()

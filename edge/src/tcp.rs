@@ -184,10 +184,13 @@ macro_rules! drive {
         tokio::pin!(conn);
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
-            _ = $activity.send_stalled($send) => {
+            stalled = $activity.send_stalled($send) => {
                 // A client that does not read: nothing graceful can finish; drop it.
-                tracing::debug!("client stopped reading its response; closing");
-                CONNS.send_timeout();
+                tracing::debug!(?stalled, "client not reading its response; closing");
+                match stalled {
+                    crate::body::Stalled::Timeout => CONNS.send_timeout(),
+                    crate::body::Stalled::TooSlow => CONNS.slow_reader(),
+                }
                 return;
             }
             _ = shutting_down(&mut shutdown) => None,
@@ -230,7 +233,7 @@ async fn serve_connection<I>(
     let uri_limit = snap.limits.max_uri_bytes as usize;
     let activity = Arc::new(Activity::default());
     let client_idle = snap.timeouts.client_idle;
-    let client_send = snap.timeouts.client_send;
+    let client_send = crate::body::SendRule::from_snapshot(&snap);
     let counted = activity.clone();
     let cap = snap.limits.max_requests_per_connection;
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -268,6 +271,11 @@ async fn serve_connection<I>(
                 snap.limits.h2_max_pending_accept_reset_streams as usize,
             )
             .max_local_error_reset_streams(snap.limits.h2_max_local_error_reset_streams as usize)
+            // Per stream in hyper; 400 KiB is its default.
+            .max_send_buf_size(
+                usize::try_from(snap.limits.max_buffered_response_bytes.min(400 * 1024))
+                    .unwrap_or(400 * 1024),
+            )
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(TokioIo::new(io), svc);
         drive!(conn, shutdown, activity, client_idle, client_send);

@@ -80,8 +80,12 @@ pub fn quic_config(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
         .map_err(|e| Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let limits = &shared.runtime().snapshot.limits;
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(256u32.into());
+    transport.max_concurrent_bidi_streams(limits.quic_max_concurrent_streams.into());
+    // What one connection may hold of unacknowledged response bytes (quinn: 10 MB): a client
+    // that does not read cannot make us buffer more.
+    transport.send_window(limits.max_buffered_response_bytes);
     if let Ok(max_idle) = quinn::IdleTimeout::try_from(idle) {
         // The transport timeout only detects a vanished peer: our pings keep a live one
         // connected through a long request, and the listener closes connections that have

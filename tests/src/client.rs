@@ -203,6 +203,15 @@ impl Conn {
         })
     }
 
+    /// For HTTP/3: the h3 request sender, for tests that drive streams themselves (read a
+    /// response slowly, or not at all).
+    pub fn h3_sender(&self) -> Option<h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>> {
+        match &self.inner {
+            Inner::H3 { send, .. } => Some(send.clone()),
+            _ => None,
+        }
+    }
+
     /// For HTTP/3: the QUIC connection, to check it survives events such as a reload.
     pub fn quic(&self) -> Option<&quinn::Connection> {
         match &self.inner {

@@ -9,6 +9,7 @@ mod geo;
 mod log;
 mod pools;
 mod protect;
+mod rules;
 mod sites;
 #[cfg(test)]
 mod test_doc;
@@ -272,6 +273,10 @@ impl Compiler<'_> {
                 quic_max_handshakes_per_client: file.limits.quic_max_handshakes_per_client,
                 new_connections_per_client: file.limits.new_connections_per_client,
                 new_connections_burst: file.limits.new_connections_burst,
+                client_min_send_rate: file.limits.client_min_send_rate,
+                client_send_grace: file.limits.client_send_grace,
+                max_buffered_response_bytes: file.limits.max_buffered_response_bytes.max(16 * 1024),
+                quic_max_concurrent_streams: file.limits.quic_max_concurrent_streams.max(1),
             },
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,

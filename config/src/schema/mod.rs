@@ -11,6 +11,7 @@ pub mod admin;
 pub mod geo;
 mod pools;
 pub mod protect;
+pub mod rules;
 mod sites;
 
 pub use pools::*;
@@ -197,6 +198,19 @@ pub struct Limits {
     /// limit), with `new_connections_burst` more at once.
     pub new_connections_per_client: u32,
     pub new_connections_burst: u32,
+    /// Slow readers: once a connection has waited `client_send_grace` in all on a client to
+    /// read its responses, it must have taken at least this many bytes per second of that
+    /// waiting, else it is closed (0: no minimum).
+    #[serde(deserialize_with = "size")]
+    pub client_min_send_rate: u64,
+    #[serde(deserialize_with = "duration")]
+    pub client_send_grace: Duration,
+    /// Response bytes buffered for one client connection (HTTP/3: the QUIC send window;
+    /// HTTP/2: per stream, at most 400 KiB, hyper's default).
+    #[serde(deserialize_with = "size")]
+    pub max_buffered_response_bytes: u64,
+    /// Concurrent request streams per HTTP/3 connection.
+    pub quic_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -216,6 +230,10 @@ impl Default for Limits {
             quic_max_handshakes_per_client: 256,
             new_connections_per_client: 0,
             new_connections_burst: 100,
+            client_min_send_rate: 512,
+            client_send_grace: Duration::from_secs(20),
+            max_buffered_response_bytes: 2 * 1024 * 1024,
+            quic_max_concurrent_streams: 256,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Activity {
     /// the connection and was not asked for more: the connection is blocked on a client that
     /// does not read. 0: not blocked.
     blocked_since_ms: std::sync::atomic::AtomicU64,
+    /// Milliseconds spent blocked so far (ended blocks), and the bytes the client took.
+    waited_ms: std::sync::atomic::AtomicU64,
+    taken_bytes: std::sync::atomic::AtomicU64,
     /// Milliseconds after `base` at which the last request finished.
     last_done_ms: std::sync::atomic::AtomicU64,
     base: tokio::time::Instant,
@@ -42,6 +45,8 @@ impl Default for Activity {
             premature: Default::default(),
             reset_retired: Default::default(),
             blocked_since_ms: Default::default(),
+            waited_ms: Default::default(),
+            taken_bytes: Default::default(),
             last_done_ms: Default::default(),
             base: edge_core::clock::now(),
         }
@@ -92,17 +97,33 @@ impl Activity {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Resolves once a response has waited `after` on a client that does not read it (a slow
-    /// reader holds the edge's buffers and, through them, an origin connection). Checked a few
-    /// times per period; one timer per connection.
-    pub async fn send_stalled(&self, after: std::time::Duration) {
+    /// Resolves once a response has waited `rule.max_wait` on a client that does not read
+    /// it, or the client takes its responses below the rule's minimum rate (a slow reader
+    /// holds the edge's buffers and, through them, an origin connection). Checked a few times
+    /// per period; one timer per connection.
+    pub async fn send_stalled(&self, rule: super::SendRule) -> Stalled {
         use std::sync::atomic::Ordering::Relaxed;
-        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        use std::time::Duration;
+        let mut period = rule.max_wait;
+        if rule.min_rate > 0 {
+            period = period.min(rule.grace);
+        }
+        let tick = (period / 4).max(Duration::from_millis(100));
         loop {
-            tokio::time::sleep(after / 4).await;
+            tokio::time::sleep(tick).await;
             let since = self.blocked_since_ms.load(Relaxed);
-            if since != 0 && self.now_ms().saturating_sub(since - 1) >= after_ms {
-                return;
+            let now = self.now_ms();
+            let current = if since == 0 {
+                0
+            } else {
+                now.saturating_sub(since - 1)
+            };
+            if Duration::from_millis(current) >= rule.max_wait {
+                return Stalled::Timeout;
+            }
+            let waited = Duration::from_millis(self.waited_ms.load(Relaxed) + current);
+            if rule.too_slow(waited, self.taken_bytes.load(Relaxed)) {
+                return Stalled::TooSlow;
             }
         }
     }
@@ -128,6 +149,15 @@ impl Activity {
             tokio::time::sleep_until(wake).await;
         }
     }
+}
+
+/// Why a connection was found stuck on its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stalled {
+    /// One response waited `timeouts.client_send`.
+    Timeout,
+    /// Below `limits.client_min_send_rate`.
+    TooSlow,
 }
 
 /// The streams a connection must carry before its early-reset share is judged (Envoy's
@@ -184,16 +214,22 @@ impl Body for Tracked {
         use std::sync::atomic::Ordering::Relaxed;
         let activity = &self._guard.0;
         // Asked again: whatever was handed over went out.
-        activity.blocked_since_ms.store(0, Relaxed);
+        let since = activity.blocked_since_ms.swap(0, Relaxed);
+        if since != 0 {
+            let waited = activity.now_ms().saturating_sub(since - 1);
+            activity.waited_ms.fetch_add(waited, Relaxed);
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
-            && frame.is_data()
-            && !self.inner.is_end_stream()
+            && let Some(data) = frame.data_ref()
         {
             let activity = &self._guard.0;
-            activity
-                .blocked_since_ms
-                .store(activity.now_ms().saturating_add(1), Relaxed);
+            activity.taken_bytes.fetch_add(data.len() as u64, Relaxed);
+            if !self.inner.is_end_stream() {
+                activity
+                    .blocked_since_ms
+                    .store(activity.now_ms().saturating_add(1), Relaxed);
+            }
         }
         polled
     }

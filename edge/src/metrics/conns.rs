@@ -46,6 +46,8 @@ pub struct ConnMetrics {
     early_reset_closes: AtomicU64,
     /// Connections closed because their client stopped reading a response.
     send_timeouts: AtomicU64,
+    /// Connections (HTTP/3: streams) closed for reading below the minimum send rate.
+    slow_readers: AtomicU64,
 }
 
 pub static CONNS: ConnMetrics = ConnMetrics {
@@ -58,6 +60,7 @@ pub static CONNS: ConnMetrics = ConnMetrics {
     proxy_refused: [const { AtomicU64::new(0) }; 3],
     early_reset_closes: AtomicU64::new(0),
     send_timeouts: AtomicU64::new(0),
+    slow_readers: AtomicU64::new(0),
 };
 
 /// Counts a connection as open until dropped.
@@ -103,6 +106,10 @@ impl ConnMetrics {
 
     pub fn send_timeout(&self) {
         self.send_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn slow_reader(&self) {
+        self.slow_readers.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn early_reset_close(&self) {
@@ -190,8 +197,15 @@ impl Collector for ConnCollector {
         single(
             &mut encoder,
             "edge_client_send_timeouts",
-            "Connections closed because a response waited timeouts.client_send on a client that did not read it.",
+            "Connections (HTTP/3: streams) closed because a response waited timeouts.client_send on a client that did not read it.",
             get(&c.send_timeouts),
+            MetricType::Counter,
+        )?;
+        single(
+            &mut encoder,
+            "edge_client_slow_reader_closes",
+            "Connections (HTTP/3: streams) closed because their client took responses below limits.client_min_send_rate once past limits.client_send_grace of waiting.",
+            get(&c.slow_readers),
             MetricType::Counter,
         )?;
         single(

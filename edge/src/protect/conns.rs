@@ -153,6 +153,10 @@ mod tests {
             quic_max_handshakes_per_client: 0,
             new_connections_per_client: 0,
             new_connections_burst: 0,
+            client_min_send_rate: 0,
+            client_send_grace: std::time::Duration::ZERO,
+            max_buffered_response_bytes: 0,
+            quic_max_concurrent_streams: 0,
         }
     }
 

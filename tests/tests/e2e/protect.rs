@@ -551,47 +551,6 @@ async fn thousands_of_slowloris_connections_are_cut_on_time_and_others_are_serve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_is_cut_off_after_client_send() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let setup = Setup::new("slow-reader");
-    let origin = Origin::start().await;
-    let text = setup
-        .config(origin.addr, "")
-        .replace("[timeouts]\n", "[timeouts]\nclient_send = \"2s\"\n");
-    let edge = Edge::start(&setup.dir, &text);
-    // 64 MiB asked for, nothing read: the buffers fill, then the response waits on us.
-    let size = 64u64 << 20;
-    let mut s = tokio::net::TcpStream::connect(edge.http())
-        .await
-        .expect("connect");
-    let req = format!("GET /big/{size} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    // Meanwhile others are served.
-    let plain = setup.target(edge.http(), "localhost");
-    let r = get(&plain, Proto::Plain, "/c/other?cc=max-age=60", &[]).await;
-    assert_eq!(r.status, 200);
-    let mut got = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let read_all = async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n as u64,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all)
-        .await
-        .expect("the edge closed the connection");
-    assert!(
-        got < size,
-        "the whole body came through ({got} bytes): never cut off"
-    );
-    assert_eq!(edge.metric("edge_client_send_timeouts_total").await, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_connections_per_client_are_rate_limited() {
     let setup = Setup::new("conn-rate");
     let origin = Origin::start().await;
