@@ -68,6 +68,12 @@ pub struct Limits {
     pub quic_max_handshakes_per_client: u32,
     pub new_connections_per_client: u32,
     pub new_connections_burst: u32,
+    /// Bytes per second of the time spent waiting on a client to read, past the grace (0: no
+    /// minimum).
+    pub client_min_send_rate: u64,
+    pub client_send_grace: Duration,
+    pub max_buffered_response_bytes: u64,
+    pub quic_max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +318,8 @@ pub struct Site {
     pub geo: crate::geo::SiteGeo,
     pub security_headers: crate::protect::SecurityHeaders,
     pub rate_limits: Vec<crate::protect::RateLimitRule>,
+    /// Site rules (`[[sites.rules]]`, `[sites.ab]`); empty when none are configured.
+    pub rules: Arc<site_rules::RuleSet>,
     /// Safe requests (GET, HEAD) may be answered from TLS 1.3 early data over QUIC; others
     /// wait for the handshake (RFC 8470).
     pub zero_rtt: bool,

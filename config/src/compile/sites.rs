@@ -208,6 +208,7 @@ impl Compiler<'_> {
                 geo,
                 security_headers: self.security_headers(&s.security_headers),
                 rate_limits: self.rate_limits(&s.rate_limits),
+                rules: self.site_rules(&s.rules, s.ab.as_ref(), pools),
                 zero_rtt: s.zero_rtt == schema::ZeroRtt::Safe,
             }));
         }

@@ -47,6 +47,11 @@ pub struct Site {
     pub security_headers: super::protect::SecurityHeaders,
     #[serde(default)]
     pub rate_limits: Vec<Spanned<super::protect::RateLimit>>,
+    /// Site rules, in order (`[[sites.rules]]`).
+    #[serde(default)]
+    pub rules: Vec<Spanned<super::rules::Rule>>,
+    /// A/B buckets for the rules (`[sites.ab]`).
+    pub ab: Option<Spanned<super::rules::Ab>>,
     /// TLS 1.3 early data over QUIC: `off`, or `safe` (GET/HEAD answered from early data).
     #[serde(default)]
     pub zero_rtt: ZeroRtt,
