@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `demo`, `purge`, `token-hash`.
+//! Command line: `run`, `check`, `demo`, `purge`, `token-hash`, `config`, `rules test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +88,11 @@ enum Command {
         #[arg(long)]
         soft: bool,
     },
+    /// Site rules: `edge rules test` shows what they would do with one request.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Prints the SHA-256 of a token secret read from stdin: the `sha256` of `[[admin.tokens]]`.
     TokenHash,
     /// Versioned config in etcd: push, history, diff, rollback, status.
@@ -103,6 +108,35 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Which rules match a request and what the edge would do (auth, answer, rewrite, pool,
+    /// headers, cache key), without sending anything.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `METHOD URL`, e.g. 'GET https://www.example.com/path?q=1'.
+        #[arg(long)]
+        request: String,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The visitor's address.
+        #[arg(long, default_value = "192.0.2.1")]
+        client: std::net::IpAddr,
+        /// The visitor's country (ISO code), as geo would say.
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        continent: Option<String>,
+        #[arg(long)]
+        asn: Option<u32>,
+        /// The time to judge time windows at (RFC 3339, e.g. 2026-12-24T18:00:00Z); default now.
+        #[arg(long)]
+        time: Option<String>,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -110,6 +144,30 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => return check(&config),
         Command::TokenHash => return token_hash(),
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    config,
+                    request,
+                    headers,
+                    client,
+                    country,
+                    continent,
+                    asn,
+                    time,
+                },
+        } => {
+            return crate::rules_cli::test(&crate::rules_cli::TestArgs {
+                config: &config,
+                request: &request,
+                headers: &headers,
+                client,
+                country: country.as_deref(),
+                continent: continent.as_deref(),
+                asn,
+                time: time.as_deref(),
+            });
+        }
         Command::Config {
             store,
             store_config,
@@ -221,6 +279,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                 s.sites.len(),
                 s.pools.len()
             );
+            for line in crate::rules_cli::describe(&s) {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub geo: geo::Geo,
     /// What the site's access rules decided (none: no rule covers the path).
     pub access: Option<crate::metrics::geo::Access>,
+    /// What the site's request rules left for the response and the cache key.
+    pub rules: Option<Box<crate::rules_phase::Outcome>>,
     /// Answered from TLS 1.3 early data (`crate::early`): the origin gets `Early-Data: 1`.
     pub early: Option<crate::early::Handshake>,
     /// The request already passed through this node: never send it to a shield again.
@@ -108,6 +110,7 @@ impl RequestCtx {
             geo: geo::Geo::default(),
             access: None,
             early: None,
+            rules: None,
             looped: false,
             has_body: false,
             site: None,

@@ -53,6 +53,9 @@ pub enum Error {
     Geo(String),
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// A task the request waited on (e.g. a password check) failed.
+    #[error("{0}")]
+    Task(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

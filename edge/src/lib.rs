@@ -31,6 +31,8 @@ pub mod proxy_header;
 pub mod purge_cli;
 pub mod quic;
 pub mod respond;
+pub mod rules_cli;
+pub mod rules_phase;
 pub mod server;
 pub mod state;
 pub mod tcp;

@@ -1,8 +1,10 @@
 //! The request pipeline: one function per request whose phases read in order, over one
 //! per-request context (`RequestCtx`) and one config snapshot read at its start:
 //!
-//! hygiene → route → early data (wait for the handshake unless safe) → geo → request filters (limits, …) → `PURGE` (when the site enables it) → body → cache (lookup; on a miss the upstream
-//! rewrite and the origin) or pass → response filters (compress) → finish → log after the body.
+//! hygiene → route → early data (wait for the handshake unless safe) → geo → request filters
+//! (limits, …) → site rules (auth, redirect/respond, rewrite, pool, headers) → `PURGE` (when
+//! the site enables it) → body → cache (lookup; on a miss the upstream rewrite and the origin)
+//! or pass → response filters (compress) → response rules → finish → log after the body.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,6 +42,7 @@ pub async fn handle(
         },
         Err(e) => respond::error(&ctx, &e),
     };
+    crate::rules_phase::respond(&ctx, &mut resp);
     respond::finish(&ctx, &mut resp);
     crate::protect::security_headers(&ctx, &mut resp);
     METRICS.response(
@@ -94,6 +97,9 @@ async fn proxy(ctx: &mut RequestCtx, body: ProxyBody) -> Result<Response<ProxyBo
         return Ok(denied);
     }
     if let Some(answer) = ctx.rt.clone().filters.run(ctx)? {
+        return Ok(answer);
+    }
+    if let Some(answer) = crate::rules_phase::run(ctx).await? {
         return Ok(answer);
     }
     if ctx.method.as_str() == "PURGE" && ctx.site()?.cache.purge_method {

@@ -126,6 +126,7 @@ pub(crate) async fn handle(
         &ctx.head.headers,
         &site.cache.key,
     );
+    crate::rules_phase::extend_key(ctx);
     ctx.policy = site.cache.policy_for(&ctx.path);
     let bypass = |detail| CacheStatus {
         detail: Some(detail),
@@ -141,6 +142,14 @@ pub(crate) async fn handle(
             authorization: site.cache.bypass_authorization,
         },
     );
+    let decided = if crate::rules_phase::private(ctx) {
+        RequestPlan::Pass {
+            detail: "private",
+            invalidate: false,
+        }
+    } else {
+        decided
+    };
     match decided {
         RequestPlan::Pass { detail, invalidate } => {
             ctx.cache_status = Some(bypass(detail));

@@ -29,6 +29,7 @@ mod purge;
 mod purge_api;
 mod purge_cli;
 mod ranges;
+mod rules;
 mod slow_readers;
 mod smuggling;
 mod status_page;
