@@ -250,3 +250,25 @@ fn bad_rules_are_refused_where_written() {
         );
     }
 }
+
+/// The README's cookbook compiles as written (with a real hash and key in place of its `…`).
+#[test]
+fn the_readme_cookbook_compiles() {
+    let readme = include_str!("../../../../README.md");
+    let start = readme
+        .find("# 1. Phones and tablets")
+        .expect("the cookbook in README.md");
+    let end = start + readme[start..].find("```").expect("end of the cookbook block");
+    let cookbook = readme[start..end]
+        .replace("\"$2y$05$…\"", &format!("\"{BCRYPT}\""))
+        .replace(
+            "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----",
+            EC_PUBLIC,
+        );
+    let text = format!(
+        "{BASE}\n{cookbook}\n[pools.frankfurt]\nendpoints = [\"127.0.0.1:9003\"]\n\n[pools.variant-b]\nendpoints = [\"127.0.0.1:9004\"]\n"
+    );
+    let snap = compile_text(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    let lines = snap.sites[0].rules.describe();
+    assert!(lines.len() >= 12, "{lines:#?}");
+}
