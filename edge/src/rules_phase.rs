@@ -25,6 +25,8 @@ pub struct Outcome {
     /// Kept out of the shared cache (authenticated, or a rule said so).
     pub private: bool,
     pub matched: Vec<std::sync::Arc<str>>,
+    /// A rule answered (redirect, direct response): response-phase rules leave that alone.
+    pub answered: bool,
 }
 
 fn code(c: &Option<geo::Code>) -> Option<&str> {
@@ -143,6 +145,7 @@ pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Er
         cache_key: d.cache_key,
         private: d.private,
         matched: d.matched,
+        answered: false,
     };
     if let Some(terminal) = d.terminal {
         let resp = match terminal {
@@ -159,6 +162,7 @@ pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Er
         };
         // Response header rules and the pin cookie still apply to it (see `respond`).
         outcome.cache_key.clear();
+        outcome.answered = true;
         ctx.rules = Some(Box::new(outcome));
         return Ok(Some(resp));
     }
@@ -201,7 +205,8 @@ pub fn respond(ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
     if site.rules.is_empty() {
         return;
     }
-    if site.rules.has_response_rules() {
+    let answered = ctx.rules.as_ref().is_some_and(|o| o.answered);
+    if site.rules.has_response_rules() && !answered {
         let d = site
             .rules
             .evaluate_response(&facts(ctx), resp.status().as_u16());

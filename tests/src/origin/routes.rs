@@ -33,6 +33,9 @@ pub(super) async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Re
             .entry(path.clone())
             .or_default() += 1;
     }
+    if path.starts_with("/missing/") {
+        return text(StatusCode::NOT_FOUND, "not here\n");
+    }
     if path.starts_with("/too-early/") {
         // An origin that will not act on early data (RFC 8470 §5.2).
         if early {

@@ -92,6 +92,18 @@ request_headers = {{ set = {{ "X-Edge-Client" = "${{client}}" }}, remove = ["X-D
 name = "tag"
 response_headers = {{ set = {{ "X-Rules" = "seen" }} }}
 
+[[sites.rules]]
+name = "not-found"
+phase = "response"
+when = {{ status = [404] }}
+response_headers = {{ set = {{ "X-Not-Found" = "yes" }} }}
+
+[[sites.rules]]
+name = "friendly-5xx"
+phase = "response"
+when = {{ status = ["500-599"] }}
+respond = {{ body = "sorry, try again soon\n", content_type = "text/plain" }}
+
 [pools.canary]
 endpoints = ["{canary}"]
 "#,
@@ -260,6 +272,29 @@ async fn time_windows_rewrites_redirects_and_direct_answers() {
         assert_eq!(r.header("x-rules"), Some("seen"));
     }
     assert_eq!(w.main.hits("/old/post") + w.main.hits("/down/cart"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_rules_match_the_origin_status() {
+    let w = world("rules-response").await;
+    w.main.set_failing(Some(502));
+    for proto in TLS_PROTOS {
+        let mut conn = Conn::connect(proto, &w.target).await.expect("connect");
+        // The origin's 502 keeps its status and gets the friendly body.
+        let r = send(&mut conn, &format!("/c/failing-{proto:?}"), &[]).await;
+        assert_eq!(r.status, 502, "{proto:?}");
+        assert_eq!(r.text(), "sorry, try again soon\n", "{proto:?}");
+        assert_eq!(r.header("x-rules"), Some("seen"));
+        // A 404 gets a header and keeps its body.
+        let r = send(&mut conn, "/missing/thing", &[]).await;
+        assert_eq!(r.status, 404, "{proto:?}");
+        assert_eq!(r.header("x-not-found"), Some("yes"), "{proto:?}");
+        assert_eq!(r.text(), "not here\n");
+        // A rule's own 503 answer is not replaced.
+        let r = send(&mut conn, "/down/x", &[]).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "down for maintenance\n");
+    }
 }
 
 fn b64(data: &[u8]) -> String {
