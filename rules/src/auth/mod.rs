@@ -4,7 +4,10 @@
 //! the origin).
 
 mod basic;
+mod der;
 mod jwt;
+#[cfg(test)]
+mod jwt_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use argon2::{Argon2, Params, PasswordHasher};
 use base64::Engine as _;
-use jsonwebtoken::{EncodingKey, Header};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 
 use super::*;
 use crate::tests::Req;
@@ -134,19 +136,95 @@ fn bad_hashes_are_refused() {
     );
 }
 
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 // Key pairs made for these tests only (`openssl genpkey`).
-const EC_PRIVATE: &str = include_str!("testdata/es256-private.pem");
-const EC_PUBLIC: &str = include_str!("testdata/es256-public.pem");
-const RSA_PRIVATE: &str = include_str!("testdata/rs256-private.pem");
-const RSA_PUBLIC: &str = include_str!("testdata/rs256-public.pem");
+pub(crate) const EC_PRIVATE: &str = include_str!("testdata/es256-private.pem");
+pub(crate) const EC_PUBLIC: &str = include_str!("testdata/es256-public.pem");
+pub(crate) const RSA_PRIVATE: &str = include_str!("testdata/rs256-private.pem");
+pub(crate) const RSA_PUBLIC: &str = include_str!("testdata/rs256-public.pem");
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     Req::get("/").now.as_second()
 }
 
-fn token(claims: serde_json::Value, alg: jsonwebtoken::Algorithm, key: &EncodingKey) -> String {
-    jsonwebtoken::encode(&Header::new(alg), &claims, key).unwrap()
+/// A signing key for test tokens (the crate only verifies).
+pub(crate) enum EncodingKey {
+    Hs(Vec<u8>),
+    Es(EcdsaKeyPair),
+    Rs(RsaKeyPair),
+}
+
+impl EncodingKey {
+    pub(crate) fn from_secret(secret: &[u8]) -> Result<EncodingKey, String> {
+        Ok(EncodingKey::Hs(secret.to_vec()))
+    }
+
+    /// PKCS#8 (`-----BEGIN PRIVATE KEY-----`), as `openssl genpkey` writes.
+    fn pkcs8(pem: &[u8]) -> Result<Vec<u8>, String> {
+        let (label, der) = super::der::pem(std::str::from_utf8(pem).map_err(|e| e.to_string())?)?;
+        if label != "PRIVATE KEY" {
+            return Err(format!("{label:?}"));
+        }
+        Ok(der)
+    }
+
+    pub(crate) fn from_ec_pem(pem: &[u8]) -> Result<EncodingKey, String> {
+        let rng = ring::rand::SystemRandom::new();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &Self::pkcs8(pem)?, &rng)
+            .map(EncodingKey::Es)
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn from_rsa_pem(pem: &[u8]) -> Result<EncodingKey, String> {
+        RsaKeyPair::from_pkcs8(&Self::pkcs8(pem)?)
+            .map(EncodingKey::Rs)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A compact JWS of `header` and `claims`, signed with `key` (whatever `header` says).
+pub(crate) fn sign_token(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    key: &EncodingKey,
+) -> String {
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let rng = ring::rand::SystemRandom::new();
+    let sig = match key {
+        EncodingKey::Hs(secret) => ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+            input.as_bytes(),
+        )
+        .as_ref()
+        .to_vec(),
+        EncodingKey::Es(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+        EncodingKey::Rs(k) => {
+            let mut sig = vec![0; k.public().modulus_len()];
+            k.sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)
+                .unwrap();
+            sig
+        }
+    };
+    format!("{input}.{}", b64(&sig))
+}
+
+/// A token with the header `{"typ":"JWT","alg":…}`, as the tests have always signed.
+pub(crate) fn token(claims: serde_json::Value, alg: JwtAlg, key: &EncodingKey) -> String {
+    let alg = match alg {
+        JwtAlg::Hs256 => "HS256",
+        JwtAlg::Rs256 => "RS256",
+        JwtAlg::Es256 => "ES256",
+    };
+    sign_token(
+        &serde_json::json!({ "typ": "JWT", "alg": alg }),
+        &claims,
+        key,
+    )
 }
 
 fn jwt(from: TokenSource) -> Auth {
@@ -175,7 +253,9 @@ fn jwt_cases() {
     let other = EncodingKey::from_secret(b"another secret, 32 bytes long!!!").unwrap();
     let t = now();
     let claims = |exp: i64, aud: &str| serde_json::json!({ "sub": "u1", "exp": exp, "aud": aud, "iss": "https://id.test" });
-    use jsonwebtoken::Algorithm::{ES256, HS256, RS256};
+    const HS256: JwtAlg = JwtAlg::Hs256;
+    const ES256: JwtAlg = JwtAlg::Es256;
+    const RS256: JwtAlg = JwtAlg::Rs256;
     let cases: Vec<(&str, Option<String>, Result<&str, AuthFailure>)> = vec![
         (
             "valid hs256",

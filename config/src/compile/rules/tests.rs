@@ -258,7 +258,10 @@ fn the_readme_cookbook_compiles() {
     let start = readme
         .find("# 1. Phones and tablets")
         .expect("the cookbook in README.md");
-    let end = start + readme[start..].find("```").expect("end of the cookbook block");
+    let end = start
+        + readme[start..]
+            .find("```")
+            .expect("end of the cookbook block");
     let cookbook = readme[start..end]
         .replace("\"$2y$05$…\"", &format!("\"{BCRYPT}\""))
         .replace(
