@@ -32,6 +32,7 @@ pub mod device;
 mod error;
 mod evaluate;
 mod facts;
+pub mod fuzzing;
 mod glob;
 mod ruleset;
 mod template;
