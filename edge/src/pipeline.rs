@@ -42,7 +42,7 @@ pub async fn handle(
         },
         Err(e) => respond::error(&ctx, &e),
     };
-    crate::rules_phase::respond(&ctx, &mut resp);
+    crate::rules_phase::respond(&mut ctx, &mut resp);
     respond::finish(&ctx, &mut resp);
     crate::protect::security_headers(&ctx, &mut resp);
     METRICS.response(

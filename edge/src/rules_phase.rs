@@ -111,10 +111,10 @@ fn answer(status: StatusCode, content_type: HeaderValue, body: String) -> Respon
 /// Runs the site's request rules; `Some` is the answer when the request goes no further (a
 /// failed authentication, a redirect, a direct response).
 pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Error> {
-    let site = ctx.site()?.clone();
-    if site.rules.is_empty() {
+    if ctx.site()?.rules.is_empty() {
         return Ok(None);
     }
+    let site = ctx.site()?.clone();
     let d: Decision = site.rules.evaluate(&facts(ctx));
     if let Some((rule, auth)) = &d.auth {
         let verdict = if auth.is_cheap(&facts(ctx)) {
@@ -181,7 +181,7 @@ pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Er
     if let Some(pool) = &d.pool {
         set_pool(ctx, pool)?;
     }
-    site_rules::apply(&d.request_headers, &mut ctx.head.headers);
+    site_rules::apply_owned(d.request_headers, &mut ctx.head.headers);
     ctx.rules = Some(Box::new(outcome));
     Ok(None)
 }
@@ -200,29 +200,30 @@ fn set_pool(ctx: &mut RequestCtx, name: &str) -> Result<(), Error> {
 
 /// The response side: the request rules' header operations and pin cookie, then the
 /// response-phase rules (which may match on the status and replace the response).
-pub fn respond(ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
-    let Some(site) = &ctx.site else { return };
-    if site.rules.is_empty() {
+pub fn respond(ctx: &mut RequestCtx, resp: &mut Response<ProxyBody>) {
+    let Some(site) = ctx.site.as_ref().filter(|s| !s.rules.is_empty()).cloned() else {
         return;
-    }
+    };
     let answered = ctx.rules.as_ref().is_some_and(|o| o.answered);
-    if site.rules.has_response_rules() && !answered {
+    let later = if site.rules.has_response_rules() && !answered {
         let d = site
             .rules
             .evaluate_response(&facts(ctx), resp.status().as_u16());
         if let Some(r) = d.respond {
             *resp = answer(r.status, r.content_type, r.body);
         }
-        if let Some(o) = &ctx.rules {
-            site_rules::apply(&o.response_headers, resp.headers_mut());
+        d.response_headers
+    } else {
+        Vec::new()
+    };
+    // The request rules' operations first, then the response rules'.
+    if let Some(o) = ctx.rules.as_mut() {
+        site_rules::apply_owned(std::mem::take(&mut o.response_headers), resp.headers_mut());
+        if let Some(cookie) = o.set_cookie.take() {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        site_rules::apply(&d.response_headers, resp.headers_mut());
-    } else if let Some(o) = &ctx.rules {
-        site_rules::apply(&o.response_headers, resp.headers_mut());
     }
-    if let Some(cookie) = ctx.rules.as_ref().and_then(|o| o.set_cookie.clone()) {
-        resp.headers_mut().append(header::SET_COOKIE, cookie);
-    }
+    site_rules::apply_owned(later, resp.headers_mut());
 }
 
 /// The cache key additions, `\nr:NAME=VALUE` each (a purge by URL matches on what comes

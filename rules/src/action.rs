@@ -97,6 +97,25 @@ pub enum HeaderOp {
 }
 
 /// Applies `ops` to `headers` in order.
+/// [`apply`], taking the operations (no copies of names and values).
+pub fn apply_owned(ops: Vec<HeaderOp>, headers: &mut HeaderMap) {
+    // One growth for all of them.
+    headers.reserve(ops.len());
+    for op in ops {
+        match op {
+            HeaderOp::Set(n, v) => {
+                headers.insert(n, v);
+            }
+            HeaderOp::Append(n, v) => {
+                headers.append(n, v);
+            }
+            HeaderOp::Remove(n) => {
+                headers.remove(n);
+            }
+        }
+    }
+}
+
 pub fn apply(ops: &[HeaderOp], headers: &mut HeaderMap) {
     for op in ops {
         match op {

@@ -151,6 +151,50 @@ impl Condition {
         }
     }
 
+    /// What testing it costs, roughly: comparisons first, then lookups and parses, then
+    /// regexes and time zones, then the User-Agent classifier.
+    fn cost(&self) -> u8 {
+        match self {
+            Condition::All(l) | Condition::Any(l) => {
+                l.iter().map(Condition::cost).max().unwrap_or(0)
+            }
+            Condition::Not(c) => c.cost(),
+            Condition::PathPrefix(_)
+            | Condition::PathExact(_)
+            | Condition::Method(_)
+            | Condition::Client(..)
+            | Condition::Country(_)
+            | Condition::Continent(_)
+            | Condition::Asn(_)
+            | Condition::Bucket(_)
+            | Condition::Status(_) => 0,
+            Condition::PathGlob(_) | Condition::Cookie(..) | Condition::Query(..) => 1,
+            Condition::Header(_, ValueTest::Present | ValueTest::Absent) => 1,
+            Condition::Header(..) | Condition::Time(_) => 2,
+            Condition::Device(_) => 3,
+        }
+    }
+
+    /// The same condition with the parts of every `all` and `any` in order of cost (stable):
+    /// conditions are pure, so the order only changes how soon a request is decided.
+    pub(crate) fn cheapest_first(mut self) -> Condition {
+        match &mut self {
+            Condition::All(l) | Condition::Any(l) => {
+                let parts = std::mem::take(l);
+                let mut parts: Vec<Condition> =
+                    parts.into_iter().map(Condition::cheapest_first).collect();
+                parts.sort_by_key(Condition::cost);
+                *l = parts;
+            }
+            Condition::Not(c) => {
+                let inner = std::mem::replace(c.as_mut(), Condition::All(Vec::new()));
+                **c = inner.cheapest_first();
+            }
+            _ => {}
+        }
+        self
+    }
+
     /// Whether it (or a part of it) tests the response status.
     pub fn uses_status(&self) -> bool {
         self.any_part(&|c| matches!(c, Condition::Status(_)))

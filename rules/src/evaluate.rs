@@ -12,7 +12,7 @@ use crate::action::{HeaderAction, HeaderOp, Response, Rewrite, RewriteTo, Termin
 use crate::auth::Auth;
 use crate::device::Device;
 use crate::ruleset::{Phase, RuleSet};
-use crate::template::{Context, Var};
+use crate::template::Context;
 
 /// What the request rules decided for one request. The edge applies it in this order: `auth`
 /// (a failure is a 401 and nothing else happens), `terminal` (answer without cache or origin),
@@ -63,12 +63,12 @@ fn resolve(ops: &[HeaderAction], cx: &Context<'_>, out: &mut Vec<HeaderOp>) {
         // that cannot be a header value is left out rather than sent broken.
         match op {
             HeaderAction::Set(n, t) => {
-                if let Ok(v) = HeaderValue::from_str(&t.render(cx, None)) {
+                if let Some(v) = t.header_value(cx) {
                     out.push(HeaderOp::Set(n.clone(), v));
                 }
             }
             HeaderAction::Append(n, t) => {
-                if let Ok(v) = HeaderValue::from_str(&t.render(cx, None)) {
+                if let Some(v) = t.header_value(cx) {
                     out.push(HeaderOp::Append(n.clone(), v));
                 }
             }
@@ -128,9 +128,17 @@ impl RuleSet {
             set_cookie,
             ..Decision::default()
         };
+        let mut reserved = false;
         for rule in self.rules.iter().filter(|r| r.phase == Phase::Request) {
             if !rule.when.holds(&cx, None) {
                 continue;
+            }
+            if !reserved {
+                // One allocation each for the usual handful, not a growth series.
+                reserved = true;
+                d.matched.reserve(8);
+                d.request_headers.reserve(4);
+                d.response_headers.reserve(8);
             }
             d.matched.push(rule.name.clone());
             let a = &rule.actions;
@@ -175,11 +183,7 @@ impl RuleSet {
                 }
             }
         }
-        if self
-            .rules
-            .iter()
-            .any(|r| r.actions.cache_key.contains(&Var::Device))
-        {
+        if self.device_in_key {
             // Asked for by a cache key somewhere: known even when that rule did not match, so
             // logs and `edge rules test` can show it.
             cx.device();

@@ -20,6 +20,10 @@ enum Token {
 pub struct Glob {
     text: String,
     tokens: Vec<Token>,
+    /// The literal bytes before the first star and after the last: most paths fail on them,
+    /// without the automaton's two buffers.
+    prefix: usize,
+    suffix: usize,
 }
 
 impl Glob {
@@ -46,14 +50,29 @@ impl Glob {
             }
             i += 1;
         }
+        let prefix = pattern.find('*').unwrap_or(pattern.len());
+        let suffix = pattern
+            .rfind('*')
+            .map_or(0, |star| pattern.len() - star - 1);
         Ok(Glob {
             text: pattern.into(),
             tokens,
+            prefix,
+            suffix,
         })
     }
 
     /// Whether the whole of `path` matches.
     pub fn matches(&self, path: &str) -> bool {
+        let text = self.text.as_bytes();
+        let p = path.as_bytes();
+        if !p.starts_with(&text[..self.prefix]) || !p.ends_with(&text[text.len() - self.suffix..]) {
+            return false;
+        }
+        if self.prefix == text.len() {
+            // No star: an exact path.
+            return p.len() == text.len();
+        }
         let n = self.tokens.len();
         // `live[i]`: the pattern has consumed the input so far up to token `i`.
         let mut live = vec![false; n + 1];

@@ -44,7 +44,7 @@ mod tests;
 pub use ab::{AbBy, AbSettings, Pin, bucket_of, valid_cookie_name};
 pub use action::{
     Actions, HeaderAction, HeaderOp, Redirect, Respond, Response, Rewrite, RewriteTo, Terminal,
-    apply,
+    apply, apply_owned,
 };
 pub use auth::{Auth, AuthError, AuthFailure, Identity};
 pub use condition::{Condition, ValueTest, bucket_range, regex, status_range};

@@ -36,6 +36,9 @@ pub struct Rule {
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
     pub(crate) ab: Option<AbSettings>,
+    /// Some rule keys the cache on the device class (so it is classified for every request).
+    pub(crate) device_in_key: bool,
+    response_rules: bool,
 }
 
 /// The kinds of action where the first matching rule wins.
@@ -171,7 +174,23 @@ impl RuleSet {
             }
         }
         if errors.is_empty() {
-            Ok(RuleSet { rules, ab })
+            let rules: Vec<Rule> = rules
+                .into_iter()
+                .map(|mut r| {
+                    r.when = r.when.cheapest_first();
+                    r
+                })
+                .collect();
+            let device_in_key = rules
+                .iter()
+                .any(|r| r.actions.cache_key.contains(&crate::Var::Device));
+            let response_rules = rules.iter().any(|r| r.phase == Phase::Response);
+            Ok(RuleSet {
+                rules,
+                ab,
+                device_in_key,
+                response_rules,
+            })
         } else {
             Err(errors)
         }
@@ -192,7 +211,7 @@ impl RuleSet {
     /// Whether any rule runs in the response phase (when none does, the edge skips
     /// [`RuleSet::evaluate_response`]).
     pub fn has_response_rules(&self) -> bool {
-        self.rules.iter().any(|r| r.phase == Phase::Response)
+        self.response_rules
     }
 
     /// The rules as understood, one line each, for `edge check`: `rule mobile: when device in

@@ -88,6 +88,9 @@ enum Part {
 pub struct Template {
     text: String,
     parts: Vec<Part>,
+    /// Made once when the template has no variables and is a valid header value: the value
+    /// is then a reference-counted copy per request, not a render and a validation.
+    literal: Option<http::HeaderValue>,
 }
 
 impl Template {
@@ -138,9 +141,15 @@ impl Template {
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
         }
+        let literal = parts
+            .iter()
+            .all(|p| matches!(p, Part::Lit(_)))
+            .then(|| http::HeaderValue::from_str(&text.replace("$$", "$")).ok())
+            .flatten();
         Ok(Template {
             text: text.into(),
             parts,
+            literal,
         })
     }
 
@@ -173,8 +182,18 @@ impl Template {
         })
     }
 
+    /// The template as a header value for this request (`None`: the request's values made it
+    /// an invalid one).
+    pub(crate) fn header_value(&self, cx: &Context<'_>) -> Option<http::HeaderValue> {
+        if let Some(v) = &self.literal {
+            return Some(v.clone());
+        }
+        // From the String without a copy.
+        http::HeaderValue::try_from(self.render(cx, None)).ok()
+    }
+
     pub(crate) fn render(&self, cx: &Context<'_>, caps: Option<&regex::Captures<'_>>) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.text.len() + 32);
         for p in &self.parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
@@ -202,6 +221,8 @@ pub(crate) struct Context<'a> {
     pub facts: &'a RequestFacts<'a>,
     pub bucket: Option<u8>,
     device: OnceCell<Device>,
+    /// The client address as text, formatted once.
+    client: OnceCell<String>,
 }
 
 impl<'a> Context<'a> {
@@ -210,6 +231,7 @@ impl<'a> Context<'a> {
             facts,
             bucket,
             device: OnceCell::new(),
+            client: OnceCell::new(),
         }
     }
 
@@ -227,9 +249,10 @@ impl<'a> Context<'a> {
     pub fn write(&self, v: Var, out: &mut String) {
         let f = self.facts;
         match v {
-            Var::Client => {
-                let _ = write!(out, "{}", f.client.to_canonical());
-            }
+            Var::Client => out.push_str(
+                self.client
+                    .get_or_init(|| f.client.to_canonical().to_string()),
+            ),
             Var::Country => out.push_str(f.country.unwrap_or("")),
             Var::Continent => out.push_str(f.continent.unwrap_or("")),
             Var::RequestId => out.push_str(f.request_id),
