@@ -74,6 +74,7 @@ pub struct Limits {
     pub client_send_grace: Duration,
     pub max_buffered_response_bytes: u64,
     pub quic_max_concurrent_streams: u32,
+    pub early_reset_min_streams: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

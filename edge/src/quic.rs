@@ -168,7 +168,9 @@ async fn serve_connection(
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
         .await?;
     // QUIC's own idle timeout is reset by pings; this one counts requests.
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::with_early_reset_min(
+        snap.limits.early_reset_min_streams,
+    ));
     let client_idle = snap.timeouts.client_idle;
     let mut draining = false;
     loop {

@@ -231,7 +231,9 @@ async fn serve_connection<I>(
     let snap = shared.runtime().snapshot.clone();
     let header_limit = snap.limits.max_request_header_bytes as usize;
     let uri_limit = snap.limits.max_uri_bytes as usize;
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::with_early_reset_min(
+        snap.limits.early_reset_min_streams,
+    ));
     let client_idle = snap.timeouts.client_idle;
     let client_send = crate::body::SendRule::from_snapshot(&snap);
     let counted = activity.clone();

@@ -41,6 +41,9 @@ enum AttackKind {
         /// at once).
         #[arg(long, default_value_t = 0)]
         hold_ms: u64,
+        /// Connect again each time the server cuts the connection, until --duration.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// HTTP/3 stream resets: requests in batches of 50, each reset --hold-ms after it went.
     H3Resets {
@@ -54,6 +57,9 @@ enum AttackKind {
         duration: f64,
         #[arg(long, default_value_t = 5)]
         hold_ms: u64,
+        /// Connect again each time the server cuts the connection, until --duration.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// HTTP/2 CONTINUATION flood: a header block that never ends (give `--url https://…`).
     Continuation {
@@ -64,6 +70,9 @@ enum AttackKind {
         max_bytes: u64,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Connect again each time the server cuts the connection, until --duration.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// Slowloris: plain HTTP/1.1 connections that send a header line every --drip-ms and
     /// never end their request head.
@@ -257,19 +266,21 @@ fn main() -> ExitCode {
                         streams,
                         duration,
                         hold_ms,
+                        reconnect,
                     },
             } => {
                 let target = target_of(&target)?;
-                let report = load_tests::attack::rapid_reset(
-                    &target,
-                    &path,
-                    streams,
-                    Duration::from_secs_f64(duration),
-                    Duration::from_millis(hold_ms),
-                )
-                .await?;
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-                Ok(())
+                let within = Duration::from_secs_f64(duration);
+                repeat(within, reconnect, |left| {
+                    load_tests::attack::rapid_reset(
+                        &target,
+                        &path,
+                        streams,
+                        left,
+                        Duration::from_millis(hold_ms),
+                    )
+                })
+                .await
             }
             Cmd::Attack {
                 kind:
@@ -279,19 +290,21 @@ fn main() -> ExitCode {
                         streams,
                         duration,
                         hold_ms,
+                        reconnect,
                     },
             } => {
                 let target = target_of(&target)?;
-                let report = load_tests::attack::h3_resets(
-                    &target,
-                    &path,
-                    streams,
-                    Duration::from_secs_f64(duration),
-                    Duration::from_millis(hold_ms),
-                )
-                .await?;
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-                Ok(())
+                let within = Duration::from_secs_f64(duration);
+                repeat(within, reconnect, |left| {
+                    load_tests::attack::h3_resets(
+                        &target,
+                        &path,
+                        streams,
+                        left,
+                        Duration::from_millis(hold_ms),
+                    )
+                })
+                .await
             }
             Cmd::Attack {
                 kind:
@@ -299,17 +312,15 @@ fn main() -> ExitCode {
                         target,
                         max_bytes,
                         duration,
+                        reconnect,
                     },
             } => {
                 let target = target_of(&target)?;
-                let report = load_tests::attack::continuation(
-                    &target,
-                    max_bytes,
-                    Duration::from_secs_f64(duration),
-                )
-                .await?;
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-                Ok(())
+                let within = Duration::from_secs_f64(duration);
+                repeat(within, reconnect, |left| {
+                    load_tests::attack::continuation(&target, max_bytes, left)
+                })
+                .await
             }
             Cmd::Attack {
                 kind:
@@ -535,6 +546,50 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
         print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// Runs one attack connection, or with `reconnect` one after another until `within` has
+/// passed (a refused connection is retried after 10 ms), and prints each run's report, then
+/// (when more than one) the totals.
+async fn repeat<F, Fut, R>(
+    within: Duration,
+    reconnect: bool,
+    mut attack: F,
+) -> Result<(), load_tests::LoadError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<R, load_tests::LoadError>>,
+    R: serde::Serialize,
+{
+    let start = std::time::Instant::now();
+    let (mut runs, mut refused) = (0u64, 0u64);
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match attack(left).await {
+            Ok(report) => {
+                runs += 1;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            }
+            Err(_) if reconnect => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e),
+        }
+        if !reconnect {
+            break;
+        }
+    }
+    if reconnect {
+        println!(
+            "{}",
+            serde_json::json!({"connections": runs, "refused": refused})
+        );
     }
     Ok(())
 }

@@ -277,6 +277,7 @@ impl Compiler<'_> {
                 client_send_grace: file.limits.client_send_grace,
                 max_buffered_response_bytes: file.limits.max_buffered_response_bytes.max(16 * 1024),
                 quic_max_concurrent_streams: file.limits.quic_max_concurrent_streams.max(1),
+                early_reset_min_streams: file.limits.early_reset_min_streams.max(1),
             },
             origin: OriginSettings {
                 max_idle_per_endpoint: file.origin.max_idle_per_endpoint,

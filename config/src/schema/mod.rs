@@ -211,6 +211,9 @@ pub struct Limits {
     pub max_buffered_response_bytes: u64,
     /// Concurrent request streams per HTTP/3 connection.
     pub quic_max_concurrent_streams: u32,
+    /// Requests an HTTP/2 or HTTP/3 connection carries before the early-reset rule judges it
+    /// (more than half reset before their answer: GOAWAY).
+    pub early_reset_min_streams: u64,
 }
 
 impl Default for Limits {
@@ -234,6 +237,7 @@ impl Default for Limits {
             client_send_grace: Duration::from_secs(20),
             max_buffered_response_bytes: 2 * 1024 * 1024,
             quic_max_concurrent_streams: 256,
+            early_reset_min_streams: 500,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Activity {
     /// Milliseconds after `base` at which the last request finished.
     last_done_ms: std::sync::atomic::AtomicU64,
     base: tokio::time::Instant,
+    /// Requests a connection must carry before its early-reset share is judged.
+    early_reset_min: u64,
 }
 
 impl Default for Activity {
@@ -49,11 +51,20 @@ impl Default for Activity {
             taken_bytes: Default::default(),
             last_done_ms: Default::default(),
             base: edge_core::clock::now(),
+            early_reset_min: EARLY_RESET_MIN_REQUESTS,
         }
     }
 }
 
 impl Activity {
+    /// An activity whose early-reset rule judges after `min` requests (`limits.early_reset_min_streams`).
+    pub fn with_early_reset_min(min: u64) -> Activity {
+        Activity {
+            early_reset_min: min.max(1),
+            ..Activity::default()
+        }
+    }
+
     pub fn begin(self: &std::sync::Arc<Self>) -> ActiveGuard {
         self.active
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -160,8 +171,8 @@ pub enum Stalled {
     TooSlow,
 }
 
-/// The streams a connection must carry before its early-reset share is judged (Envoy's
-/// default).
+/// The streams a connection must carry before its early-reset share is judged, when no config
+/// says (Envoy's default, and `limits.early_reset_min_streams`'s).
 pub const EARLY_RESET_MIN_REQUESTS: u64 = 500;
 
 /// See [`Activity::answering`].
@@ -177,7 +188,8 @@ impl Answering {
 impl Drop for Answering {
     fn drop(&mut self) {
         if let Some(a) = self.0.take() {
-            a.premature_reset(EARLY_RESET_MIN_REQUESTS);
+            let min = a.early_reset_min;
+            a.premature_reset(min);
         }
     }
 }

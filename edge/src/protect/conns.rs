@@ -157,6 +157,7 @@ mod tests {
             client_send_grace: std::time::Duration::ZERO,
             max_buffered_response_bytes: 0,
             quic_max_concurrent_streams: 0,
+            early_reset_min_streams: 0,
         }
     }
 
