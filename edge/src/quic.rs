@@ -62,7 +62,8 @@ impl QuicServer {
                 incoming.refuse();
                 continue;
             };
-            let connecting = if self.shared.runtime().snapshot.zero_rtt() {
+            let zero_rtt = self.shared.runtime().snapshot.zero_rtt();
+            let connecting = if zero_rtt {
                 incoming.accept_with(self.zero_rtt.clone())
             } else {
                 incoming.accept()
@@ -85,7 +86,7 @@ impl QuicServer {
                 let _open = open;
                 let _slot = slot;
                 if let Err(e) =
-                    serve_connection(connecting, handshake, local, shared, shutdown).await
+                    serve_connection(connecting, zero_rtt, handshake, local, shared, shutdown).await
                 {
                     tracing::debug!(client = %peer, error = %e, "QUIC connection ended");
                 }
@@ -94,16 +95,23 @@ impl QuicServer {
     }
 }
 
-/// The connection, as soon as its requests may be read: at once when the client sent early
-/// data (the handshake goes on in a task of its own, and its requests see it through
+/// The connection, as soon as its requests may be read: with the 0-RTT config at once (the
+/// handshake goes on in a task of its own, and its requests see it through
 /// `early::Handshake`), else when the handshake completes.
 async fn establish(
     connecting: quinn::Connecting,
+    zero_rtt: bool,
     in_progress: InProgress,
     timeout: std::time::Duration,
 ) -> Result<(quinn::Connection, Option<early::Handshake>), Box<dyn std::error::Error + Send + Sync>>
 {
-    let connecting = match connecting.into_0rtt() {
+    // Without early data there is nothing to read before the handshake: keep it simple.
+    let early = if zero_rtt {
+        connecting.into_0rtt()
+    } else {
+        Err(connecting)
+    };
+    let connecting = match early {
         // On a server this always succeeds; whether early data was accepted shows in
         // what the client sends before the handshake completes.
         Ok((conn, done)) => {
@@ -147,13 +155,20 @@ async fn establish(
 
 async fn serve_connection(
     connecting: quinn::Connecting,
+    zero_rtt: bool,
     in_progress: InProgress,
     local: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let snap = shared.runtime().snapshot.clone();
-    let (conn, handshake) = establish(connecting, in_progress, snap.timeouts.tls_handshake).await?;
+    let (conn, handshake) = establish(
+        connecting,
+        zero_rtt,
+        in_progress,
+        snap.timeouts.tls_handshake,
+    )
+    .await?;
     let info = Arc::new(ConnInfo {
         peer: conn.remote_address(),
         local,
