@@ -6,3 +6,4 @@ pub mod body;
 pub mod cidr;
 pub mod clock;
 pub mod proxy_protocol;
+pub mod query;

@@ -6,6 +6,7 @@
 //! in the percentiles instead of silently slowing the generator (no coordinated omission).
 
 pub mod attack;
+pub mod attack_repeat;
 pub mod codec;
 pub mod conn;
 pub mod geo_bench;

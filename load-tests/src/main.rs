@@ -271,7 +271,7 @@ fn main() -> ExitCode {
             } => {
                 let target = target_of(&target)?;
                 let within = Duration::from_secs_f64(duration);
-                repeat(within, reconnect, |left| {
+                load_tests::attack_repeat::repeat(within, reconnect, |left| {
                     load_tests::attack::rapid_reset(
                         &target,
                         &path,
@@ -295,7 +295,7 @@ fn main() -> ExitCode {
             } => {
                 let target = target_of(&target)?;
                 let within = Duration::from_secs_f64(duration);
-                repeat(within, reconnect, |left| {
+                load_tests::attack_repeat::repeat(within, reconnect, |left| {
                     load_tests::attack::h3_resets(
                         &target,
                         &path,
@@ -317,7 +317,7 @@ fn main() -> ExitCode {
             } => {
                 let target = target_of(&target)?;
                 let within = Duration::from_secs_f64(duration);
-                repeat(within, reconnect, |left| {
+                load_tests::attack_repeat::repeat(within, reconnect, |left| {
                     load_tests::attack::continuation(&target, max_bytes, left)
                 })
                 .await
@@ -546,50 +546,6 @@ async fn run_cmd(a: RunArgs) -> Result<(), LoadError> {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
         print!("{}", report.table());
-    }
-    Ok(())
-}
-
-/// Runs one attack connection, or with `reconnect` one after another until `within` has
-/// passed (a refused connection is retried after 10 ms), and prints each run's report, then
-/// (when more than one) the totals.
-async fn repeat<F, Fut, R>(
-    within: Duration,
-    reconnect: bool,
-    mut attack: F,
-) -> Result<(), load_tests::LoadError>
-where
-    F: FnMut(Duration) -> Fut,
-    Fut: std::future::Future<Output = Result<R, load_tests::LoadError>>,
-    R: serde::Serialize,
-{
-    let start = std::time::Instant::now();
-    let (mut runs, mut refused) = (0u64, 0u64);
-    loop {
-        let left = within.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break;
-        }
-        match attack(left).await {
-            Ok(report) => {
-                runs += 1;
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            }
-            Err(_) if reconnect => {
-                refused += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => return Err(e),
-        }
-        if !reconnect {
-            break;
-        }
-    }
-    if reconnect {
-        println!(
-            "{}",
-            serde_json::json!({"connections": runs, "refused": refused})
-        );
     }
     Ok(())
 }

@@ -78,44 +78,4 @@ pub fn timestamp(t: std::time::SystemTime) -> jiff::Timestamp {
     jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// Percent-decoding of a query component; invalid escapes stay as written, and bytes that do not
-/// form UTF-8 become U+FFFD.
-fn decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode;
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(decode("a+b%21%zz%4"), "a b!%zz%4");
-        assert_eq!(decode("%C3%A9"), "é");
-        assert_eq!(decode("plain"), "plain");
-    }
-}
+use edge_core::query::percent_decode as decode;

@@ -90,31 +90,7 @@ pub fn redact_query<'a>(query: &'a str, redact: &[String]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
+use edge_core::query::percent_decode;
 
 /// The response's `Content-Encoding` as the log names it (no allocation for the usual ones).
 pub fn coding_name(value: &[u8]) -> Cow<'static, str> {

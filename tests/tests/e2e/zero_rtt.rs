@@ -118,17 +118,23 @@ async fn eventually(f: impl Fn() -> bool) -> bool {
     f()
 }
 
-#[tokio::test]
-async fn early_get_is_answered_before_the_handshake_and_nothing_else_is() {
-    let setup = Setup::new("zero-rtt");
+/// An edge whose site b answers safe requests from early data (site a does not), and a client
+/// that has visited b once (so it holds tickets for it).
+async fn start(tag: &str) -> (Setup, Origin, Edge, Client) {
+    let setup = Setup::new(tag);
     let origin = Origin::start().await;
-    // Site b answers safe requests from early data; site a does not.
     let edge = Edge::start(
         &setup.dir,
         &setup.config(origin.addr, "zero_rtt = \"safe\"\n"),
     );
     let client = Client::new(&setup);
     client.first_visit(edge.https(), "b.test").await;
+    (setup, origin, edge, client)
+}
+
+#[tokio::test]
+async fn early_get_is_answered_before_the_handshake_and_nothing_else_is() {
+    let (_setup, origin, edge, client) = start("zero-rtt").await;
     client.first_visit(edge.https(), "a.test").await;
 
     // A resumed visit whose handshake cannot complete: the server's packets are held.
@@ -233,14 +239,7 @@ async fn early_get_is_answered_before_the_handshake_and_nothing_else_is() {
 
 #[tokio::test]
 async fn an_origin_425_becomes_a_retry_after_the_handshake() {
-    let setup = Setup::new("zero-rtt-425");
-    let origin = Origin::start().await;
-    let edge = Edge::start(
-        &setup.dir,
-        &setup.config(origin.addr, "zero_rtt = \"safe\"\n"),
-    );
-    let client = Client::new(&setup);
-    client.first_visit(edge.https(), "b.test").await;
+    let (_setup, origin, edge, client) = start("zero-rtt-425").await;
     let relay = UdpRelay::start(edge.https()).await;
     relay.hold();
     let (_conn, send) = client.resumed(relay.addr, "b.test").await;
