@@ -116,6 +116,10 @@ pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Er
     }
     let site = ctx.site()?.clone();
     let d: Decision = site.rules.evaluate(&facts(ctx));
+    if d.matched.is_empty() && d.set_cookie.is_none() {
+        // Nothing to apply and nothing for the response: most requests on most sites.
+        return Ok(None);
+    }
     if let Some((rule, auth)) = &d.auth {
         let verdict = if auth.is_cheap(&facts(ctx)) {
             auth.verify(&facts(ctx))

@@ -183,11 +183,8 @@ impl RuleSet {
                 }
             }
         }
-        if self.device_in_key {
-            // Asked for by a cache key somewhere: known even when that rule did not match, so
-            // logs and `edge rules test` can show it.
-            cx.device();
-        }
+        // Known when a condition or a cache-key addition needed it; never classified just
+        // to be shown (a User-Agent scan per request on sites that key on the device).
         d.device = cx.device_if_known();
         d
     }

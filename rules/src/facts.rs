@@ -58,7 +58,12 @@ impl<'a> RequestFacts<'a> {
     /// The first value of query parameter `name`, percent-decoded (`+` is a space, as forms
     /// send it); `Some("")` for `?name` without `=`.
     pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
-        self.query?
+        let query = self.query?;
+        // Nothing escaped and the name nowhere: absent, without taking the query apart.
+        if !query.contains(['%', '+']) && !query.contains(name) {
+            return None;
+        }
+        query
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| p.split_once('=').unwrap_or((p, "")))

@@ -36,8 +36,6 @@ pub struct Rule {
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
     pub(crate) ab: Option<AbSettings>,
-    /// Some rule keys the cache on the device class (so it is classified for every request).
-    pub(crate) device_in_key: bool,
     response_rules: bool,
 }
 
@@ -181,14 +179,10 @@ impl RuleSet {
                     r
                 })
                 .collect();
-            let device_in_key = rules
-                .iter()
-                .any(|r| r.actions.cache_key.contains(&crate::Var::Device));
             let response_rules = rules.iter().any(|r| r.phase == Phase::Response);
             Ok(RuleSet {
                 rules,
                 ab,
-                device_in_key,
                 response_rules,
             })
         } else {
