@@ -107,6 +107,17 @@ async fn establish(
 {
     // Without early data there is nothing to read before the handshake: keep it simple.
     let early = if zero_rtt {
+        let mut connecting = connecting;
+        // The client's transport parameters come with its ClientHello: wait for them, so that
+        // h3 opens its control streams with the client's stream credit known (opened
+        // before, quinn may never wake the opener: Chromium then waited forever).
+        if tokio::time::timeout(timeout, connecting.handshake_data())
+            .await
+            .is_err()
+        {
+            CONNS.handshake(true, Outcome::Timeout);
+            return Err("QUIC handshake timed out".into());
+        }
         connecting.into_0rtt()
     } else {
         Err(connecting)
