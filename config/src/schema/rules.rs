@@ -208,6 +208,9 @@ pub struct JwtKey {
     pub secret: Option<String>,
     /// RS256/ES256: the public key, PEM.
     pub pem: Option<String>,
+    /// The key id tokens name in their `kid` header: keys with it are tried first (key
+    /// rotation without trying every key).
+    pub kid: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

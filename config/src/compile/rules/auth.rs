@@ -86,6 +86,10 @@ impl Compiler<'_> {
                     "HS256 takes `secret`; RS256 and ES256 take `pem`".into(),
                 )),
             });
+            let key = key.map(|key| match &v.kid {
+                Some(kid) => key.with_kid(kid.clone()),
+                None => key,
+            });
             keys.extend(self.rule_check(k.span(), rule, key));
         }
         if keys.len() != j.keys.len() {

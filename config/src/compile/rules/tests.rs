@@ -77,7 +77,7 @@ auth = {{ basic = {{ realm = "staff", users = {{ alice = "{ARGON}", bob = "{BCRY
 [[sites.rules]]
 name = "api"
 when = {{ path_prefix = "/api/", method = ["GET", "post"] }}
-auth = {{ jwt = {{ from = "cookie:session", keys = [{{ alg = "HS256", secret = "0123456789abcdef0123456789abcdef" }}, {{ alg = "ES256", pem = """{EC_PUBLIC}""" }}], audience = "shop", issuer = ["https://id.test"], leeway = "30s" }} }}
+auth = {{ jwt = {{ from = "cookie:session", keys = [{{ alg = "HS256", secret = "0123456789abcdef0123456789abcdef" }}, {{ alg = "ES256", pem = """{EC_PUBLIC}""", kid = "2026-12" }}], audience = "shop", issuer = ["https://id.test"], leeway = "30s" }} }}
 private = false
 
 [[sites.rules]]
