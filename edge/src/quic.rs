@@ -295,7 +295,7 @@ async fn serve_request(
         }
     }
     let is_head = req.method() == Method::HEAD;
-    let shared_snapshot = shared.runtime().snapshot.clone();
+    let rule = crate::body::RateRule::for_responses(&shared.runtime().snapshot);
     let mut req = req.map(|()| body);
     // 1xx interim responses (crate::interim) go out as HEADERS frames before the final one.
     let (interim_tx, mut interim_rx) = hyper::ext::informational_channel();
@@ -337,7 +337,6 @@ async fn serve_request(
         return;
     }
     answering.answered();
-    let rule = crate::body::SendRule::from_snapshot(&shared_snapshot);
     let (mut waited, mut taken) = (std::time::Duration::ZERO, 0u64);
     if !is_head {
         while let Some(frame) = body.frame().await {

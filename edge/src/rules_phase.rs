@@ -24,7 +24,6 @@ pub struct Outcome {
     pub cache_key: Vec<(String, String)>,
     /// Kept out of the shared cache (authenticated, or a rule said so).
     pub private: bool,
-    pub matched: Vec<std::sync::Arc<str>>,
     /// A rule answered (redirect, direct response): response-phase rules leave that alone.
     pub answered: bool,
 }
@@ -148,7 +147,6 @@ pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Er
         set_cookie: d.set_cookie,
         cache_key: d.cache_key,
         private: d.private,
-        matched: d.matched,
         answered: false,
     };
     if let Some(terminal) = d.terminal {

@@ -235,7 +235,7 @@ async fn serve_connection<I>(
         snap.limits.early_reset_min_streams,
     ));
     let client_idle = snap.timeouts.client_idle;
-    let client_send = crate::body::SendRule::from_snapshot(&snap);
+    let client_send = crate::body::RateRule::for_responses(&snap);
     let counted = activity.clone();
     let cap = snap.limits.max_requests_per_connection;
     let svc = service_fn(move |req: Request<Incoming>| {

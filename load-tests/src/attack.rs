@@ -29,6 +29,28 @@ pub struct AttackReport {
     pub reason: Option<String>,
 }
 
+/// A TLS connection (the target's config, ALPN h2) for the raw-frame attacks; `usage` says
+/// why a target without TLS cannot be attacked this way.
+async fn tls_connect(
+    target: &Target,
+    usage: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, LoadError> {
+    let cfg: Arc<rustls::ClientConfig> = target
+        .tls
+        .clone()
+        .ok_or_else(|| LoadError::Usage(usage.into()))?;
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .map_err(io("connect"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|e| LoadError::Usage(e.to_string()))?;
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(io("TLS handshake"))
+}
+
 fn io(context: &str) -> impl Fn(std::io::Error) -> LoadError + '_ {
     move |source| LoadError::Io {
         context: context.to_string(),
@@ -48,20 +70,7 @@ pub async fn rapid_reset(
     within: Duration,
     hold: Duration,
 ) -> Result<AttackReport, LoadError> {
-    let cfg: Arc<rustls::ClientConfig> = target
-        .tls
-        .clone()
-        .ok_or_else(|| LoadError::Usage("rapid-reset needs HTTPS (HTTP/2 over TLS)".into()))?;
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .map_err(io("connect"))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-        .map_err(|e| LoadError::Usage(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, tcp)
-        .await
-        .map_err(io("TLS handshake"))?;
+    let tls = tls_connect(target, "rapid-reset needs HTTPS (HTTP/2 over TLS)").await?;
     let (mut send, conn) = h2::client::Builder::new()
         .max_concurrent_reset_streams(usize::MAX)
         .handshake::<_, Bytes>(tls)
@@ -335,19 +344,7 @@ pub async fn continuation(
     within: Duration,
 ) -> Result<ContinuationReport, LoadError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let cfg: Arc<rustls::ClientConfig> = target
-        .tls
-        .clone()
-        .ok_or_else(|| LoadError::Usage("the CONTINUATION flood needs HTTPS".into()))?;
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .map_err(io("connect"))?;
-    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-        .map_err(|e| LoadError::Usage(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, tcp)
-        .await
-        .map_err(io("TLS handshake"))?;
+    let tls = tls_connect(target, "the CONTINUATION flood needs HTTPS").await?;
     let (mut rd, mut wr) = tokio::io::split(tls);
     let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {

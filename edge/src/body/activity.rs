@@ -112,7 +112,7 @@ impl Activity {
     /// it, or the client takes its responses below the rule's minimum rate (a slow reader
     /// holds the edge's buffers and, through them, an origin connection). Checked a few times
     /// per period; one timer per connection.
-    pub async fn send_stalled(&self, rule: super::SendRule) -> Stalled {
+    pub async fn send_stalled(&self, rule: super::RateRule) -> Stalled {
         use std::sync::atomic::Ordering::Relaxed;
         use std::time::Duration;
         let mut period = rule.max_wait;

@@ -15,13 +15,13 @@ pub use edge_core::body::{BoxError, ProxyBody, empty, full};
 
 mod activity;
 mod h3;
+mod rate;
 mod request;
-mod send_rate;
 
 pub use activity::{ActiveGuard, Activity, Answering, EARLY_RESET_MIN_REQUESTS, Stalled, Tracked};
 pub use h3::{H3LengthMismatch, H3RequestBody};
+pub use rate::RateRule;
 pub use request::{MinRate, SlowBody, Unsettled, settle, settle_first};
-pub use send_rate::SendRule;
 
 pub fn incoming(b: hyper::body::Incoming) -> ProxyBody {
     b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::{BoxError, ProxyBody, empty};
+use super::{BoxError, ProxyBody, RateRule, empty};
 
 /// A request body that arrives slower than a site's minimum rate: answered with 408.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +25,7 @@ pub struct SlowBody {
 /// upload is cut early; a large honest one, however long, is not.
 pub struct MinRate<B> {
     inner: B,
-    min_rate: u64,
-    grace: std::time::Duration,
+    rule: RateRule,
     received: u64,
     /// Time spent waiting on the client so far (excluding the wait in progress).
     waited: std::time::Duration,
@@ -39,20 +38,12 @@ impl<B> MinRate<B> {
     pub fn new(inner: B, min_rate: u64, grace: std::time::Duration) -> Self {
         MinRate {
             inner,
-            min_rate,
-            grace,
+            rule: RateRule::for_request_body(min_rate, grace),
             received: 0,
             waited: std::time::Duration::ZERO,
             waiting_since: None,
             sleep: None,
         }
-    }
-
-    /// How long the client may keep us waiting in all before it is too slow.
-    fn allowance(&self) -> std::time::Duration {
-        let earned =
-            std::time::Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
-        self.grace.max(earned)
     }
 }
 
@@ -83,7 +74,11 @@ where
             Poll::Pending => {
                 let now = edge_core::clock::now();
                 let since = *this.waiting_since.get_or_insert(now);
-                let deadline = since + this.allowance().saturating_sub(this.waited);
+                let wait = this.rule.next_wait(this.waited, this.received);
+                // No minimum (never built so, but) means no deadline that could overflow.
+                let deadline = since
+                    .checked_add(wait)
+                    .unwrap_or(since + std::time::Duration::from_secs(365 * 86_400));
                 let sleep = this
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -92,8 +87,8 @@ where
                 }
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(SlowBody {
-                        min_rate: this.min_rate,
-                        grace: this.grace,
+                        min_rate: this.rule.min_rate,
+                        grace: this.rule.grace,
                         received: this.received,
                     })))),
                     Poll::Pending => Poll::Pending,

@@ -275,3 +275,22 @@ fn the_readme_cookbook_compiles() {
     let lines = snap.sites[0].rules.describe();
     assert!(lines.len() >= 12, "{lines:#?}");
 }
+
+/// The rule sets the benchmark measures (load-tests/rules-50*.toml) are valid configs.
+#[test]
+fn the_benchmark_rule_sets_compile() {
+    for (name, rules) in [
+        (
+            "rules-50",
+            include_str!("../../../../load-tests/rules-50.toml"),
+        ),
+        (
+            "rules-50-nomatch",
+            include_str!("../../../../load-tests/rules-50-nomatch.toml"),
+        ),
+    ] {
+        let text = format!("{BASE}\n{rules}\n[pools.origin]\nendpoints = [\"127.0.0.1:9003\"]\n");
+        let snap = compile_text(&text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(snap.sites[0].rules.rules().len(), 50, "{name}");
+    }
+}

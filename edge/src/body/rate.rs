@@ -1,13 +1,14 @@
-//! Slow readers: a client that takes its responses too slowly holds the edge's buffers and,
-//! through them, an origin connection. Only time spent waiting on the client counts (a
-//! response waiting on its origin is not the client's fault): once that waiting passes the
-//! grace period, the client must have taken `min_rate` bytes per second of it.
-//! Pure, so that TCP (per connection, `Activity`) and HTTP/3 (per stream) share one rule.
+//! A client that moves bytes too slowly, either way: a request body that trickles in
+//! (`MinRate`) or responses it takes too slowly (slow readers hold the edge's buffers and,
+//! through them, an origin connection). Only time spent waiting on the client counts (a wait
+//! on the origin is not the client's fault): once that waiting passes the grace period, the
+//! client must have moved `min_rate` bytes per second of it. Pure, so that request bodies,
+//! TCP connections (`Activity`) and HTTP/3 streams share one rule.
 
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
-pub struct SendRule {
+pub struct RateRule {
     /// Bytes per second; 0: no minimum.
     pub min_rate: u64,
     pub grace: Duration,
@@ -15,12 +16,23 @@ pub struct SendRule {
     pub max_wait: Duration,
 }
 
-impl SendRule {
-    pub fn from_snapshot(snap: &config::Snapshot) -> SendRule {
-        SendRule {
+impl RateRule {
+    /// For responses: `limits.client_min_send_rate` and `client_send_grace`, and no single
+    /// wait longer than `timeouts.client_send`.
+    pub fn for_responses(snap: &config::Snapshot) -> RateRule {
+        RateRule {
             min_rate: snap.limits.client_min_send_rate,
             grace: snap.limits.client_send_grace,
             max_wait: snap.timeouts.client_send,
+        }
+    }
+
+    /// For a request body: the site's minimum rate and grace; no cap on one wait.
+    pub fn for_request_body(min_rate: u64, grace: Duration) -> RateRule {
+        RateRule {
+            min_rate,
+            grace,
+            max_wait: Duration::MAX,
         }
     }
 
@@ -54,7 +66,7 @@ mod tests {
 
     #[test]
     fn the_rule_as_a_table() {
-        let rule = SendRule {
+        let rule = RateRule {
             min_rate: 1000,
             grace: S(10),
             max_wait: S(60),
@@ -73,7 +85,7 @@ mod tests {
         for (waited, bytes, slow) in cases {
             assert_eq!(rule.too_slow(waited, bytes), slow, "{waited:?} {bytes}");
         }
-        let off = SendRule {
+        let off = RateRule {
             min_rate: 0,
             ..rule
         };
@@ -82,7 +94,7 @@ mod tests {
 
     #[test]
     fn the_next_wait_is_what_is_left_capped_by_the_timeout() {
-        let rule = SendRule {
+        let rule = RateRule {
             min_rate: 1000,
             grace: S(10),
             max_wait: S(60),
@@ -92,7 +104,7 @@ mod tests {
         assert_eq!(rule.next_wait(S(4), 30_000), S(26));
         assert_eq!(rule.next_wait(S(0), 1_000_000), S(60));
         assert_eq!(rule.next_wait(S(20), 0), S(0));
-        let off = SendRule {
+        let off = RateRule {
             min_rate: 0,
             ..rule
         };
