@@ -129,8 +129,9 @@ impl RuleSet {
             ..Decision::default()
         };
         let mut reserved = false;
-        for rule in self.rules.iter().filter(|r| r.phase == Phase::Request) {
-            if !rule.when.holds(&cx, None) {
+        let probe = self.gates.probe(facts);
+        for (rule, gate) in self.rules.iter().zip(&self.gates.rules) {
+            if rule.phase != Phase::Request || !gate.open(&probe) || !rule.when.holds(&cx, None) {
                 continue;
             }
             if !reserved {
@@ -199,8 +200,12 @@ impl RuleSet {
         }
         let (bucket, _) = self.bucket(facts);
         let cx = Context::new(facts, bucket);
-        for rule in self.rules.iter().filter(|r| r.phase == Phase::Response) {
-            if !rule.when.holds(&cx, Some(status)) {
+        let probe = self.gates.probe(facts);
+        for (rule, gate) in self.rules.iter().zip(&self.gates.rules) {
+            if rule.phase != Phase::Response
+                || !gate.open(&probe)
+                || !rule.when.holds(&cx, Some(status))
+            {
                 continue;
             }
             d.matched.push(rule.name.clone());

@@ -27,6 +27,11 @@ pub struct Glob {
 }
 
 impl Glob {
+    /// The literal text before the first star: every matching path starts with it.
+    pub fn literal_prefix(&self) -> &str {
+        &self.text[..self.prefix]
+    }
+
     pub fn new(pattern: &str) -> Result<Glob> {
         if !pattern.starts_with('/') {
             return Err(Error::Glob(pattern.into(), "must start with '/'".into()));

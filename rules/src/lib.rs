@@ -32,6 +32,7 @@ pub mod device;
 mod error;
 mod evaluate;
 mod facts;
+mod gate;
 pub mod fuzzing;
 mod glob;
 mod ruleset;

@@ -37,6 +37,8 @@ pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
     pub(crate) ab: Option<AbSettings>,
     response_rules: bool,
+    /// One per rule, in order.
+    pub(crate) gates: crate::gate::Gates,
 }
 
 /// The kinds of action where the first matching rule wins.
@@ -180,10 +182,12 @@ impl RuleSet {
                 })
                 .collect();
             let response_rules = rules.iter().any(|r| r.phase == Phase::Response);
+            let gates = crate::gate::Gates::new(rules.iter().map(|r| &r.when));
             Ok(RuleSet {
                 rules,
                 ab,
                 response_rules,
+                gates,
             })
         } else {
             Err(errors)
