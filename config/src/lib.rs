@@ -18,6 +18,7 @@ mod diagnostics;
 mod document;
 pub mod fuzzing;
 pub mod geo;
+pub mod geodns;
 mod layered;
 mod net;
 pub mod protect;

@@ -324,6 +324,8 @@ pub struct Site {
     /// Safe requests (GET, HEAD) may be answered from TLS 1.3 early data over QUIC; others
     /// wait for the handshake (RFC 8470).
     pub zero_rtt: bool,
+    /// GeoDNS: the site's label under the zone and its overrides.
+    pub dns: crate::geodns::SiteDns,
 }
 
 impl Site {
@@ -417,6 +419,8 @@ pub struct Snapshot {
     pub cache: CacheSettings,
     pub log: LogSettings,
     pub geo: crate::geo::GeoNode,
+    /// GeoDNS (`[dns]`), for `edge dns`.
+    pub dns: Option<Arc<crate::geodns::GeoDns>>,
     /// Sources whose TCP connections must open with a PROXY protocol header.
     pub proxy_protocol: crate::net::CidrSet,
     pub default_cert: Option<Arc<CertifiedKey>>,

@@ -88,6 +88,18 @@ enum Command {
         #[arg(long)]
         soft: bool,
     },
+    /// GeoDNS: an authoritative DNS server answering each site name with the nearest healthy
+    /// POP (`[dns]` in the config); reloads when the file changes or on SIGHUP.
+    Dns {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read node reports (POP liveness and load) from etcd: etcd://HOST:PORT[,…]/PREFIX
+        /// (else the file's `[store]`, if it has endpoints).
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Site rules: `edge rules test` shows what they would do with one request.
     Rules {
         #[command(subcommand)]
@@ -241,6 +253,11 @@ pub fn main() -> ExitCode {
             workers,
         } => runtime(workers)
             .and_then(|rt| rt.block_on(server::serve_node(config, store, server::print_bound))),
+        Command::Dns {
+            config,
+            store,
+            workers,
+        } => runtime(workers).and_then(|rt| rt.block_on(crate::dns_cli::run(config, store))),
         Command::Demo {
             port,
             http_port,
@@ -319,8 +336,16 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, Error> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // hickory-server logs every DNS query at info: a line per query is the access log of a
+    // DNS server under load, not what `info` should mean here. RUST_LOG=hickory_server=info
+    // brings it back.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("hickory"))
+        && let Ok(d) = "hickory_server=warn".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -51,6 +51,8 @@ pub enum Error {
     },
     #[error("GeoIP: {0}")]
     Geo(String),
+    #[error("{0}")]
+    Dns(String),
     #[error("TLS setup failed: {0}")]
     Tls(String),
     /// A task the request waited on (e.g. a password check) failed.

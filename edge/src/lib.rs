@@ -13,6 +13,7 @@ pub mod compress;
 pub mod config_cli;
 pub mod ctx;
 pub mod demo;
+pub mod dns_cli;
 pub mod early;
 pub mod error;
 pub mod filters;

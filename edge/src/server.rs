@@ -90,6 +90,13 @@ async fn serve_source<S: ConfigSource>(
             return Err(e.into());
         }
     };
+    if snapshot.listen.https.is_empty() && snapshot.listen.http.is_empty() {
+        // Allowed by the compiler for a file that only configures `[dns]`.
+        return Err(Error::Dns(format!(
+            "{}: no https or http listener to serve (a file with only [dns] is for `edge dns`)",
+            doc.name.display()
+        )));
+    }
     source.applied(&doc, &snapshot);
     crate::metrics::conns::CONNS.config_applied(snapshot.version);
     drop(doc);

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod client;
 pub mod collector;
 pub mod control;
+pub mod dns_client;
 pub mod etcd;
 pub mod origin;
 pub mod purge_node;
@@ -214,6 +215,8 @@ fn newest_source(workspace: &Path) -> Option<std::time::SystemTime> {
         "geo",
         "control",
         "core",
+        "rules",
+        "dns",
     ] {
         walk(&workspace.join(dir).join("src"), &mut newest);
         walk(&workspace.join(dir).join("Cargo.toml"), &mut newest);

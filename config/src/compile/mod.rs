@@ -5,6 +5,7 @@
 //! sections and the assembly of the snapshot.
 
 mod admin;
+mod dns;
 mod geo;
 mod log;
 mod pools;
@@ -142,7 +143,8 @@ impl Compiler<'_> {
         let http = self.addrs(&file.listen.http, "http listen");
         let admin = self.addrs(&file.listen.admin, "admin listen");
         let dns_servers = self.addrs(&file.origin.dns_servers, "DNS server");
-        if https.is_empty() && http.is_empty() {
+        // A file for `edge dns` alone needs no HTTP listener.
+        if https.is_empty() && http.is_empty() && file.dns.is_none() {
             self.error(
                 0..0,
                 "listen: at least one of `https` or `http` must list an address",
@@ -161,7 +163,12 @@ impl Compiler<'_> {
             }
         }
 
-        let (sites, exact_hosts, wildcard_hosts) = self.sites(&file, &pools, &https);
+        let geodns = file.dns.as_ref().and_then(|d| self.geodns(d));
+        let dns_pops: Option<Vec<String>> = geodns
+            .as_ref()
+            .map(|d| d.pops.iter().map(|p| p.name.clone()).collect());
+        let (sites, exact_hosts, wildcard_hosts) =
+            self.sites(&file, &pools, &https, dns_pops.as_deref());
 
         if file.limits.max_request_header_bytes < 1024 {
             self.error(
@@ -306,6 +313,7 @@ impl Compiler<'_> {
             },
             log,
             geo,
+            dns: geodns.map(std::sync::Arc::new),
             proxy_protocol,
             default_cert,
             sites,

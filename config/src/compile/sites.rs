@@ -26,6 +26,7 @@ impl Compiler<'_> {
         file: &schema::File,
         pools: &BTreeMap<String, Pool>,
         https: &[SocketAddr],
+        dns_pops: Option<&[String]>,
     ) -> (Vec<Arc<Site>>, HostIndex, HostIndex) {
         let mut sites = Vec::new();
         let mut exact_hosts = HostIndex::new();
@@ -210,6 +211,7 @@ impl Compiler<'_> {
                 rate_limits: self.rate_limits(&s.rate_limits),
                 rules: self.site_rules(&s.rules, s.ab.as_ref(), pools),
                 zero_rtt: s.zero_rtt == schema::ZeroRtt::Safe,
+                dns: self.site_dns(&s.name, &s.dns, dns_pops),
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 pub mod admin;
+pub mod dns;
 pub mod geo;
 mod pools;
 pub mod protect;
@@ -23,6 +24,7 @@ pub use sites::*;
 pub struct File {
     #[serde(default)]
     pub node: Node,
+    #[serde(default)]
     pub listen: Listen,
     pub tls: Option<Tls>,
     #[serde(default)]
@@ -45,6 +47,8 @@ pub struct File {
     pub log: Log,
     #[serde(default)]
     pub geo: geo::Geo,
+    /// GeoDNS (`edge dns`).
+    pub dns: Option<Spanned<dns::Dns>>,
     /// How a node reaches the central store (node file only); read and checked by the
     /// control plane (`edge-control`), which needs it before any document exists.
     #[serde(default)]
@@ -369,6 +373,19 @@ impl Default for CacheNode {
             slice_above_bytes: 16 << 20,
             heuristic_fraction: Spanned::new(0..0, 0.1),
             heuristic_max: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            https: Vec::new(),
+            http: Vec::new(),
+            admin: Vec::new(),
+            http3: yes(),
+            alt_svc_max_age: default_alt_svc_max_age(),
+            proxy_protocol: Vec::new(),
         }
     }
 }

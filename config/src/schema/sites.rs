@@ -55,6 +55,9 @@ pub struct Site {
     /// TLS 1.3 early data over QUIC: `off`, or `safe` (GET/HEAD answered from early data).
     #[serde(default)]
     pub zero_rtt: ZeroRtt,
+    /// GeoDNS overrides (`[sites.dns]`).
+    #[serde(default)]
+    pub dns: super::dns::SiteDns,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

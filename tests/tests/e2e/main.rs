@@ -17,6 +17,7 @@ mod dns;
 mod early_hints;
 mod errors;
 mod geo;
+mod geodns;
 mod hygiene;
 mod lifecycle;
 mod listeners;
