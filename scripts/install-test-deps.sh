@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need on a fresh Debian machine, and nothing that is there
 # already: curl (redirect test), chromium + openssl + python3 (the HTTP/3 browser check),
-# dnsmasq (a DNS server whose answers the DNS test changes), etcd and etcdctl (the control
-# plane's tests run a real etcd), promtool (the metrics lint), and the build's own dependencies
-# (install-build-deps.sh).
+# dnsmasq (a DNS server whose answers the DNS test changes), dig (the GeoDNS tests' second
+# client), etcd and etcdctl (the control plane's tests run a real etcd), promtool (the metrics
+# lint), and the build's own dependencies (install-build-deps.sh).
 set -euo pipefail
 "$(dirname "$0")/install-build-deps.sh"
 
@@ -19,6 +19,8 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 # promtool lints the /metrics exposition (Debian ships it in the prometheus package).
 command -v promtool >/dev/null || need+=(prometheus)
+# dig: the GeoDNS tests' second, independent DNS client.
+command -v dig >/dev/null || need+=(bind9-dnsutils)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${need[*]}" >&2
@@ -28,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
 fi
 
-for tool in curl openssl python3 chromium dnsmasq etcd etcdctl promtool; do
+for tool in curl openssl python3 chromium dnsmasq etcd etcdctl promtool dig; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
 

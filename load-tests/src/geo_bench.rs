@@ -78,3 +78,20 @@ pub fn run(db: &Path, lookups: usize, rounds: usize) -> Result<(), LoadError> {
     }
     Ok(())
 }
+
+/// Writes a country database (DB-IP layout, `country_code`) mapping `NET/LEN=CC` entries.
+pub fn write_db(out: &Path, entries: &[String]) -> Result<(), LoadError> {
+    let bad = |e: &str| LoadError::Usage(format!("geo-db: {e:?} is not NET/LEN=CC"));
+    let mut w = geo::writer::Writer::new("Edge-Bench-Country");
+    for e in entries {
+        let (net, cc) = e.split_once('=').ok_or_else(|| bad(e))?;
+        let (ip, len) = net.split_once('/').ok_or_else(|| bad(e))?;
+        let ip: IpAddr = ip.parse().map_err(|_| bad(e))?;
+        let len: u8 = len.parse().map_err(|_| bad(e))?;
+        w.insert(ip, len, geo::writer::Value::country_code(cc));
+    }
+    std::fs::write(out, w.to_bytes()).map_err(|source| LoadError::Io {
+        context: format!("writing {}", out.display()),
+        source,
+    })
+}

@@ -139,6 +139,13 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Writes a small country database (MaxMind format) for benchmarks: `NET/LEN=CC` each.
+    GeoDb {
+        #[arg(long)]
+        out: PathBuf,
+        /// `192.0.2.0/24=DE` (repeatable).
+        entries: Vec<String>,
+    },
     /// CPU cost of compressing and decompressing per MiB, per coding, at the edge's levels.
     Codec {
         /// Bytes of text to compress per round.
@@ -235,6 +242,7 @@ fn main() -> ExitCode {
         | Cmd::Hold { .. }
         | Cmd::Codec { .. }
         | Cmd::GeoBench { .. }
+        | Cmd::GeoDb { .. }
         | Cmd::Attack { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -366,6 +374,7 @@ fn main() -> ExitCode {
                 lookups,
                 rounds,
             } => load_tests::geo_bench::run(&db, lookups, rounds),
+            Cmd::GeoDb { out, entries } => load_tests::geo_bench::write_db(&out, &entries),
             Cmd::Hold {
                 target,
                 path,

@@ -44,7 +44,11 @@ fn word(bytes: &[u8]) -> (u64, u64) {
     let n = bytes.len().min(WORD);
     let mut w = [0u8; WORD];
     w[..n].copy_from_slice(&bytes[..n]);
-    let mask = if n == WORD { u64::MAX } else { (1u64 << (8 * n)) - 1 };
+    let mask = if n == WORD {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
     (u64::from_le_bytes(w), mask)
 }
 
@@ -128,7 +132,11 @@ mod tests {
     use crate::glob::Glob;
     use http::Method;
 
-    fn facts<'a>(path: &'a str, query: Option<&'a str>, headers: &'a HeaderMap) -> RequestFacts<'a> {
+    fn facts<'a>(
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+    ) -> RequestFacts<'a> {
         RequestFacts {
             method: &Method::GET,
             host: "h",
@@ -152,26 +160,59 @@ mod tests {
         let conds = [
             Condition::All(vec![Condition::PathPrefix("/blog/".into())]),
             Condition::PathExact("/a".into()),
-            Condition::All(vec![Condition::PathGlob(Glob::new("/static-long-name/**/*.js").unwrap_or_else(|_| unreachable!()))]),
+            Condition::All(vec![Condition::PathGlob(
+                Glob::new("/static-long-name/**/*.js").unwrap_or_else(|_| unreachable!()),
+            )]),
             Condition::Header(tenant.clone(), ValueTest::Present),
             Condition::Header(tenant.clone(), ValueTest::Absent),
             Condition::Cookie("beta".into(), ValueTest::Equals("1".into())),
             Condition::Query("q".into(), ValueTest::Present),
-            Condition::Any(vec![Condition::PathPrefix("/x".into()), Condition::PathPrefix("/y".into())]),
+            Condition::Any(vec![
+                Condition::PathPrefix("/x".into()),
+                Condition::PathPrefix("/y".into()),
+            ]),
             Condition::Not(Box::new(Condition::PathPrefix("/x".into()))),
         ];
         let g = Gates::new(conds.iter());
         let mut with = HeaderMap::new();
         with.insert(&tenant, "t".parse().unwrap_or_else(|_| unreachable!()));
-        with.insert(http::header::COOKIE, "beta=1".parse().unwrap_or_else(|_| unreachable!()));
+        with.insert(
+            http::header::COOKIE,
+            "beta=1".parse().unwrap_or_else(|_| unreachable!()),
+        );
         let without = HeaderMap::new();
         // (path, query, headers present) → which gates are open.
         let cases: [(&str, Option<&str>, bool, [bool; 9]); 5] = [
-            ("/blog/post", None, false, [true, false, false, false, true, false, false, true, true]),
-            ("/a", Some("q=1"), true, [false, true, false, true, true, true, true, true, true]),
-            ("/ab", None, false, [false, true, false, false, true, false, false, true, true]),
-            ("/static-long-name/x/y.js", None, false, [false, false, true, false, true, false, false, true, true]),
-            ("/static-l", None, false, [false, false, true, false, true, false, false, true, true]),
+            (
+                "/blog/post",
+                None,
+                false,
+                [true, false, false, false, true, false, false, true, true],
+            ),
+            (
+                "/a",
+                Some("q=1"),
+                true,
+                [false, true, false, true, true, true, true, true, true],
+            ),
+            (
+                "/ab",
+                None,
+                false,
+                [false, true, false, false, true, false, false, true, true],
+            ),
+            (
+                "/static-long-name/x/y.js",
+                None,
+                false,
+                [false, false, true, false, true, false, false, true, true],
+            ),
+            (
+                "/static-l",
+                None,
+                false,
+                [false, false, true, false, true, false, false, true, true],
+            ),
         ];
         for (path, query, hdrs, open) in cases {
             let h = if hdrs { &with } else { &without };
@@ -181,12 +222,19 @@ mod tests {
         }
         // A gate never closes on a request its condition holds for.
         for (c, gate) in conds.iter().zip(&g.rules) {
-            for (path, query, hdrs) in [("/blog/post", None, false), ("/a", Some("q=1"), true), ("/x/1", None, false)] {
+            for (path, query, hdrs) in [
+                ("/blog/post", None, false),
+                ("/a", Some("q=1"), true),
+                ("/x/1", None, false),
+            ] {
                 let h = if hdrs { &with } else { &without };
                 let f = facts(path, query, h);
                 let cx = crate::template::Context::new(&f, None);
                 if c.holds(&cx, None) {
-                    assert!(gate.open(&g.probe(&f)), "{c} holds for {path} but its gate is closed");
+                    assert!(
+                        gate.open(&g.probe(&f)),
+                        "{c} holds for {path} but its gate is closed"
+                    );
                 }
             }
         }
