@@ -1,6 +1,7 @@
 //! `[dns]` and `[sites.dns]`, compiled: every name, address, URL and number checked, each
 //! error at its place in the file.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use toml::Spanned;
@@ -78,8 +79,14 @@ impl Compiler<'_> {
         }
         let (enter, leave) = (*d.overload.enter.get_ref(), *d.overload.leave.get_ref());
         if !(enter > 0.0 && leave > 0.0 && leave <= enter) {
+            // `leave` left at its default has no place in the file: point at `enter`.
+            let at = if d.overload.leave.span().is_empty() {
+                d.overload.enter.span()
+            } else {
+                d.overload.leave.span()
+            };
             self.error(
-                d.overload.leave.span(),
+                at,
                 format!(
                     "dns.overload: leave ({leave}) must be above 0 and at most enter ({enter})"
                 ),
@@ -125,17 +132,20 @@ impl Compiler<'_> {
         if d.pops.is_empty() {
             self.error(span.clone(), "dns.pops: at least one POP is needed");
         }
+        // Names seen, refused POPs included, so a duplicate is reported either way.
+        let mut seen: Vec<&str> = Vec::new();
         for p in &d.pops {
-            if let Some(pop) = self.dns_pop(p)
-                && !pops.iter().any(|o| o.name == pop.name)
-            {
-                pops.push(pop);
-            } else if pops.iter().any(|o| &o.name == p.get_ref().name.get_ref()) {
+            let name = p.get_ref().name.get_ref().trim();
+            let pop = self.dns_pop(p);
+            if !name.is_empty() && seen.contains(&name) {
                 self.error(
                     p.get_ref().name.span(),
-                    format!("dns.pops: duplicate POP {:?}", p.get_ref().name.get_ref()),
+                    format!("dns.pops: duplicate POP {name:?}"),
                 );
+                continue;
             }
+            seen.push(name);
+            pops.extend(pop);
         }
         Some(GeoDns {
             zone: zone?,
@@ -221,17 +231,24 @@ impl Compiler<'_> {
         })
     }
 
-    /// A site's overrides; `pops`: the POP names `[dns]` declares (`None`: no `[dns]`).
+    /// A site's overrides; `scope`: what `[dns]` declares (`None`: no `[dns]`).
     pub(super) fn site_dns(
         &mut self,
         site: &Spanned<String>,
         d: &schema::SiteDns,
-        pops: Option<&[String]>,
+        scope: Option<&DnsScope>,
+        labels: &mut HashMap<String, String>,
     ) -> SiteDns {
+        let pops = scope.map(|s| s.pops.as_slice());
         let label = match &d.label {
             Some(l) => {
                 let v = l.get_ref().trim().to_ascii_lowercase();
-                if !is_dns_label(&v) {
+                if scope.is_none() {
+                    self.error(
+                        l.span(),
+                        "sites.dns.label: a name under the zone needs [dns], which this file does not have",
+                    );
+                } else if !is_dns_label(&v) {
                     self.error(
                         l.span(),
                         format!("sites.dns.label: {:?} is not a DNS label", l.get_ref()),
@@ -250,6 +267,24 @@ impl Compiler<'_> {
                 v
             }
         };
+        if let Some(scope) = scope {
+            let at = d.label.as_ref().map_or(site.span(), |l| l.span());
+            if scope.reserved.contains(&label) {
+                self.error(
+                    at,
+                    format!("sites.dns: {label:?} under the zone is a name server's name"),
+                );
+            } else if let Some(other) = labels.get(&label) {
+                self.error(
+                    at,
+                    format!(
+                        "sites.dns: site {other:?} already answers as {label:?} under the zone"
+                    ),
+                );
+            } else {
+                labels.insert(label.clone(), site.get_ref().clone());
+            }
+        }
         let known = |this: &mut Self, name: &Spanned<String>| -> Option<String> {
             let n = name.get_ref().trim();
             match pops {
@@ -290,6 +325,38 @@ impl Compiler<'_> {
             pin,
             exclude,
         }
+    }
+}
+
+/// What the sites may refer to in `[dns]`, taken from the file as written so that a `[dns]`
+/// refused for its zone still lets the sites be checked against its POPs.
+pub(super) struct DnsScope {
+    pub pops: Vec<String>,
+    /// Labels right under the zone that name servers use: no site may take them.
+    pub reserved: Vec<String>,
+}
+
+impl DnsScope {
+    pub(super) fn of(d: &schema::Dns) -> DnsScope {
+        let zone = dns_name(d.zone.get_ref());
+        let reserved = d
+            .nameservers
+            .iter()
+            .filter_map(|ns| dns_name(ns.get_ref().name.get_ref()))
+            .filter_map(|n| {
+                let z = zone.as_deref()?;
+                let label = n.strip_suffix(z)?.strip_suffix('.')?;
+                (!label.contains('.')).then(|| label.to_string())
+            })
+            .collect();
+        let mut pops: Vec<String> = Vec::new();
+        for p in &d.pops {
+            let n = p.get_ref().name.get_ref().trim();
+            if !n.is_empty() && !pops.iter().any(|o| o == n) {
+                pops.push(n.to_string());
+            }
+        }
+        DnsScope { pops, reserved }
     }
 }
 

@@ -164,11 +164,9 @@ impl Compiler<'_> {
         }
 
         let geodns = file.dns.as_ref().and_then(|d| self.geodns(d));
-        let dns_pops: Option<Vec<String>> = geodns
-            .as_ref()
-            .map(|d| d.pops.iter().map(|p| p.name.clone()).collect());
+        let dns_scope = file.dns.as_ref().map(|d| dns::DnsScope::of(d.get_ref()));
         let (sites, exact_hosts, wildcard_hosts) =
-            self.sites(&file, &pools, &https, dns_pops.as_deref());
+            self.sites(&file, &pools, &https, dns_scope.as_ref());
 
         if file.limits.max_request_header_bytes < 1024 {
             self.error(

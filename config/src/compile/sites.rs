@@ -26,12 +26,13 @@ impl Compiler<'_> {
         file: &schema::File,
         pools: &BTreeMap<String, Pool>,
         https: &[SocketAddr],
-        dns_pops: Option<&[String]>,
+        dns_scope: Option<&super::dns::DnsScope>,
     ) -> (Vec<Arc<Site>>, HostIndex, HostIndex) {
         let mut sites = Vec::new();
         let mut exact_hosts = HostIndex::new();
         let mut wildcard_hosts = HostIndex::new();
         let mut site_names: HashMap<String, ()> = HashMap::new();
+        let mut dns_labels: HashMap<String, String> = HashMap::new();
         for spanned_site in &file.sites {
             let s = spanned_site.get_ref();
             let index = sites.len();
@@ -211,7 +212,7 @@ impl Compiler<'_> {
                 rate_limits: self.rate_limits(&s.rate_limits),
                 rules: self.site_rules(&s.rules, s.ab.as_ref(), pools),
                 zero_rtt: s.zero_rtt == schema::ZeroRtt::Safe,
-                dns: self.site_dns(&s.name, &s.dns, dns_pops),
+                dns: self.site_dns(&s.name, &s.dns, dns_scope, &mut dns_labels),
             }));
         }
         (sites, exact_hosts, wildcard_hosts)

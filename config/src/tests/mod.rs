@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod geodns;
 mod seam;
 
 fn write_cert(dir: &Path, name: &str, host: &str) {
