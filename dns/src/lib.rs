@@ -123,18 +123,7 @@ impl Server {
         let mut server = hickory_server::Server::new(Handler(self.shared.clone()));
         let mut addrs = Vec::new();
         for &addr in listen {
-            let udp = tokio::net::UdpSocket::bind(addr)
-                .await
-                .map_err(|source| DnsError::Bind { addr, source })?;
-            let local = udp
-                .local_addr()
-                .map_err(|source| DnsError::Bind { addr, source })?;
-            let tcp = tokio::net::TcpListener::bind(local)
-                .await
-                .map_err(|source| DnsError::Bind {
-                    addr: local,
-                    source,
-                })?;
+            let (udp, tcp, local) = bind_pair(addr).await?;
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE, 32);
             addrs.push(local);
@@ -150,5 +139,32 @@ impl Server {
         health.abort();
         stop.abort();
         done.map_err(|e| DnsError::Serve(e.to_string()))
+    }
+}
+
+/// UDP and TCP on one address. With port 0 the UDP socket picks the port and TCP takes the
+/// same one; another process may hold that TCP port, so a few ports are tried.
+async fn bind_pair(
+    addr: SocketAddr,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener, SocketAddr), DnsError> {
+    let mut attempts = if addr.port() == 0 { 32 } else { 1 };
+    loop {
+        attempts -= 1;
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        let local = udp
+            .local_addr()
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        match tokio::net::TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts > 0 => continue,
+            Err(source) => {
+                return Err(DnsError::Bind {
+                    addr: local,
+                    source,
+                });
+            }
+        }
     }
 }
