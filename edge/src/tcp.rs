@@ -97,7 +97,8 @@ impl TcpServer {
                 // refused from everyone else.
                 let within = snapshot.timeouts.request_header;
                 let refused = if snapshot.proxy_protocol.contains(peer.ip()) {
-                    match proxy_header::read_required(stream, peer, within).await {
+                    // Boxed, like every path's state: the task holds only what all paths share.
+                    match Box::pin(proxy_header::read_required(stream, peer, within)).await {
                         Ok((stream, client)) => {
                             // Counted now by the visitor it carries.
                             let limits = &snapshot.limits;
@@ -115,7 +116,7 @@ impl TcpServer {
                         Err(r) => r,
                     }
                 } else {
-                    match proxy_header::refuse_unexpected(&stream, within).await {
+                    match Box::pin(proxy_header::refuse_unexpected(&stream, within)).await {
                         Ok(()) => {
                             return serve_accepted(
                                 stream,
@@ -146,29 +147,59 @@ async fn serve_accepted<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = info.peer;
+    // Each path boxed: the connection's task is sized for its largest state, and a TLS
+    // handshake or an HTTP/2 connection held inline made every plain HTTP/1.1 connection's
+    // task 10 KiB while it sat idle.
     match tls {
-        None => serve_connection(stream, false, info, shared, shutdown).await,
-        Some(acceptor) => {
-            let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
-            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    CONNS.handshake(false, Handshake::Ok);
-                    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-                        CONNS.tls_resumed();
-                    }
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    serve_connection(tls, h2, info, shared, shutdown).await
-                }
-                Ok(Err(e)) => {
-                    CONNS.handshake(false, Handshake::Failed);
-                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
-                }
-                Err(_) => {
-                    CONNS.handshake(false, Handshake::Timeout);
-                    tracing::debug!(client = %peer, "TLS handshake timed out")
-                }
+        None => Box::pin(serve_connection(stream, false, info, shared, shutdown)).await,
+        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, info, shared, shutdown)).await,
+    }
+}
+
+async fn serve_tls<S>(
+    stream: S,
+    acceptor: TlsAcceptor,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The handshake's state is freed once it is done; only the TLS stream lives on.
+    let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
+    let Some(tls) = Box::pin(tls_handshake(stream, acceptor, handshake, info.peer)).await else {
+        return;
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    Box::pin(serve_connection(tls, h2, info, shared, shutdown)).await
+}
+
+async fn tls_handshake<S>(
+    stream: S,
+    acceptor: TlsAcceptor,
+    within: Duration,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            CONNS.handshake(false, Handshake::Ok);
+            if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                CONNS.tls_resumed();
             }
+            Some(tls)
+        }
+        Ok(Err(e)) => {
+            CONNS.handshake(false, Handshake::Failed);
+            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            CONNS.handshake(false, Handshake::Timeout);
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            None
         }
     }
 }
@@ -179,9 +210,10 @@ async fn serve_accepted<S>(
 /// connections share the method but no trait.
 macro_rules! drive {
     ($conn:expr, $shutdown:expr, $activity:expr, $idle:expr, $send:expr) => {{
-        let conn = $conn;
+        // Boxed by the caller: an idle connection's task then holds a pointer, not hyper's
+        // whole connection state inline.
+        let mut conn: std::pin::Pin<Box<_>> = $conn;
         let mut shutdown = $shutdown;
-        tokio::pin!(conn);
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
             stalled = $activity.send_stalled($send) => {
@@ -280,6 +312,7 @@ async fn serve_connection<I>(
             )
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(TokioIo::new(io), svc);
+        let conn = Box::pin(conn);
         drive!(conn, shutdown, activity, client_idle, client_send);
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -294,9 +327,11 @@ async fn serve_connection<I>(
         if max_headers > 100 {
             builder.max_headers(max_headers + 1);
         }
-        let conn = builder
-            .serve_connection(TokioIo::new(io), svc)
-            .with_upgrades();
+        let conn = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades(),
+        );
         drive!(conn, shutdown, activity, client_idle, client_send);
     }
 }

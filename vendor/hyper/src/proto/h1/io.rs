@@ -261,6 +261,15 @@ where
             }
             Poll::Pending => {
                 self.read_blocked = true;
+                // PATCH (edge): a connection waiting for its peer with nothing buffered holds
+                // no buffers (8 KiB each way otherwise, per idle keep-alive connection); the
+                // next read allocates again.
+                if self.read_buf.is_empty() {
+                    self.read_buf = BytesMut::new();
+                    if self.write_buf.remaining() == 0 {
+                        self.write_buf.headers = Cursor::new(Vec::new());
+                    }
+                }
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -535,7 +544,8 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // PATCH (edge): allocated by the first message's encoding, not up front.
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
