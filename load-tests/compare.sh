@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark on this machine: the edge against nginx proxy_cache and Varnish (HTTP/1.1),
-# nginx (HTTP/2 over TLS) and Caddy's file_server (HTTP/3), on memory hits of 1 KiB, 16 KiB and
-# 1 MiB objects, plus the latency a miss adds over asking the origin directly, RSS after the runs,
-# and RSS growth per idle keep-alive connection.
+# Side-by-side benchmark on this machine: the edge against nginx proxy_cache, Varnish and HAProxy's
+# cache (HTTP/1.1), nginx and HAProxy (HTTP/2 over TLS) and Caddy's file_server (HTTP/3), on
+# memory hits of 1 KiB, 16 KiB and 1 MiB objects, plus the latency a miss adds over asking the
+# origin directly, RSS after the runs, and RSS growth per idle keep-alive connection.
+#
+# Two passes per round. Closed loop (as fast as each server goes): req/s and p50. Open loop at a
+# fixed rate below every server's peak (--rate, --rate-h3; a sixteenth of it for 1 MiB): the CPU
+# time of the server's processes per request, from /proc, and p50/p99. CPU per request is the
+# headline: it is steadier than req/s on a noisy machine and says how many hits a core serves.
 #
 # Every server under test is pinned to CPU 0 with one worker; the load generator and the origin
 # run on CPU 1. Systems alternate within each round; the table shows medians over the rounds,
 # the min–max spread, and the edge/anchor ratio. Loopback only; every run is bounded in time.
 #
 # Usage: load-tests/compare.sh [--rounds N] [--duration SECS] [--connections N] [--sizes "1024 16384"]
-#        [--idle N] [--out FILE]
+#        [--idle N] [--rate REQ_PER_S] [--rate-h3 REQ_PER_S] [--out FILE]
 # Missing servers are skipped with the apt command that installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=5 DURATION=5 CONNS=64 SIZES="1024 16384 1048576" IDLE=10000 OUT=""
+ROUNDS=5 DURATION=5 CONNS=64 SIZES="1024 16384 1048576" IDLE=10000 OUT="" RATE=15000 RATE_H3=5000
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -23,6 +28,8 @@ while [ $# -gt 0 ]; do
     --sizes) SIZES=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --rate-h3) RATE_H3=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +41,7 @@ have() { command -v "$1" >/dev/null; }
 have nginx || echo "compare.sh: nginx not installed, skipping it (apt-get install -y nginx-light)" >&2
 have varnishd || echo "compare.sh: varnish not installed, skipping it (apt-get install -y varnish)" >&2
 have caddy || echo "compare.sh: caddy not installed, skipping it (apt-get install -y caddy)" >&2
+have haproxy || echo "compare.sh: haproxy not installed, skipping it (apt-get install -y haproxy)" >&2
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 . load-tests/lib.sh compare
@@ -59,6 +67,8 @@ key = "key.pem"
 [cache]
 memory_bytes = "1GiB"
 max_object_memory_bytes = "8MiB"
+[limits]
+max_connections_per_client = 0
 [pools.origin]
 endpoints = ["$ORIGIN"]
 [[sites]]
@@ -71,7 +81,7 @@ RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run -
 EDGE_HTTP=$(wait_addr "$work/edge.out" "^listening http ")
 EDGE_HTTPS=$(wait_addr "$work/edge.out" "^listening https ")
 
-declare -A H1 H2 H3 PID DISK
+declare -A H1 H2 H3 PID DISK DISKPID
 H1[edge]=$EDGE_HTTP; H2[edge]=$EDGE_HTTPS; H3[edge]=$EDGE_HTTPS; PID[edge]=$EDGE_PID
 
 # A second edge whose objects all live on the disk tier (per-object memory limit below every
@@ -81,14 +91,18 @@ sed -e 's/^name = "bench-edge"/name = "bench-edge-disk"/' \
     -e 's/^max_object_memory_bytes = "8MiB"/max_object_memory_bytes = 256/' \
     "$work/edge.toml" > "$work/edge-disk.toml"
 RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge-disk.toml" --workers 1 > "$work/edge-disk.out" 2> "$work/edge-disk.err" & pids+=($!)
+DISKPID[edge]=$!
 DISK[edge]=$(wait_addr "$work/edge-disk.out" "^listening http ")
 
 if have nginx; then
   start_nginx "$ORIGIN"
-  PID[nginx]=$(cat "$work/nginx/nginx.pid" 2>/dev/null || true)
+  # nginx runs in the foreground (daemon off), so the last PID started is its master; its
+  # pid file may not be written yet.
+  PID[nginx]=${pids[-1]}
   # The worker process serves; measure its RSS (plus the master's).
   H1[nginx]=127.0.0.1:$NGX_HTTP; H2[nginx]=127.0.0.1:$NGX_HTTPS
   DISK[nginx]=127.0.0.1:$NGX_HTTP  # proxy_cache is disk-backed (through the page cache)
+  DISKPID[nginx]=${PID[nginx]}
 fi
 
 if have varnishd; then
@@ -101,7 +115,7 @@ if have varnishd; then
   VDPORT=$(free_port)
   taskset -c 0 varnishd -F -j none -n "$work/varnish-disk" -a "127.0.0.1:$VDPORT" -b "$ORIGIN" \
     -s "file,$work/varnish-storage.bin,2G" -p thread_pools=1 -p thread_pool_min=64 -p thread_pool_max=2000 \
-    > "$work/varnish-disk.log" 2>&1 & pids+=($!)
+    > "$work/varnish-disk.log" 2>&1 & pids+=($!); DISKPID[varnish]=$!
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$VDPORT/obj/x?size=1" && break; sleep 0.2; done
   DISK[varnish]=127.0.0.1:$VDPORT
 fi
@@ -127,11 +141,59 @@ EOF
   H3[caddy]=127.0.0.1:$CPORT
 fi
 
+if have haproxy; then
+  # HAProxy 2.6's small-object cache: one thread, plain HTTP/1.1 and TLS with ALPN h2.
+  HPORT=$(free_port) HSPORT=$(free_port)
+  cat "$work/cert.pem" "$work/key.pem" > "$work/haproxy.pem"
+  cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  # Two descriptors per proxied connection; the idle pass opens --idle client connections.
+  maxconn $(( ($(ulimit -n) - 100) / 2 ))
+  tune.bufsize 32768
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+cache objects
+  total-max-size 1024
+  max-object-size 2097152
+  max-age 3600
+frontend fe
+  bind 127.0.0.1:$HPORT
+  bind 127.0.0.1:$HSPORT ssl crt $work/haproxy.pem alpn h2,http/1.1
+  http-request cache-use objects
+  http-response cache-store objects
+  default_backend origin
+backend origin
+  http-reuse always
+  server o $ORIGIN
+EOF
+  taskset -c 0 haproxy -db -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!); PID[haproxy]=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$HPORT/obj/x?size=1" && break; sleep 0.2; done
+  if curl -s -o /dev/null "http://127.0.0.1:$HPORT/obj/x?size=1"; then
+    H1[haproxy]=127.0.0.1:$HPORT; H2[haproxy]=127.0.0.1:$HSPORT
+  else
+    echo "compare.sh: haproxy did not start, leaving it out:" >&2; cat "$work/haproxy.log" >&2
+  fi
+fi
+
+# CPU seconds (user + system) a process and its children have used so far.
+tree_cpu() {
+  local hz q t=0; hz=$(getconf CLK_TCK)
+  for q in $1 $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
+  done
+  python3 -c "print($t / $hz)"
+}
+
 load() { # proto addr path [extra args] -> JSON line
   local proto=$1 addr=$2 path=$3; shift 3
   local scheme=https; [ "$proto" = h1 ] && scheme=http
   taskset -c 1 "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" \
-    --path "$path" --ca "$work/cert.pem" -d "$DURATION" --warmup 1 --json "$@" 2>>"$work/load.err" || echo '{}'
+    --path "$path" --ca "$work/cert.pem" -d "$DURATION" --warmup "${WARMUP:-1}" --json "$@" 2>>"$work/load.err" || echo '{}'
 }
 
 # Warm every cache: each object once per system.
@@ -144,6 +206,14 @@ sleep 0.5
 
 results=$work/results.jsonl
 : > "$results"
+fixed() { # test system pid proto addr path rate -> one JSON line with the server's CPU seconds
+  local test=$1 sys=$2 p=$3 proto=$4 addr=$5 path=$6 rate=$7 before after r
+  [ -n "$p" ] || return 0
+  before=$(tree_cpu "$p")
+  r=$(WARMUP=0 load "$proto" "$addr" "$path" -c "$CONNS" --rate "$rate")
+  after=$(tree_cpu "$p")
+  echo "{\"round\":$round,\"test\":\"$test\",\"system\":\"$sys\",\"cpu_s\":$(python3 -c "print($after - $before)"),\"r\":$r}" >> "$results"
+}
 for round in $(seq "$ROUNDS"); do
   echo "== round $round/$ROUNDS" >&2
   for s in $SIZES; do
@@ -161,6 +231,15 @@ for round in $(seq "$ROUNDS"); do
       echo "{\"round\":$round,\"test\":\"diskhit-h1-$s\",\"system\":\"$sys\",\"r\":$(load h1 "${DISK[$sys]}" "$path" -c "$CONNS")}" >> "$results"
     done
   done
+  # Open loop at a fixed rate: CPU per request and p50/p99 (test names "cpu-...").
+  for s in $SIZES; do
+    path="/obj/s$s?size=$s"
+    r=$RATE r3=$RATE_H3; [ "$s" -gt 65536 ] && r=$((RATE / 16)) r3=$((RATE_H3 / 16))
+    for sys in "${!H1[@]}"; do fixed "cpu-hit-h1-$s" "$sys" "${PID[$sys]:-}" h1 "${H1[$sys]}" "$path" "$r"; done
+    for sys in "${!H2[@]}"; do fixed "cpu-hit-h2-$s" "$sys" "${PID[$sys]:-}" h2 "${H2[$sys]}" "$path" "$r"; done
+    for sys in "${!H3[@]}"; do fixed "cpu-hit-h3-$s" "$sys" "${PID[$sys]:-}" h3 "${H3[$sys]}" "$path" "$r3"; done
+    for sys in "${!DISK[@]}"; do fixed "cpu-diskhit-h1-$s" "$sys" "${DISKPID[$sys]:-}" h1 "${DISK[$sys]}" "$path" "$r"; done
+  done
   # Misses at full load (every URL new), and a Zipf mix (10k objects, s=1, 5 % forced misses).
   for sys in "${!H1[@]}"; do
     echo "{\"round\":$round,\"test\":\"miss-h1-1024\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c "$CONNS" --zipf 1 --template "/obj/t{}?size=1024" --miss-ratio 1)}" >> "$results"
@@ -168,7 +247,7 @@ for round in $(seq "$ROUNDS"); do
   done
   # A miss: one connection, every URL new, against the direct origin as the baseline.
   echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"origin\",\"r\":$(load h1 "$ORIGIN" "/obj/{}?size=1024" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
-  for sys in edge nginx varnish; do
+  for sys in edge nginx haproxy varnish; do
     [ -n "${H1[$sys]:-}" ] || continue
     echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
   done
@@ -211,16 +290,37 @@ from collections import defaultdict
 results, rss_file, rounds, duration, conns = sys.argv[1:6]
 runs = defaultdict(list)
 lat = defaultdict(list)
+cpu = defaultdict(list)
+SYSTEMS = ["edge", "nginx", "haproxy", "varnish", "caddy"]
 for line in open(results):
     try:
         d = json.loads(line)
     except ValueError:
         continue
     r = d.get("r") or {}
+    if "cpu_s" in d and r.get("requests", 0) > 0:
+        l = r["latency_us"]
+        cpu[(d["test"][4:], d["system"])].append((1e6 * d["cpu_s"] / r["requests"], r["rps"], l["p50"], l["p99"]))
+        continue
     if "rps" in r and r.get("requests", 0) > 0:
         runs[(d["test"], d["system"])].append(r["rps"])
         lat[(d["test"], d["system"])].append(r["latency_us"]["p50"])
-anchor = {"h1": "nginx", "h2": "nginx", "h3": "caddy"}
+med = lambda xs, i: statistics.median(x[i] for x in xs)
+if cpu:
+    print(f"CPU time of the server's processes per request, open loop at a fixed rate ({conns} connections, "
+          f"{duration} s, medians of {rounds} rounds); edge / this < 1: the edge needs less CPU per request.\n")
+    print("| test | system | CPU µs/req | rate req/s | p50 µs | p99 µs | edge / this CPU |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    order = {"hit": 0, "diskhit": 1}
+    for t in sorted({t for t, _ in cpu}, key=lambda t: (order[t.split("-")[0]], t.split("-")[1], int(t.split("-")[2]))):
+        e = cpu.get((t, "edge"))
+        for sysname in SYSTEMS:
+            v = cpu.get((t, sysname))
+            if not v:
+                continue
+            ratio = f"{med(e, 0) / med(v, 0):.2f}" if e and sysname != "edge" else ""
+            print(f"| {t} | {sysname} | {med(v, 0):.1f} | {med(v, 1):,.0f} | {med(v, 2):.0f} | {med(v, 3):.0f} | {ratio} |")
+    print()
 print(f"Medians of {rounds} alternating rounds, {duration} s each, {conns} connections, closed loop; "
       "servers pinned to CPU 0 with one worker, the generator to CPU 1.\n")
 print("| test | system | req/s median | min–max | p50 µs | edge / this |")
@@ -230,7 +330,7 @@ tests = sorted({t for t, _ in runs if t.split("-")[0] in order},
                key=lambda t: (order[t.split("-")[0]], t.split("-")[1], int(t.split("-")[2])))
 for t in tests:
     edge = statistics.median(runs[(t, "edge")]) if runs.get((t, "edge")) else None
-    for sysname in ["edge", "nginx", "varnish", "caddy"]:
+    for sysname in SYSTEMS:
         v = runs.get((t, sysname))
         if not v:
             continue
@@ -245,7 +345,7 @@ if base:
     print(f"Miss latency (one connection, every URL new): origin direct p50 {b:.0f} µs.\n")
     print("| system | miss p50 µs | added over origin µs |")
     print("| --- | ---: | ---: |")
-    for sysname in ["edge", "nginx", "varnish"]:
+    for sysname in ["edge", "nginx", "haproxy", "varnish"]:
         v = lat.get(("latency-miss", sysname))
         if v:
             m = statistics.median(v)
@@ -263,7 +363,7 @@ print("| --- | ---: | ---: | ---: | ---: |")
 def per(key):
     i = idle.get(key)
     return f"{(i[1] - i[0]) / i[2]:.2f} ({i[2]} conns)" if i else "–"
-for sysname in ["edge", "nginx", "varnish", "caddy"]:
+for sysname in SYSTEMS:
     if sysname not in rss:
         continue
     print(f"| {sysname} | {rss[sysname] / 1024:.1f} | {per(sysname + '-h1')} | {per(sysname + '-h2')} | {per(sysname + '-h3')} |")
