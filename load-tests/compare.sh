@@ -180,15 +180,6 @@ EOF
   fi
 fi
 
-# CPU seconds (user + system) a process and its children have used so far.
-tree_cpu() {
-  local hz q t=0; hz=$(getconf CLK_TCK)
-  for q in $1 $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
-  done
-  python3 -c "print($t / $hz)"
-}
-
 load() { # proto addr path [extra args] -> JSON line
   local proto=$1 addr=$2 path=$3; shift 3
   local scheme=https; [ "$proto" = h1 ] && scheme=http
@@ -258,9 +249,7 @@ rss_file=$work/rss.txt
 : > "$rss_file"
 for sys in "${!PID[@]}"; do
   p=${PID[$sys]}; [ -n "$p" ] && [ -e "/proc/$p" ] || continue
-  total=0
-  for q in $p $(pgrep -P "$p" || true); do total=$((total + $(rss_kib "$q"))); done
-  echo "rss $sys $total" >> "$rss_file"
+  echo "rss $sys $(tree_rss "$p")" >> "$rss_file"
 done
 # RSS growth per idle connection: N connections, one request each, then held open.
 idle_rss() { # system proto addr

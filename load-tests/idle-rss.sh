@@ -47,8 +47,6 @@ plain_http = "proxy"
 routes = [{ path_prefix = "/", pool = "origin" }]
 EOT
 
-# Sums the RSS (KiB) of a process and its children.
-tree_rss() { local t=0 q; for q in $1 $(pgrep -P "$1" || true); do t=$((t + $(rss_kib "$q"))); done; echo $t; }
 
 # hold SYSTEM PROTO ADDR PID: one line "SYSTEM PROTO before after held" to results.
 hold() {

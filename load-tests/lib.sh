@@ -2,7 +2,7 @@
 # workspace root as `. load-tests/lib.sh NAME`.
 # Builds the release binaries ($EDGE, $LOAD), makes a work dir ($work) removed on exit
 # (KEEP=1 keeps it), kills every PID the script adds to `pids` on exit, and defines
-# wait_addr, free_port and rss_kib.
+# wait_addr, free_port, rss_kib, tree_rss and tree_cpu.
 bench_name=$1
 
 # PREBUILT=DIR uses DIR/edge and DIR/edge-load as they are (an A/B of a fixed build).
@@ -36,6 +36,16 @@ wait_addr() {
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# The RSS (KiB) of a process and its children (nginx's and Varnish's workers).
+tree_rss() { local t=0 q; for q in $1 $(pgrep -P "$1" || true); do t=$((t + $(rss_kib "$q"))); done; echo $t; }
+# CPU seconds (user + system) a process and its children have used so far.
+tree_cpu() {
+  local hz q t=0; hz=$(getconf CLK_TCK)
+  for q in $1 $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
+  done
+  python3 -c "print($t / $hz)"
+}
 
 # Starts nginx with proxy_cache in front of ORIGIN on CPU 0, one worker, plain HTTP on
 # $NGX_HTTP and TLS + HTTP/2 on $NGX_HTTPS (both set here). EXTRA_HTTP and EXTRA_LOCATION are

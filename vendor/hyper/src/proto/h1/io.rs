@@ -221,9 +221,28 @@ where
                     self.partial_len = None;
                 }
             }
-            if ready!(self.poll_read_from_io(cx)).map_err(crate::Error::new_io)? == 0 {
+            let read = match self.poll_read_from_io(cx) {
+                Poll::Ready(read) => read,
+                Poll::Pending => {
+                    self.release_if_idle();
+                    return Poll::Pending;
+                }
+            };
+            if read.map_err(crate::Error::new_io)? == 0 {
                 trace!("parse eof");
                 return Poll::Ready(Err(crate::Error::new_incomplete()));
+            }
+        }
+    }
+
+    // PATCH (edge): waiting for a message head with nothing buffered (an idle keep-alive
+    // connection), hold no buffers: 8 KiB each way otherwise. Only here, not on every read
+    // that would block, so a body arriving in pieces keeps its buffer.
+    fn release_if_idle(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+            if self.write_buf.remaining() == 0 {
+                self.write_buf.headers = Cursor::new(Vec::new());
             }
         }
     }
@@ -261,15 +280,6 @@ where
             }
             Poll::Pending => {
                 self.read_blocked = true;
-                // PATCH (edge): a connection waiting for its peer with nothing buffered holds
-                // no buffers (8 KiB each way otherwise, per idle keep-alive connection); the
-                // next read allocates again.
-                if self.read_buf.is_empty() {
-                    self.read_buf = BytesMut::new();
-                    if self.write_buf.remaining() == 0 {
-                        self.write_buf.headers = Cursor::new(Vec::new());
-                    }
-                }
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
