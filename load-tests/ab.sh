@@ -6,7 +6,9 @@
 # misses at full load, and the latency one miss adds (one connection).
 #
 # Usage: load-tests/ab.sh --baseline PATH/TO/edge [--rounds N] [--duration SECS]
-#        [--connections N] [--size BYTES] [--out FILE]
+#        [--connections N] [--size BYTES] [--out FILE] [--disk]
+# --disk: every object on the disk tier (memory tier 1 MiB, per-object memory limit 256 bytes),
+# hits only (HTTP/1.1, HTTP/2, HTTP/3), the objects in the page cache.
 # Build a baseline from an earlier commit with, for example:
 #   git worktree add /tmp/edge-base COMMIT && (cd /tmp/edge-base && cargo build --release -p edge)
 # PREBUILT=DIR compares DIR/edge (and uses DIR/edge-load) instead of building this tree.
@@ -22,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BASE="" ROUNDS=5 DURATION=3 CONNS=64 SIZE=1024 OUT=""
+BASE="" ROUNDS=5 DURATION=3 CONNS=64 SIZE=1024 OUT="" DISK=""
 declare -A ACCESS=([A]=${EDGE_ACCESS_LOG:-off} [B]=${EDGE_ACCESS_LOG:-off})
 declare -A EXTRA=([A]="" [B]="")
 while [ $# -gt 0 ]; do
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --disk) DISK=1; shift ;;
     --access-a) ACCESS[A]=$2; shift 2 ;;
     --access-b) ACCESS[B]=$2; shift 2 ;;
     --extra-a) EXTRA[A]=$2; shift 2 ;;
@@ -65,7 +68,7 @@ http = ["127.0.0.1:0"]
 cert = "cert.pem"
 key = "key.pem"
 [cache]
-memory_bytes = "1GiB"
+$(if [ -n "$DISK" ]; then printf 'memory_bytes = "1MiB"\nmax_object_memory_bytes = 256\ndisk_dir = "disk-%s"\ndisk_bytes = "4GiB"' "$v"; else echo 'memory_bytes = "1GiB"'; fi)
 [pools.origin]
 endpoints = ["$ORIGIN"]
 [[sites]]
@@ -108,9 +111,11 @@ for round in $(seq "$ROUNDS"); do
   # Alternate which variant goes first, so neither always runs on a warmer machine.
   order="A B"; [ $((round % 2)) -eq 0 ] && order="B A"
   for v in $order; do
-    run "$v" "hit-h1-$SIZE" h1 "${H1[$v]}" "$path" -c "$CONNS"
-    run "$v" "hit-h2-$SIZE" h2 "${HS[$v]}" "$path" -c 8 -m 8
-    run "$v" "hit-h3-$SIZE" h3 "${HS[$v]}" "$path" -c 8 -m 8
+    hit=hit; [ -n "$DISK" ] && hit=diskhit
+    run "$v" "$hit-h1-$SIZE" h1 "${H1[$v]}" "$path" -c "$CONNS"
+    run "$v" "$hit-h2-$SIZE" h2 "${HS[$v]}" "$path" -c 8 -m 8
+    run "$v" "$hit-h3-$SIZE" h3 "${HS[$v]}" "$path" -c 8 -m 8
+    [ -n "$DISK" ] && continue
     run "$v" "miss-h1-$SIZE" h1 "${H1[$v]}" "/" -c "$CONNS" --zipf 1 --template "/obj/$v$round{}?size=$SIZE" --miss-ratio 1
     run "$v" "latency-miss" h1 "${H1[$v]}" "/" -c 1 --zipf 1 --template "/obj/l$v$round{}?size=$SIZE" --miss-ratio 1
   done

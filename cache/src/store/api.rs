@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::files::{OpenFile, ReadFail};
 use super::{
     CacheError, Fenced, Fill, Found, Lookup, MemObject, Store, Ticket, codec, disk, encoded_key,
     keys, now_ms, variant_key,
@@ -162,28 +163,59 @@ impl Storage for Store {
         }
     }
 
-    /// Reads a whole (small) disk object in one trip to the blocking pool, verifying its
-    /// integrity. Streaming through an async reader costs one such trip per read call, which
-    /// dominates small disk hits.
+    /// Reads a whole (small) disk object. Warm (its file open and verified): one read on the
+    /// calling thread when the page cache holds it all, else one trip to the blocking pool.
+    /// Cold: open, read and verify the hash, here if the object is small and in the page
+    /// cache, else on the blocking pool; the open file is kept for the next hit.
     async fn read_disk(&self, found: &Found) -> Result<Bytes, CacheError> {
-        let disk = self.disk_cfg()?.clone();
+        let disk = self.disk_cfg()?;
         let (variant, integrity) = found.disk_ref()?;
-        if let Some(body) = disk::read_page_cached(&disk.dir, integrity, found.meta().body_len) {
-            return Ok(Bytes::from(body));
-        }
-        let sri = integrity.clone();
-        let dir = disk.dir.clone();
-        let read = tokio::task::spawn_blocking(move || cacache::read_hash_sync(&dir, &sri)).await;
-        match read {
-            Ok(Ok(body)) => Ok(Bytes::from(body)),
-            Ok(Err(source)) => {
-                self.remove_variant(variant).await;
-                Err(CacheError::Disk {
-                    dir: disk.dir,
-                    source,
-                })
+        let len = found.meta().body_len;
+        let gone = |source: std::io::Error| CacheError::Disk {
+            dir: disk.dir.clone(),
+            source: cacache::Error::IoError(source, format!("reading {variant}")),
+        };
+        if let Some(file) = self.inner.files.get(variant, integrity) {
+            match file.read(true) {
+                Ok(body) => return Ok(Bytes::from(body)),
+                Err(ReadFail::WouldBlock) => {
+                    match tokio::task::spawn_blocking(move || file.read(false)).await {
+                        Ok(Ok(body)) => return Ok(Bytes::from(body)),
+                        Ok(Err(_)) => {}
+                        Err(_) => return Err(CacheError::WriterGone),
+                    }
+                }
+                Err(ReadFail::Bad) => {}
             }
-            Err(_) => Err(CacheError::WriterGone),
+            // Shorter than when it was verified: not served, and not kept.
+            self.remove_variant(variant).await;
+            return Err(gone(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // Hashing a large body would hold this thread: the blocking pool verifies it.
+        let inline = if len <= disk::VERIFY_INLINE_MAX {
+            OpenFile::open_verified(&disk.dir, integrity, len, true)
+        } else {
+            Err(ReadFail::WouldBlock)
+        };
+        let opened = match inline {
+            Err(ReadFail::WouldBlock) => {
+                let (dir, sri) = (disk.dir.clone(), integrity.clone());
+                tokio::task::spawn_blocking(move || OpenFile::open_verified(&dir, &sri, len, false))
+                    .await
+                    .map_err(|_| CacheError::WriterGone)?
+            }
+            other => other,
+        };
+        match opened {
+            Ok((file, body)) => {
+                self.inner.files.insert(variant, file);
+                Ok(Bytes::from(body))
+            }
+            Err(_) => {
+                tracing::warn!(key = %variant, "disk entry failed verification; dropping it");
+                self.remove_variant(variant).await;
+                Err(gone(std::io::ErrorKind::InvalidData.into()))
+            }
         }
     }
 
@@ -242,7 +274,7 @@ impl Storage for Store {
         }
         meta.headers = keys::owned_headers(&meta.headers);
         let variant = found.variant(primary);
-        self.inner.disk_meta.invalidate(&variant).await;
+        self.forget_disk_entry(&variant).await;
         if !found.tags().is_empty() {
             // The index follows the body's new ticket: a purge raised before this revalidation
             // began leaves it alone.

@@ -194,47 +194,9 @@ pub(crate) fn content_path(dir: &Path, sri: &cacache::Integrity) -> PathBuf {
     p
 }
 
-/// Objects up to this size are re-hashed when read from the page cache; larger ones are length
-/// checked (their hash was verified when written, and streaming reads verify it again).
-const REHASH_MAX: u64 = 64 * 1024;
-
-/// Reads a disk object on the calling thread only if the kernel has all of it in the page
-/// cache: `RWF_NOWAIT` makes the read fail with EAGAIN instead of waiting for the disk, so the
-/// runtime thread never blocks on I/O. `None` means "take the slow path".
-pub(crate) fn read_page_cached(dir: &Path, sri: &cacache::Integrity, len: u64) -> Option<Vec<u8>> {
-    let len = usize::try_from(len).ok()?;
-    let file = std::fs::File::open(content_path(dir, sri)).ok()?;
-    let mut buf = vec![0u8; len];
-    let mut off = 0;
-    while off < len {
-        let mut slices = [std::io::IoSliceMut::new(&mut buf[off..])];
-        match rustix::io::preadv2(
-            &file,
-            &mut slices,
-            off as u64,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => off += n,
-        }
-    }
-    // One more byte would mean the file is longer than recorded.
-    let mut extra = [0u8; 1];
-    let mut slices = [std::io::IoSliceMut::new(&mut extra)];
-    match rustix::io::preadv2(
-        &file,
-        &mut slices,
-        len as u64,
-        rustix::io::ReadWriteFlags::NOWAIT,
-    ) {
-        Ok(0) => {}
-        _ => return None,
-    }
-    if len as u64 <= REHASH_MAX && sri.check(&buf).is_err() {
-        return None;
-    }
-    Some(buf)
-}
+/// Cold reads of objects up to this size are verified on the runtime thread (a few
+/// microseconds of hashing); larger ones on the blocking pool.
+pub(crate) const VERIFY_INLINE_MAX: u64 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {

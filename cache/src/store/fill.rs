@@ -193,7 +193,7 @@ impl Fill {
             }
         }
         // The decoded metadata of the body this one replaces must not outlive it.
-        store.inner.disk_meta.invalidate(&self.variant).await;
+        store.forget_disk_entry(&self.variant).await;
         let mut record = None;
         if let Some(primary) = &self.primary {
             let (replaced, rec) = store

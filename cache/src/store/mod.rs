@@ -14,6 +14,7 @@ mod api;
 pub(crate) mod codec;
 mod disk;
 mod fence;
+mod files;
 mod fill;
 mod keys;
 mod records;
@@ -69,6 +70,8 @@ impl CacheError {
 pub struct DiskConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    /// Content files kept open for disk hits (each holds a descriptor).
+    pub open_files: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +211,7 @@ struct Inner {
     cfg: StoreConfig,
     mem: moka::future::Cache<String, Arc<MemObject>>,
     disk_meta: moka::future::Cache<String, Arc<DiskEntry>>,
+    files: files::OpenFiles,
     records: moka::future::Cache<String, Arc<VaryRecord>>,
     budget: disk::Budget,
     fences: fence::Fences,
@@ -296,6 +300,7 @@ impl Store {
             .map_err(|_| CacheError::WriterGone)??;
         }
         let seed = now_ms() << 16 | 1;
+        let files = files::OpenFiles::new(cfg.disk.as_ref().map_or(0, |d| d.open_files));
         let (listed, tagged) = listed;
         for (variant, t, ticket) in tagged {
             tag_index.insert(&variant, &Tags::from(t), ticket);
@@ -305,6 +310,7 @@ impl Store {
                 cfg,
                 mem,
                 disk_meta,
+                files,
                 records,
                 budget: disk::Budget::from_listing(listed),
                 fences: fence::Fences::new(seed),
@@ -404,6 +410,12 @@ impl Store {
         })
     }
 
+    /// Drops what memory holds of a variant's disk entry: its decoded metadata and open file.
+    async fn forget_disk_entry(&self, variant: &str) {
+        self.inner.disk_meta.invalidate(variant).await;
+        self.inner.files.forget(variant);
+    }
+
     fn disk_cfg(&self) -> Result<&DiskConfig, CacheError> {
         self.inner.cfg.disk.as_ref().ok_or(CacheError::Corrupt {
             key: String::new(),
@@ -501,7 +513,7 @@ impl Store {
         for v in victims {
             self.inner.tags.remove(&v);
             self.inner.mem.invalidate(&*v).await;
-            self.inner.disk_meta.invalidate(&*v).await;
+            self.forget_disk_entry(&v).await;
             let _ = cacache::RemoveOpts::new()
                 .remove_fully(true)
                 .remove(&disk.dir, &*v)

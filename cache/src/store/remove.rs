@@ -92,7 +92,7 @@ impl Store {
                 _ => false,
             };
             if older {
-                self.inner.disk_meta.invalidate(variant).await;
+                self.forget_disk_entry(variant).await;
                 let _ = cacache::remove(&disk.dir, variant).await;
                 self.inner.budget.forget(variant);
             }
@@ -106,7 +106,7 @@ impl Store {
     pub(super) async fn remove_variant(&self, variant: &str) {
         self.inner.tags.remove(variant);
         self.inner.mem.invalidate(variant).await;
-        self.inner.disk_meta.invalidate(variant).await;
+        self.forget_disk_entry(variant).await;
         if let Some(disk) = &self.inner.cfg.disk {
             // Index entry only: content is shared by hash with identical bodies under other keys;
             // eviction removes content (see `evict`).

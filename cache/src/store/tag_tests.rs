@@ -126,6 +126,7 @@ async fn run(dir: Option<&Path>, seed: u64) {
         disk: dir.map(|d| DiskConfig {
             dir: d.to_path_buf(),
             max_bytes: 1 << 30,
+            open_files: 64,
         }),
     };
     let mut store = Store::open(cfg(dir)).await.expect("open");

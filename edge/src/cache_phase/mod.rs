@@ -43,6 +43,13 @@ pub struct CacheRuntime {
     pub settings: config::CacheSettings,
 }
 
+/// Content files the disk tier keeps open: a sixteenth of the descriptor limit (raised to the
+/// hard limit at start), so client connections keep the rest; at most 4,096.
+fn open_files_for_disk_hits() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current.map_or(4096, |n| (n / 16).min(4096))
+}
+
 impl CacheRuntime {
     pub async fn open(settings: &config::CacheSettings) -> Result<CacheRuntime, Error> {
         let store = Store::open(StoreConfig {
@@ -51,6 +58,7 @@ impl CacheRuntime {
             disk: settings.disk_dir.as_ref().map(|dir| DiskConfig {
                 dir: dir.clone(),
                 max_bytes: settings.disk_bytes,
+                open_files: open_files_for_disk_hits(),
             }),
         })
         .await?;
