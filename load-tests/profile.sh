@@ -4,12 +4,14 @@
 # self and children. Use it before and after a change; the A/B figures come from ab.sh.
 #
 # Usage: load-tests/profile.sh [--proto h1|h2|h3] [--size BYTES] [--disk] [--rate N]
-#        [--duration SECS] [--out FILE.data]
+#        [--duration SECS] [--out FILE.data] [--handshake full|resumed]
+# --handshake: new TLS connections (h1) or QUIC handshakes (h3) instead of requests on kept
+# connections (edge-load handshake, closed loop; --rate is ignored).
 # PREBUILT=DIR profiles DIR/edge. Needs perf (apt-get install -y linux-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROTO=h1 SIZE=1024 DISK="" RATE=12000 DURATION=8 OUT=""
+PROTO=h1 SIZE=1024 DISK="" RATE=12000 DURATION=8 OUT="" HANDSHAKE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --proto) PROTO=$2; shift 2 ;;
@@ -18,6 +20,7 @@ while [ $# -gt 0 ]; do
     --rate) RATE=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --handshake) HANDSHAKE=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -63,9 +66,15 @@ path="/obj/p$SIZE?size=$SIZE"
 curl -s -o /dev/null "http://$H1$path"
 
 data=${OUT:-$work/perf.data}
-perf record -q -g -p "$EPID" -o "$data" -- sleep "$DURATION" 2>/dev/null & PERF=$!
-taskset -c 1 "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$PROTO" \
-  --path "$path" --ca "$work/cert.pem" -d "$DURATION" --warmup 0 --rate "$RATE" "${conns[@]}" >&2
+perf record -q -F 499 --call-graph dwarf,16384 -p "$EPID" -o "$data" -- sleep "$DURATION" 2>/dev/null & PERF=$!
+if [ -n "$HANDSHAKE" ]; then
+  resume=(); [ "$HANDSHAKE" = resumed ] && resume=(--resume)
+  taskset -c 1 "$LOAD" handshake --url "https://localhost:${HS##*:}" --connect "$HS" --proto "$PROTO" \
+    --path "$path" --ca "$work/cert.pem" -d "$DURATION" -c 16 "${resume[@]}" >&2
+else
+  taskset -c 1 "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$PROTO" \
+    --path "$path" --ca "$work/cert.pem" -d "$DURATION" --warmup 0 --rate "$RATE" "${conns[@]}" >&2
+fi
 wait "$PERF" || true
 echo "== self" ; perf report -i "$data" --no-children --stdio --percent-limit 0.7 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
 echo "== children"; perf report -i "$data" --children --stdio --percent-limit 3 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60

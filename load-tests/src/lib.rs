@@ -10,6 +10,7 @@ pub mod attack_repeat;
 pub mod codec;
 pub mod conn;
 pub mod geo_bench;
+pub mod handshake;
 pub mod origin;
 pub mod run;
 pub mod stats;

@@ -105,6 +105,23 @@ enum AttackKind {
 enum Cmd {
     /// Drive load at a URL set and print a report.
     Run(RunArgs),
+    /// New connections per second: TLS (`--proto h1`: handshake, one GET, close) or QUIC
+    /// (`--proto h3`: handshake, close), closed loop; JSON report.
+    Handshake {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Requested on each TLS connection.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Connections in flight.
+        #[arg(long, short = 'c', default_value_t = 8)]
+        connections: usize,
+        #[arg(long, short = 'd', default_value_t = 5.0)]
+        duration: f64,
+        /// Resume sessions (tickets) instead of full handshakes.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Write a self-signed end-entity certificate for localhost, 127.0.0.1 and ::1 as
     /// DIR/cert.pem and DIR/key.pem (benchmarks need one that rustls accepts: not a CA).
     Cert {
@@ -238,6 +255,7 @@ fn main() -> ExitCode {
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.threads,
         Cmd::Origin { .. }
+        | Cmd::Handshake { .. }
         | Cmd::Cert { .. }
         | Cmd::Hold { .. }
         | Cmd::Codec { .. }
@@ -260,6 +278,27 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Origin { listen, max_size } => load_tests::origin::serve(listen, max_size).await,
             Cmd::Run(args) => run_cmd(args).await,
+            Cmd::Handshake {
+                target,
+                path,
+                connections,
+                duration,
+                resume,
+            } => {
+                let proto = target.proto;
+                let target = target_of(&target)?;
+                let report = load_tests::handshake::run(
+                    &target,
+                    proto,
+                    &path,
+                    connections,
+                    Duration::from_secs_f64(duration),
+                    resume,
+                )
+                .await?;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
             Cmd::Codec {
                 size,
                 rounds,

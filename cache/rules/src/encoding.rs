@@ -270,14 +270,14 @@ pub fn valid_type_pattern(p: &str) -> bool {
             || (token(sub) && !sub.contains('*')))
 }
 
-fn pattern_matches(pattern: &str, essence: &str) -> bool {
-    let (Some((pt, ps)), Some((ty, sub))) = (pattern.split_once('/'), essence.split_once('/'))
+fn pattern_matches(pattern: &str, ty: &str, sub: &str) -> bool {
+    // Prefix comparison, not a split: this runs for every pattern on every hit.
+    let Some(ps) = pattern
+        .strip_prefix(ty)
+        .and_then(|rest| rest.strip_prefix('/'))
     else {
         return false;
     };
-    if pt != ty {
-        return false;
-    }
     if ps == "*" {
         return true;
     }
@@ -303,7 +303,12 @@ pub fn compressible_type(content_type: Option<&str>, list: &[String]) -> bool {
         return false;
     };
     let essence = ct.split(';').next().unwrap_or("").trim();
-    let check = |e: &str| !never_compressible(e) && list.iter().any(|p| pattern_matches(p, e));
+    let check = |e: &str| {
+        let Some((ty, sub)) = e.split_once('/') else {
+            return false;
+        };
+        !never_compressible(e) && list.iter().any(|p| pattern_matches(p, ty, sub))
+    };
     // Media types are lower case in practice: only allocate for the odd one that is not.
     if essence.bytes().any(|b| b.is_ascii_uppercase()) {
         check(&essence.to_ascii_lowercase())

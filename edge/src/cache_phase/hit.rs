@@ -40,6 +40,8 @@ pub(super) async fn on_hit(
     } else {
         &ctx.policy
     };
+    // The miss and revalidation paths are boxed: inline, their state would make every hit's
+    // future (moved into its task's box) several kilobytes larger.
     let verdict = rules::evaluate(&ctx.head.headers, found.meta(), policy, now);
     let ttl = verdict.ttl_secs();
     match verdict.action {
@@ -47,7 +49,7 @@ pub(super) async fn on_hit(
             Ok(resp) => Ok((resp, CacheStatus::hit(ttl))),
             Err(e) => {
                 tracing::warn!(error = %e, "stored object unreadable; fetching again");
-                on_miss(ctx, Fwd::UriMiss, None, body).await
+                Box::pin(on_miss(ctx, Fwd::UriMiss, None, body)).await
             }
         },
         Action::StaleWhileRevalidate => {
@@ -60,12 +62,12 @@ pub(super) async fn on_hit(
                         ..CacheStatus::hit(ttl)
                     },
                 )),
-                Err(_) => on_miss(ctx, Fwd::Stale, None, body).await,
+                Err(_) => Box::pin(on_miss(ctx, Fwd::Stale, None, body)).await,
             }
         }
         Action::Revalidate { stale_if_error } => {
             let fwd = plan::revalidation_fwd(&ctx.head.headers);
-            revalidate(ctx, found, fwd, stale_if_error, ttl).await
+            Box::pin(revalidate(ctx, found, fwd, stale_if_error, ttl)).await
         }
     }
 }

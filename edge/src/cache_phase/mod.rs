@@ -161,10 +161,10 @@ pub(crate) async fn handle(
     match decided {
         RequestPlan::Pass { detail, invalidate } => {
             ctx.cache_status = Some(bypass(detail));
-            let resp = fetch::pass(ctx, body).await?;
+            let resp = Box::pin(fetch::pass(ctx, body)).await?;
             if invalidate {
                 let (status, fields) = (resp.status(), resp.headers().clone());
-                invalidate_after(ctx, status, &fields).await;
+                Box::pin(invalidate_after(ctx, status, &fields)).await;
             }
             return Ok(resp);
         }
@@ -195,9 +195,10 @@ pub(crate) async fn handle(
     let (resp, status) = match lookup {
         Lookup::Hit(found) => hit::on_hit(ctx, found, false, body).await?,
         Lookup::Stale(found) => hit::on_hit(ctx, found, true, body).await?,
-        Lookup::Miss => miss::on_miss(ctx, Fwd::UriMiss, None, body).await?,
+        // Misses are boxed: their state would otherwise size every hit's future (see hit.rs).
+        Lookup::Miss => Box::pin(miss::on_miss(ctx, Fwd::UriMiss, None, body)).await?,
         Lookup::VaryMiss { variant } => {
-            miss::on_miss(ctx, Fwd::VaryMiss, Some(variant), body).await?
+            Box::pin(miss::on_miss(ctx, Fwd::VaryMiss, Some(variant), body)).await?
         }
     };
     ctx.cache_status = Some(status);
