@@ -109,6 +109,28 @@ fn write_bits(out: &mut [u8], pos: &BitWindow, value: u8) {
     }
 }
 
+// PATCH (edge): each byte's Huffman code and bit length, from HPACK_STRING, for the table
+// encoder in `super::encode`.
+pub(super) const CODES: [(u32, u8); 256] = build_codes();
+
+const fn build_codes() -> [(u32, u8); 256] {
+    let mut out = [(0u32, 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = &HPACK_STRING[i];
+        let (mut code, mut rest, mut j) = (0u32, v.bit_count, 0);
+        while j < v.buffer.len() {
+            let take = if rest < 8 { rest } else { 8 };
+            code = (code << take) | (v.buffer[j] as u32 & ((1u32 << take) - 1));
+            rest -= take;
+            j += 1;
+        }
+        out[i] = (code, v.bit_count as u8);
+        i += 1;
+    }
+    out
+}
+
 const PAD_RIGHT: [u8; 9] = [0, 1, 3, 7, 15, 31, 63, 127, 255];
 const PAD_LEFT: [u8; 9] = [0, 128, 192, 224, 240, 248, 252, 254, 255];
 

@@ -15,7 +15,6 @@ pub use self::{
     encode::{Error as HuffmanEncodingError, HpackStringEncode},
 };
 
-use crate::proto::coding::BufMutExt;
 use crate::qpack::prefix_int::{self, Error as IntegerError};
 
 #[derive(Debug, PartialEq)]
@@ -59,11 +58,37 @@ pub fn decode<B: Buf>(size: u8, buf: &mut B) -> Result<Vec<u8>, Error> {
     Ok(value)
 }
 
+// PATCH (edge): Huffman codes from a table into a 64-bit accumulator, written straight to
+// `buf`, instead of a bit-by-bit encoder into an intermediate Vec (10 % of an HTTP/3 hit's
+// instructions went there); and a string Huffman would make longer is sent as it is (RFC 9204
+// §4.1.2 leaves the choice to the encoder). Same output as upstream for every string that
+// Huffman shortens.
 pub fn encode<B: BufMut>(size: u8, flags: u8, value: &[u8], buf: &mut B) -> Result<(), Error> {
-    let encoded = Vec::from(value).hpack_encode()?;
-    prefix_int::encode(size - 1, flags << 1 | 1, encoded.len().try_into()?, buf);
-    for byte in encoded {
-        buf.write(byte);
+    let bits: usize = value
+        .iter()
+        .map(|&b| encode::CODES[b as usize].1 as usize)
+        .sum();
+    let huffman_len = bits.div_ceil(8);
+    if huffman_len > value.len() {
+        prefix_int::encode(size - 1, flags << 1, value.len().try_into()?, buf);
+        buf.put_slice(value);
+        return Ok(());
+    }
+    prefix_int::encode(size - 1, flags << 1 | 1, huffman_len.try_into()?, buf);
+    let (mut acc, mut pending) = (0u64, 0u32);
+    for &b in value {
+        let (code, len) = encode::CODES[b as usize];
+        // At most 7 pending bits plus a 30-bit code: the low bits of `acc` always hold them.
+        acc = (acc << len) | u64::from(code);
+        pending += u32::from(len);
+        while pending >= 8 {
+            pending -= 8;
+            buf.put_u8((acc >> pending) as u8);
+        }
+    }
+    if pending > 0 {
+        // Padded with the most significant bits of EOS (all ones).
+        buf.put_u8(((acc << (8 - pending)) as u8) | (0xff >> pending));
     }
     Ok(())
 }
@@ -146,6 +171,27 @@ mod tests {
         let mut read = Cursor::new(&buf);
         assert_eq!(&buf, &[0b1000_0000]);
         assert_eq!(decode(8, &mut read).unwrap(), b"");
+    }
+
+    #[test]
+    fn table_encoder_matches_the_bitwise_one_and_round_trips() {
+        let samples: Vec<Vec<u8>> = vec![
+            b"text/html; charset=utf-8".to_vec(),
+            b"public, max-age=3600".to_vec(),
+            b"Wed, 02 Dec 2026 06:00:00 GMT".to_vec(),
+            (0u8..=255).collect(),
+            vec![0xff; 40],
+            b"a".to_vec(),
+        ];
+        for s in samples {
+            let mut buf = Vec::new();
+            encode(8, 0b01, &s, &mut buf).unwrap();
+            assert_eq!(decode(8, &mut Cursor::new(&buf)).unwrap(), s);
+            let reference = s.clone().hpack_encode().unwrap();
+            if reference.len() <= s.len() {
+                assert_eq!(&buf[buf.len() - reference.len()..], &reference[..]);
+            }
+        }
     }
 
     #[test]

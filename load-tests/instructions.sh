@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: repeatable to well under 1 % for the same
+# binary and workload whatever else the machine does, where CPU time per request moves by
+# ±15 % between runs here. The figure for small changes on the hit path; ab.sh and compare.sh
+# still give the time.
+#
+# Usage: load-tests/instructions.sh [--baseline PATH/TO/edge] [--protos "h1 h2 h3"]
+#        [--requests N] [--size BYTES] [--disk]
+# Counts user-space instructions of the edge (one worker) over N hits of one object after a
+# warm-up, offered at a low open-loop rate that valgrind keeps up with (so batching is the
+# same for both builds). With --baseline, A = that binary, B = this tree.
+# Needs valgrind (apt-get install -y valgrind). PREBUILT=DIR uses DIR/edge and DIR/edge-load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE="" PROTOS="h1 h2 h3" N=1500 SIZE=1024 DISK="" RATE=150
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --baseline) BASE=$2; shift 2 ;;
+    --protos) PROTOS=$2; shift 2 ;;
+    --requests) N=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --disk) DISK=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+for tool in valgrind callgrind_control python3; do
+  command -v $tool >/dev/null || { echo "instructions.sh: $tool is missing (apt-get install -y valgrind python3)" >&2; exit 2; }
+done
+
+. load-tests/lib.sh instructions
+
+"$LOAD" cert --dir "$work"
+"$LOAD" origin --listen 127.0.0.1:0 > "$work/origin.out" & pids+=($!)
+ORIGIN=$(wait_addr "$work/origin.out" "^listening")
+if [ -n "$DISK" ]; then
+  CACHE=$'memory_bytes = "1MiB"\nmax_object_memory_bytes = 256\ndisk_dir = "disk"\ndisk_bytes = "1GiB"'
+else
+  CACHE='memory_bytes = "256MiB"'
+fi
+
+declare -A BIN=([B]=$EDGE)
+[ -n "$BASE" ] && BIN[A]=$BASE
+path="/obj/i$SIZE?size=$SIZE"
+: > "$work/results.txt"
+
+count() { # variant proto -> appends "variant proto requests instructions"
+  local v=$1 proto=$2 dir=$work/$1-$2
+  mkdir -p "$dir"
+  cp "$work/cert.pem" "$work/key.pem" "$dir/"
+  cat > "$dir/edge.toml" <<EOF
+[node]
+name = "instr-$v"
+[listen]
+https = ["127.0.0.1:0"]
+http = ["127.0.0.1:0"]
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[cache]
+$CACHE
+[pools.origin]
+endpoints = ["$ORIGIN"]
+[[sites]]
+name = "bench"
+hosts = ["localhost", "127.0.0.1"]
+plain_http = "proxy"
+routes = [{ path_prefix = "/", pool = "origin" }]
+EOF
+  RUST_LOG=warn EDGE_ACCESS_LOG=off valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$dir/cg.out" "${BIN[$v]}" run --config "$dir/edge.toml" --workers 1 \
+    > "$dir/edge.out" 2> "$dir/edge.err" & local pid=$!; pids+=($pid)
+  local h1 hs addr scheme=https
+  h1=$(wait_addr "$dir/edge.out" "^listening http ")
+  hs=$(wait_addr "$dir/edge.out" "^listening https ")
+  addr=$hs; [ "$proto" = h1 ] && { addr=$h1; scheme=http; }
+  local streams=(-c 4); [ "$proto" != h1 ] && streams=(-c 2 -m 2)
+  # Warm-up: the fill, connection setup, lazy statics; not counted.
+  "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" --path "$path" \
+    --ca "$work/cert.pem" -d 3 --warmup 0 --rate 100 "${streams[@]}" --quiet > /dev/null 2>&1 || true
+  callgrind_control -i on "$pid" > /dev/null 2>&1
+  "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" --path "$path" \
+    --ca "$work/cert.pem" -d "$(python3 -c "print($N / $RATE)")" --warmup 0 --rate "$RATE" "${streams[@]}" \
+    --json > "$dir/r.json" 2>> "$work/load.err"
+  callgrind_control -d "$pid" > /dev/null 2>&1
+  sleep 1
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  local req ir
+  req=$(python3 -c "import json; print(json.load(open('$dir/r.json'))['requests'])")
+  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/cg.out.1")
+  echo "$v $proto $req $ir" >> "$work/results.txt"
+}
+
+for proto in $PROTOS; do
+  for v in "${!BIN[@]}"; do
+    echo "== $v $proto" >&2
+    count "$v" "$proto"
+  done
+done
+
+python3 - "$work/results.txt" "$SIZE" "${DISK:+disk}" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+per = {(v, p): int(ir) / int(req) for v, p, req, ir in rows if int(req) > 0}
+kind = "disk" if sys.argv[3] else "memory"
+print(f"Instructions per {kind} hit, {sys.argv[2]}-byte object (callgrind, user space, one worker).\n")
+protos = list(dict.fromkeys(p for _, p, _, _ in rows))
+if any(v == "A" for v, _ in per):
+    print("| protocol | A (baseline) | B (this tree) | B/A |")
+    print("| --- | ---: | ---: | ---: |")
+    for p in protos:
+        a, b = per.get(("A", p)), per.get(("B", p))
+        if a and b:
+            print(f"| {p} | {a:,.0f} | {b:,.0f} | {b / a:.3f} |")
+else:
+    print("| protocol | instructions per hit |")
+    print("| --- | ---: |")
+    for p in protos:
+        if ("B", p) in per:
+            print(f"| {p} | {per[('B', p)]:,.0f} |")
+PY
