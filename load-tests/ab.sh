@@ -58,26 +58,9 @@ ORIGIN=$(wait_addr "$work/origin.out" "^listening")
 declare -A BIN H1 HS PID
 BIN[A]=$BASE BIN[B]=$EDGE
 for v in A B; do
-  cat > "$work/edge-$v.toml" <<EOF
-[node]
-name = "ab-$v"
-[listen]
-https = ["127.0.0.1:0"]
-http = ["127.0.0.1:0"]
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[cache]
-$(if [ -n "$DISK" ]; then printf 'memory_bytes = "1MiB"\nmax_object_memory_bytes = 256\ndisk_dir = "disk-%s"\ndisk_bytes = "4GiB"' "$v"; else echo 'memory_bytes = "1GiB"'; fi)
-[pools.origin]
-endpoints = ["$ORIGIN"]
-[[sites]]
-name = "bench"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-routes = [{ path_prefix = "/", pool = "origin" }]
-EOF
-  [ -z "${EXTRA[$v]}" ] || cat "${EXTRA[$v]}" >> "$work/edge-$v.toml"
+  cache='memory_bytes = "1GiB"'
+  [ -n "$DISK" ] && cache=$(disk_cache "disk-$v")
+  edge_config "$work/edge-$v.toml" "ab-$v" "$ORIGIN" "$cache" "${EXTRA[$v]}"
   RUST_LOG=warn EDGE_ACCESS_LOG=${ACCESS[$v]} taskset -c 0 "${BIN[$v]}" run --config "$work/edge-$v.toml" --workers 1 \
     > "$work/edge-$v.out" 2> "$work/edge-$v.err" & PID[$v]=$!; pids+=($!)
   H1[$v]=$(wait_addr "$work/edge-$v.out" "^listening http ")

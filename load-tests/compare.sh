@@ -121,24 +121,8 @@ if have varnishd; then
 fi
 
 if have caddy; then
-  CPORT=$(free_port)
-  cat > "$work/Caddyfile" <<EOF
-{
-  admin off
-  auto_https off
-  servers {
-    protocols h1 h2 h3
-  }
-}
-https://localhost:$CPORT {
-  tls $work/cert.pem $work/key.pem
-  root * $work/files
-  file_server
-}
-EOF
-  GOMAXPROCS=1 taskset -c 0 caddy run --config "$work/Caddyfile" --adapter caddyfile > "$work/caddy.log" 2>&1 & pids+=($!); PID[caddy]=$!
-  for _ in $(seq 50); do curl -sk -o /dev/null "https://localhost:$CPORT/obj/s1024" && break; sleep 0.2; done
-  H3[caddy]=127.0.0.1:$CPORT
+  start_caddy "$work/files" /obj/s1024
+  PID[caddy]=$CADDY_PID H3[caddy]=127.0.0.1:$CADDY_PORT
 fi
 
 if have haproxy; then

@@ -37,27 +37,7 @@ taskset -c 1 "$LOAD" origin --listen 127.0.0.1:0 > "$work/origin.out" & pids+=($
 ORIGIN=$(wait_addr "$work/origin.out" "^listening")
 path="/obj/hs?size=64"
 
-cat > "$work/edge.toml" <<EOF
-[node]
-name = "hs-edge"
-[listen]
-https = ["127.0.0.1:0"]
-http = ["127.0.0.1:0"]
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[cache]
-memory_bytes = "64MiB"
-[limits]
-max_connections_per_client = 0
-[pools.origin]
-endpoints = ["$ORIGIN"]
-[[sites]]
-name = "bench"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-routes = [{ path_prefix = "/", pool = "origin" }]
-EOF
+edge_config "$work/edge.toml" hs-edge "$ORIGIN" 'memory_bytes = "64MiB"'
 RUST_LOG=warn EDGE_ACCESS_LOG=off taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 \
   > "$work/edge.out" 2> "$work/edge.err" & pids+=($!)
 declare -A ADDR PID QADDR QPID
@@ -74,26 +54,9 @@ if have nginx; then
   curl -sk -o /dev/null "https://127.0.0.1:$NGX_HTTPS$path"
 fi
 if have caddy; then
-  CADDY_PORT=$(free_port)
   mkdir -p "$work/files/obj" && head -c 64 /dev/zero > "$work/files/obj/hs"
-  cat > "$work/Caddyfile" <<EOF
-{
-  admin off
-  auto_https off
-  servers {
-    protocols h1 h2 h3
-  }
-}
-https://localhost:$CADDY_PORT {
-  tls $work/cert.pem $work/key.pem
-  root * $work/files
-  file_server
-}
-EOF
-  HOME=$work GOMAXPROCS=1 taskset -c 0 caddy run --config "$work/Caddyfile" --adapter caddyfile \
-    > "$work/caddy.log" 2>&1 & pids+=($!); QPID[caddy]=$!
-  QADDR[caddy]=127.0.0.1:$CADDY_PORT
-  for _ in $(seq 50); do curl -sk -o /dev/null "https://localhost:$CADDY_PORT/obj/hs" && break; sleep 0.2; done
+  start_caddy "$work/files" /obj/hs
+  QPID[caddy]=$CADDY_PID QADDR[caddy]=127.0.0.1:$CADDY_PORT
 fi
 
 results=$work/results.jsonl

@@ -33,11 +33,8 @@ done
 "$LOAD" cert --dir "$work"
 "$LOAD" origin --listen 127.0.0.1:0 > "$work/origin.out" & pids+=($!)
 ORIGIN=$(wait_addr "$work/origin.out" "^listening")
-if [ -n "$DISK" ]; then
-  CACHE=$'memory_bytes = "1MiB"\nmax_object_memory_bytes = 256\ndisk_dir = "disk"\ndisk_bytes = "1GiB"'
-else
-  CACHE='memory_bytes = "256MiB"'
-fi
+CACHE='memory_bytes = "256MiB"'
+[ -n "$DISK" ] && CACHE=$(disk_cache disk)
 
 declare -A BIN=([B]=$EDGE)
 [ -n "$BASE" ] && BIN[A]=$BASE
@@ -48,25 +45,7 @@ count() { # variant proto -> appends "variant proto requests instructions"
   local v=$1 proto=$2 dir=$work/$1-$2
   mkdir -p "$dir"
   cp "$work/cert.pem" "$work/key.pem" "$dir/"
-  cat > "$dir/edge.toml" <<EOF
-[node]
-name = "instr-$v"
-[listen]
-https = ["127.0.0.1:0"]
-http = ["127.0.0.1:0"]
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[cache]
-$CACHE
-[pools.origin]
-endpoints = ["$ORIGIN"]
-[[sites]]
-name = "bench"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-routes = [{ path_prefix = "/", pool = "origin" }]
-EOF
+  edge_config "$dir/edge.toml" "instr-$v" "$ORIGIN" "$CACHE"
   RUST_LOG=warn EDGE_ACCESS_LOG=off valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$dir/cg.out" "${BIN[$v]}" run --config "$dir/edge.toml" --workers 1 \
     > "$dir/edge.out" 2> "$dir/edge.err" & local pid=$!; pids+=($pid)

@@ -2,7 +2,8 @@
 # workspace root as `. load-tests/lib.sh NAME`.
 # Builds the release binaries ($EDGE, $LOAD), makes a work dir ($work) removed on exit
 # (KEEP=1 keeps it), kills every PID the script adds to `pids` on exit, and defines
-# wait_addr, free_port, rss_kib, tree_rss and tree_cpu.
+# wait_addr, free_port, rss_kib, tree_rss, tree_cpu, start_nginx, edge_config, disk_cache and
+# start_caddy.
 bench_name=$1
 
 # PREBUILT=DIR uses DIR/edge and DIR/edge-load as they are (an A/B of a fixed build).
@@ -90,4 +91,60 @@ http {
 NGINX
   taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
   sleep 0.5
+}
+
+# Writes a benchmark edge's config to FILE: node NAME, HTTPS and plain HTTP on free ports, the
+# certificate `edge-load cert` wrote beside it, [cache] from CACHE (TOML lines), one site
+# proxying everything to ORIGIN. EXTRA_FILE (TOML) is appended after the site.
+edge_config() { # FILE NAME ORIGIN CACHE [EXTRA_FILE]
+  cat > "$1" <<EOF
+[node]
+name = "$2"
+[listen]
+https = ["127.0.0.1:0"]
+http = ["127.0.0.1:0"]
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[cache]
+$4
+[limits]
+max_connections_per_client = 0
+[pools.origin]
+endpoints = ["$3"]
+[[sites]]
+name = "bench"
+hosts = ["localhost", "127.0.0.1"]
+plain_http = "proxy"
+routes = [{ path_prefix = "/", pool = "origin" }]
+EOF
+  [ -z "${5:-}" ] || cat "$5" >> "$1"
+}
+
+# [cache] lines that put every object on the disk tier (in DIR, relative to the config).
+disk_cache() { # DIR
+  printf 'memory_bytes = "1MiB"\nmax_object_memory_bytes = 256\ndisk_dir = "%s"\ndisk_bytes = "4GiB"' "$1"
+}
+
+# Starts Caddy's file_server (HTTP/1.1, HTTP/2, HTTP/3) over DIR on CPU 0 with the benchmark
+# certificate; sets CADDY_PORT and CADDY_PID and waits until PROBE (a path under DIR) answers.
+start_caddy() { # DIR PROBE
+  CADDY_PORT=$(free_port)
+  cat > "$work/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+  servers {
+    protocols h1 h2 h3
+  }
+}
+https://localhost:$CADDY_PORT {
+  tls $work/cert.pem $work/key.pem
+  root * $1
+  file_server
+}
+EOF
+  HOME=$work GOMAXPROCS=1 taskset -c 0 caddy run --config "$work/Caddyfile" --adapter caddyfile \
+    > "$work/caddy.log" 2>&1 & pids+=($!); CADDY_PID=$!
+  for _ in $(seq 50); do curl -sk -o /dev/null "https://localhost:$CADDY_PORT$2" && break; sleep 0.2; done
 }

@@ -32,30 +32,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 "$LOAD" cert --dir "$work"
 taskset -c 1 "$LOAD" origin --listen 127.0.0.1:0 > "$work/origin.out" & pids+=($!)
 ORIGIN=$(wait_addr "$work/origin.out" "^listening")
-if [ -n "$DISK" ]; then
-  CACHE=$'memory_bytes = "1MiB"\nmax_object_memory_bytes = 256\ndisk_dir = "disk"\ndisk_bytes = "4GiB"'
-else
-  CACHE='memory_bytes = "1GiB"'
-fi
-cat > "$work/edge.toml" <<EOF
-[node]
-name = "profile"
-[listen]
-https = ["127.0.0.1:0"]
-http = ["127.0.0.1:0"]
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[cache]
-$CACHE
-[pools.origin]
-endpoints = ["$ORIGIN"]
-[[sites]]
-name = "bench"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-routes = [{ path_prefix = "/", pool = "origin" }]
-EOF
+CACHE='memory_bytes = "1GiB"'
+[ -n "$DISK" ] && CACHE=$(disk_cache disk)
+edge_config "$work/edge.toml" profile "$ORIGIN" "$CACHE"
 RUST_LOG=warn EDGE_ACCESS_LOG=off taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 \
   > "$work/edge.out" 2> "$work/edge.err" & EPID=$!; pids+=($!)
 H1=$(wait_addr "$work/edge.out" "^listening http ")
