@@ -136,6 +136,22 @@ pub(super) async fn respond(mut req: Request<Incoming>, stats: Arc<Stats>) -> Re
             }
             text(StatusCode::OK, format!("len={len} fnv={:016x}", hash.0))
         }
+        "/odd-header" => {
+            // Header values made of bytes whose HPACK/QPACK Huffman codes are longer than
+            // 8 bits (a QPACK encoder sends these as they are), next to ordinary ones.
+            let mut r = text(StatusCode::OK, "odd\n".to_string());
+            r.headers_mut()
+                .insert("x-odd", HeaderValue::from_static("{|}~^`\\{|}~^`\\<>[]"));
+            r.headers_mut().insert(
+                "x-plain",
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=60"),
+            );
+            r
+        }
         "/sec-headers" => {
             // An origin that sets two security headers itself.
             let mut r = text(StatusCode::OK, "own headers\n".to_string());

@@ -240,3 +240,38 @@ async fn websocket_upgrade_passes_through() {
         .expect("read echo");
     assert_eq!(&buf, b"echo:ping");
 }
+
+/// Header values whose Huffman code is longer than the text go out as plain literals over
+/// HTTP/3 (the vendored h3's table encoder) and arrive intact, on a miss and on a hit, as over
+/// HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_values_huffman_would_lengthen_arrive_intact() {
+    let setup = Setup::new("odd-headers");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let target = setup.target(edge.https(), "localhost");
+    for proto in [Proto::H1, Proto::H2, Proto::H3] {
+        for round in ["miss", "hit"] {
+            let r = client::get(proto, &target, "/odd-header")
+                .await
+                .expect("get");
+            assert_eq!(r.status, StatusCode::OK, "{proto:?} {round}");
+            let value = |name: &str| {
+                r.headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            assert_eq!(
+                value("x-odd").as_deref(),
+                Some("{|}~^`\\{|}~^`\\<>[]"),
+                "{proto:?} {round}"
+            );
+            assert_eq!(
+                value("x-plain").as_deref(),
+                Some("text/html; charset=utf-8"),
+                "{proto:?} {round}"
+            );
+        }
+    }
+}
