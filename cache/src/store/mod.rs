@@ -523,6 +523,8 @@ impl Store {
 }
 
 #[cfg(test)]
+mod files_tests;
+#[cfg(test)]
 mod tag_tests;
 impl crate::collapse::PurgeClock for Store {
     fn now(&self) -> u64 {

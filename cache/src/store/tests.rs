@@ -8,16 +8,15 @@ use super::*;
 use crate::purge::Purge;
 use crate::rules;
 use crate::storage::Storage;
-use disk::content_path;
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub(super) fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("edge-cache-store-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("mkdir");
     d
 }
 
-fn cfg(dir: Option<&Path>, mem: u64, max_obj: u64, disk: u64) -> StoreConfig {
+pub(super) fn cfg(dir: Option<&Path>, mem: u64, max_obj: u64, disk: u64) -> StoreConfig {
     StoreConfig {
         memory_bytes: mem,
         max_object_memory_bytes: max_obj,
@@ -49,7 +48,7 @@ fn meta(len: Option<u64>, vary: Vec<(HeaderName, Option<String>)>) -> StoredMeta
     }
 }
 
-async fn put(
+pub(super) async fn put(
     store: &Store,
     primary: &str,
     body: &[u8],
@@ -365,97 +364,7 @@ async fn memory_tier_stays_within_budget_under_churn() {
     );
 }
 
-#[tokio::test]
-async fn disk_reads_verify_cold_then_keep_the_file_open_and_refuse_damage() {
-    let dir = temp_dir("pagecache");
-    let store = Store::open(cfg(Some(&dir), 1 << 20, 16, 1 << 30))
-        .await
-        .expect("open");
-    let body: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
-    put(&store, "https://a/p", &body, vec![], vec![]).await;
-    let found = lookup_hit(&store, "https://a/p").await;
-    let Found::Disk { integrity, .. } = &found else {
-        panic!("expected a disk object")
-    };
-    // The layout we compute is where cacache put the content.
-    let path = content_path(&dir, integrity);
-    assert!(
-        path.exists(),
-        "cacache content layout changed: {} missing",
-        path.display()
-    );
-    assert_eq!(
-        store.read_disk(&found).await.expect("cold").as_ref(),
-        &body[..]
-    );
-    assert_eq!(store.inner.files.len(), 1, "the verified file is kept open");
-    assert_eq!(
-        store.read_disk(&found).await.expect("warm").as_ref(),
-        &body[..]
-    );
-
-    // Cut short under an open descriptor: never served short, and the entry goes.
-    std::fs::write(&path, &body[..4000]).expect("truncate");
-    assert!(
-        store.read_disk(&found).await.is_err(),
-        "a short file is refused"
-    );
-    assert_eq!(store.inner.files.len(), 0, "its descriptor is closed");
-    assert!(matches!(
-        store.lookup("https://a/p", &HeaderMap::new()).await,
-        Lookup::Miss
-    ));
-
-    // Damaged content is refused on a cold read (the hash is checked when a file is opened).
-    let other: Vec<u8> = body.iter().map(|b| b + 1).collect();
-    put(&store, "https://a/q", &other, vec![], vec![]).await;
-    let found = lookup_hit(&store, "https://a/q").await;
-    let Found::Disk { integrity, .. } = &found else {
-        panic!("expected a disk object")
-    };
-    let mut damaged = other.clone();
-    damaged[10] ^= 0xff;
-    std::fs::write(content_path(&dir, integrity), &damaged).expect("damage");
-    assert!(
-        store.read_disk(&found).await.is_err(),
-        "cold reads verify the hash"
-    );
-    assert!(matches!(
-        store.lookup("https://a/q", &HeaderMap::new()).await,
-        Lookup::Miss
-    ));
-}
-
-#[tokio::test]
-async fn removals_close_open_files_and_a_new_body_is_not_read_through_the_old_one() {
-    let dir = temp_dir("openfiles");
-    let store = Store::open(cfg(Some(&dir), 1 << 20, 16, 1 << 30))
-        .await
-        .expect("open");
-    let (old, new) = (vec![1u8; 3000], vec![2u8; 3000]);
-    put(&store, "https://a/r", &old, vec![], vec![]).await;
-    let found = lookup_hit(&store, "https://a/r").await;
-    assert_eq!(
-        store.read_disk(&found).await.expect("read").as_ref(),
-        &old[..]
-    );
-    put(&store, "https://a/r", &new, vec![], vec![]).await;
-    let found = lookup_hit(&store, "https://a/r").await;
-    assert_eq!(
-        store.read_disk(&found).await.expect("read").as_ref(),
-        &new[..],
-        "a refill is read from its own file"
-    );
-    assert_eq!(store.inner.files.len(), 1);
-    store.purge(&Purge::hard_key("https://a/r")).await;
-    assert_eq!(
-        store.inner.files.len(),
-        0,
-        "a purged object's file is closed (its disk space is freed)"
-    );
-}
-
-async fn lookup_hit(store: &Store, primary: &str) -> Found {
+pub(super) async fn lookup_hit(store: &Store, primary: &str) -> Found {
     match store.lookup(primary, &HeaderMap::new()).await {
         Lookup::Hit(found) => found,
         other => panic!("expected a hit for {primary}, got {other:?}"),
