@@ -60,6 +60,12 @@ impl Inflight {
         self.progress.send_modify(|p| p.chunks = n);
     }
 
+    /// Whether anything has arrived yet (a chunk, or the end).
+    pub fn started(&self) -> bool {
+        let p = *self.progress.borrow();
+        p.chunks > 0 || p.done.is_some()
+    }
+
     /// The fetch ended: cleanly (`ok`) or not. Readers of an unclean end see an error.
     pub fn finish(&self, ok: bool) {
         self.progress.send_modify(|p| p.done = Some(ok));
@@ -115,7 +121,9 @@ mod tests {
                 got
             })
         };
+        assert!(!inf.started(), "nothing has arrived");
         inf.push(Bytes::from_static(b"ab"));
+        assert!(inf.started(), "a chunk has arrived");
         tokio::task::yield_now().await;
         inf.push(Bytes::from_static(b"cd"));
         inf.finish(true);
@@ -125,6 +133,9 @@ mod tests {
         assert_eq!(inf.chunk(2).await, Ok(None));
 
         let bad = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
+        let empty = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
+        empty.finish(true);
+        assert!(empty.started(), "an end counts: nothing more will come");
         bad.push(Bytes::from_static(b"x"));
         bad.finish(false);
         assert_eq!(bad.chunk(0).await, Ok(Some(Bytes::from_static(b"x"))));

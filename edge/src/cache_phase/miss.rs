@@ -27,6 +27,9 @@ use crate::ctx::RequestCtx;
 use crate::error::Error;
 use crate::headers;
 
+/// Yields a miss waits for the origin's first body chunk before sending its head.
+const MAX_YIELDS_FOR_FIRST_CHUNK: usize = 4;
+
 /// A miss: requests collapse on the URL (or, once the URL's Vary is known, on their variant);
 /// a follower reads the leader's response only if its own request selects the same variant,
 /// otherwise it collapses again on its own variant, so a client never gets another client's
@@ -254,6 +257,16 @@ pub(super) async fn store_response(
                         inflight.clone(),
                         leader,
                     ));
+                    // A body the origin sent with its head is a task hop or two away (its
+                    // connection's task, then the fill task), no I/O: a few yields let it
+                    // arrive, so that the head and the first chunk leave in one write, as
+                    // they came. A slow origin costs only the yields.
+                    for _ in 0..MAX_YIELDS_FOR_FIRST_CHUNK {
+                        if inflight.started() {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
                     let resp = streamed_response(inflight, &ctx.rt.via);
                     return (negotiated(ctx, resp, encode), cache_status);
                 }
