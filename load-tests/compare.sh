@@ -55,28 +55,7 @@ ORIGIN=$(wait_addr "$work/origin.out" "^listening")
 mkdir -p "$work/files/obj"
 for s in $SIZES; do head -c "$s" /dev/zero > "$work/files/obj/s$s"; done
 
-cat > "$work/edge.toml" <<EOF
-[node]
-name = "bench-edge"
-[listen]
-https = ["127.0.0.1:0"]
-http = ["127.0.0.1:0"]
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[cache]
-memory_bytes = "1GiB"
-max_object_memory_bytes = "8MiB"
-[limits]
-max_connections_per_client = 0
-[pools.origin]
-endpoints = ["$ORIGIN"]
-[[sites]]
-name = "bench"
-hosts = ["localhost", "127.0.0.1"]
-plain_http = "proxy"
-routes = [{ path_prefix = "/", pool = "origin" }]
-EOF
+edge_config "$work/edge.toml" bench-edge "$ORIGIN" $'memory_bytes = "1GiB"\nmax_object_memory_bytes = "8MiB"'
 RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge.toml" --workers 1 > "$work/edge.out" 2> "$work/edge.err" & EDGE_PID=$!; pids+=($EDGE_PID)
 EDGE_HTTP=$(wait_addr "$work/edge.out" "^listening http ")
 EDGE_HTTPS=$(wait_addr "$work/edge.out" "^listening https ")
@@ -86,10 +65,7 @@ H1[edge]=$EDGE_HTTP; H2[edge]=$EDGE_HTTPS; H3[edge]=$EDGE_HTTPS; PID[edge]=$EDGE
 
 # A second edge whose objects all live on the disk tier (per-object memory limit below every
 # object), for disk-hit runs.
-sed -e 's/^name = "bench-edge"/name = "bench-edge-disk"/' \
-    -e 's/^memory_bytes = "1GiB"/memory_bytes = "1MiB"\ndisk_dir = "disk-cache"\ndisk_bytes = "4GiB"/' \
-    -e 's/^max_object_memory_bytes = "8MiB"/max_object_memory_bytes = 256/' \
-    "$work/edge.toml" > "$work/edge-disk.toml"
+edge_config "$work/edge-disk.toml" bench-edge-disk "$ORIGIN" "$(disk_cache disk-cache)"
 RUST_LOG=warn EDGE_ACCESS_LOG=${EDGE_ACCESS_LOG:-off} taskset -c 0 "$EDGE" run --config "$work/edge-disk.toml" --workers 1 > "$work/edge-disk.out" 2> "$work/edge-disk.err" & pids+=($!)
 DISKPID[edge]=$!
 DISK[edge]=$(wait_addr "$work/edge-disk.out" "^listening http ")

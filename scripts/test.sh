@@ -23,3 +23,5 @@ else
   echo "test.sh: cargo-nextest not found, using cargo test (cargo install cargo-nextest for per-test isolation)" >&2
   cargo test --workspace --locked
 fi
+echo "== vendored h3 (QPACK, our patch)" >&2
+scripts/vendor-h3-tests.sh

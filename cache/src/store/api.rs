@@ -274,7 +274,8 @@ impl Storage for Store {
         }
         meta.headers = keys::owned_headers(&meta.headers);
         let variant = found.variant(primary);
-        self.forget_disk_entry(&variant).await;
+        // Same body, new headers: the open file stays (it holds what was verified).
+        self.inner.disk_meta.invalidate(&variant).await;
         if !found.tags().is_empty() {
             // The index follows the body's new ticket: a purge raised before this revalidation
             // began leaves it alone.

@@ -1,6 +1,6 @@
 //! The disk tier's byte budget (cacache has none of its own): an index of what is stored and
 //! when it was last used, least-recently-used eviction that never sorts under the index lock or
-//! on a runtime thread, and page-cache reads that never block a runtime thread.
+//! on a runtime thread, and where cacache puts content (reads go through `files`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

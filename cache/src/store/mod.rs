@@ -7,8 +7,9 @@
 //! the variant key and purges can find every variant. Records and objects are kept in both
 //! tiers; the disk copies bring everything back after a restart.
 //!
-//! Modules: `fill` (storing while streaming), `disk` (budget, eviction, page-cache reads),
-//! `codec` (the on-disk metadata format), `fence` (purges that fills cannot undo), `keys`.
+//! Modules: `fill` (storing while streaming), `disk` (budget, eviction, content layout),
+//! `files` (open, verified content files: one read per warm disk hit), `codec` (the on-disk
+//! metadata format), `fence` (purges that fills cannot undo), `keys`.
 
 mod api;
 pub(crate) mod codec;

@@ -21,8 +21,8 @@ use crate::ctx::RequestCtx;
 use crate::headers;
 use crate::metrics::{METRICS, Made};
 
-/// Disk objects up to this size are read whole in one trip to the blocking pool; larger ones
-/// stream.
+/// Disk objects up to this size are read whole (one read of a kept-open file when the page
+/// cache holds it, else one trip to the blocking pool); larger ones stream.
 const SMALL_DISK_OBJECT: u64 = 1024 * 1024;
 
 /// Builds the client's response from a stored one.
