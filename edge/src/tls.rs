@@ -35,7 +35,7 @@ fn base_config(
     versions: &[&'static rustls::SupportedProtocolVersion],
     stateless_tickets: bool,
 ) -> Result<rustls::ServerConfig, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| Error::Tls(e.to_string()))?
@@ -48,7 +48,7 @@ fn base_config(
     // (`take`): single-use, as early data needs (a replayed ClientHello finds nothing).
     if stateless_tickets {
         cfg.ticketer =
-            rustls::crypto::ring::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
     }
     cfg.session_storage = ServerSessionMemoryCache::new(16 * 1024);
     Ok(cfg)

@@ -104,7 +104,7 @@ pub fn tls_config(
     // Browsers (Chrome, Firefox, Safari) offer AES-128-GCM first; rustls offers AES-256-GCM
     // first, whose SHA-384 key schedule costs a server more per handshake. Offer what
     // browsers do, so servers are measured on the handshakes they see.
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites.sort_by_key(|s| {
         use rustls::CipherSuite as C;
         match s.suite() {

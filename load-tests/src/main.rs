@@ -250,7 +250,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.threads,

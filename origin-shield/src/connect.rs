@@ -70,7 +70,7 @@ impl OriginConnector {
                     let _ = roots.add(c.clone());
                 }
             }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map(|b| b.with_root_certificates(roots).with_no_client_auth())

@@ -98,7 +98,7 @@ pub(crate) async fn connect_tls(
 
 pub(crate) fn tls_config(target: &Target, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("protocol versions")

@@ -76,7 +76,7 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let signing_key = match rustls::crypto::ring::sign::any_supported_type(&key_der) {
+        let signing_key = match rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der) {
             Ok(k) => k,
             Err(e) => {
                 self.error(

@@ -115,7 +115,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
 /// TLS 1.2/1.3, HTTP/1.1 only, the admin certificate for every name.
 fn tls_config(cert: Arc<rustls::sign::CertifiedKey>) -> Option<Arc<rustls::ServerConfig>> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .ok()?

@@ -100,7 +100,7 @@ impl Origin {
             .expect("certs");
         let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key_pem).expect("key");
         let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("versions")

@@ -88,7 +88,7 @@ async fn tls_1_2_and_1_3_both_resume_sessions() {
         (&rustls::version::TLS13, "TLS 1.3"),
     ] {
         let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_protocol_versions(&[version])
         .expect("versions")

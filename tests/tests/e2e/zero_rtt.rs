@@ -28,7 +28,7 @@ impl Client {
     fn new(setup: &Setup) -> Client {
         edge_e2e::init();
         let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
