@@ -19,6 +19,7 @@ mod errors;
 mod geo;
 mod geodns;
 mod hygiene;
+mod keep_alive;
 mod lifecycle;
 mod listeners;
 mod metrics;

@@ -1,0 +1,110 @@
+//! HTTP/1.1 keep-alive: an idle connection lives for `client_idle`; `request_header` bounds
+//! only the time a request head takes to arrive (from accept, or from its first byte after an
+//! idle period), as nginx's `keepalive_timeout` and `client_header_timeout` do.
+
+use std::time::{Duration, Instant};
+
+use edge_e2e::client::{Conn, Proto};
+use edge_e2e::origin::Origin;
+use edge_e2e::{Edge, Setup};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// request_header 1 s (the test default), client_idle 3 s.
+fn config(setup: &Setup, origin: std::net::SocketAddr) -> String {
+    setup.config(origin, "").replace(
+        "request_header = \"1s\"",
+        "request_header = \"1s\"\nclient_idle = \"3s\"",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_connection_lasts_client_idle_not_request_header() {
+    let setup = Setup::new("keepalive-idle");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &config(&setup, origin.addr));
+    for (proto, addr) in [(Proto::Plain, edge.http()), (Proto::H1, edge.https())] {
+        let target = setup.target(addr, "localhost");
+        let mut conn = Conn::connect(proto, &target).await.expect("connect");
+        assert_eq!(conn.get("/bytes/10").await.expect("first").status, 200);
+        // Idle past request_header (1 s), within client_idle (3 s): the same connection works.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let second = conn.get("/bytes/10").await;
+        assert_eq!(
+            second.map(|r| r.status.as_u16()),
+            Ok(200),
+            "{proto:?}: keep-alive connection closed after request_header, before client_idle"
+        );
+        // Idle past client_idle: closed.
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        assert!(
+            conn.get("/bytes/10").await.is_err(),
+            "{proto:?}: idle connection still open after client_idle"
+        );
+    }
+}
+
+/// Reads until the peer closes; `None` if it did not within `within`.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    Some(start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_is_cut_after_request_header_on_new_and_kept_alive_connections() {
+    let setup = Setup::new("keepalive-head");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &config(&setup, origin.addr));
+
+    // A connection that sends nothing is closed after request_header, not client_idle.
+    let mut silent = TcpStream::connect(edge.http()).await.expect("connect");
+    let took = closed_within(&mut silent, Duration::from_millis(2500)).await;
+    assert!(
+        took.is_some(),
+        "silent connection not closed after request_header"
+    );
+
+    // After a request and an idle period, a head that starts but never ends is cut
+    // request_header after its first byte, well before client_idle.
+    let mut tcp = TcpStream::connect(edge.http()).await.expect("connect");
+    tcp.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The head, then the 10-byte body.
+    let whole = |h: &[u8]| {
+        h.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_some_and(|end| h.len() >= end + 4 + 10)
+    };
+    while !whole(&head) && head.len() < 64 * 1024 {
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before the first response");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tcp.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: loc")
+        .await
+        .expect("write a partial head");
+    let took = closed_within(&mut tcp, Duration::from_millis(2500)).await;
+    assert!(
+        took.is_some(),
+        "a partial head after an idle period was not cut after request_header"
+    );
+}
