@@ -32,6 +32,16 @@ impl Prefixed {
     }
 }
 
+impl crate::tcp::Readable for Prefixed {
+    // Bytes read past the PROXY header are waiting already.
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.head.has_remaining() {
+            return Ok(());
+        }
+        self.inner.readable().await
+    }
+}
+
 impl AsyncRead for Prefixed {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 
 use crate::metrics::conns::{self as conn_metrics, CONNS, Handshake};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -20,6 +20,7 @@ use crate::body::{self, Activity, Tracked};
 use crate::lifecycle::{Tracker, shutting_down};
 use crate::pipeline::{self, ConnInfo, Shared, Transport};
 use crate::proxy_header;
+use config::Snapshot;
 
 pub struct TcpServer {
     pub listener: TcpListener,
@@ -145,13 +146,13 @@ async fn serve_accepted<S>(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Readable + 'static,
 {
     // Each path boxed: the connection's task is sized for its largest state, and a TLS
     // handshake or an HTTP/2 connection held inline made every plain HTTP/1.1 connection's
     // task 10 KiB while it sat idle.
     match tls {
-        None => Box::pin(serve_connection(stream, false, info, shared, shutdown)).await,
+        None => Box::pin(serve_http1(stream, info, shared, shutdown)).await,
         Some(acceptor) => Box::pin(serve_tls(stream, acceptor, info, shared, shutdown)).await,
     }
 }
@@ -163,15 +164,19 @@ async fn serve_tls<S>(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Readable + 'static,
 {
     // The handshake's state is freed once it is done; only the TLS stream lives on.
     let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
     let Some(tls) = Box::pin(tls_handshake(stream, acceptor, handshake, info.peer)).await else {
         return;
     };
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    Box::pin(serve_connection(tls, h2, info, shared, shutdown)).await
+    // Each protocol's state boxed on its own, sized for itself.
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Box::pin(serve_http2(tls, info, shared, shutdown)).await
+    } else {
+        Box::pin(serve_http1(tls, info, shared, shutdown)).await
+    }
 }
 
 async fn tls_handshake<S>(
@@ -204,10 +209,9 @@ where
     }
 }
 
-/// Serves a hyper connection until it ends; on shutdown, or once no request has been in flight
-/// for `client_idle`, asks it to finish gracefully (HTTP/2: GOAWAY; HTTP/1.1: close after the
-/// response in flight) and lets it drain. A macro because hyper's HTTP/1 and HTTP/2
-/// connections share the method but no trait.
+/// Serves a hyper HTTP/2 connection until it ends; on shutdown, or once no request has been in
+/// flight for `client_idle`, asks it to finish gracefully (GOAWAY) and lets it drain. A macro:
+/// hyper's connection future has too many bounds to spell out in a function.
 macro_rules! drive {
     ($conn:expr, $shutdown:expr, $activity:expr, $idle:expr, $send:expr) => {{
         // Boxed by the caller: an idle connection's task then holds a pointer, not hyper's
@@ -216,15 +220,7 @@ macro_rules! drive {
         let mut shutdown = $shutdown;
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
-            stalled = $activity.send_stalled($send) => {
-                // A client that does not read: nothing graceful can finish; drop it.
-                tracing::debug!(?stalled, "client not reading its response; closing");
-                match stalled {
-                    crate::body::Stalled::Timeout => CONNS.send_timeout(),
-                    crate::body::Stalled::TooSlow => CONNS.slow_reader(),
-                }
-                return;
-            }
+            stalled = $activity.send_stalled($send) => return report_stalled(stalled),
             _ = shutting_down(&mut shutdown) => None,
             _ = $activity.idle($idle) => {
                 tracing::debug!("connection idle; closing");
@@ -248,21 +244,31 @@ macro_rules! drive {
     }};
 }
 
-/// Serves one connection with the protocol ALPN chose (plain HTTP is HTTP/1.1 only). Choosing
-/// directly, rather than sniffing for an HTTP/2 preface, keeps one protocol's state per
-/// connection and no rewind buffer.
-async fn serve_connection<I>(
-    io: I,
-    h2: bool,
+/// What serving either protocol needs: the connection's activity (idle, slow-reader and
+/// request-count rules), its limits, and the service that runs the pipeline per request.
+struct Setup<S> {
+    snap: Arc<Snapshot>,
+    activity: Arc<Activity>,
+    client_idle: Duration,
+    client_send: crate::body::RateRule,
+    svc: S,
+}
+
+fn setup(
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+    h2: bool,
+) -> Setup<
+    impl hyper::service::HttpService<
+        Incoming,
+        ResBody = Tracked,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Unpin
+    + Send
+    + 'static,
+> {
     let snap = shared.runtime().snapshot.clone();
-    let header_limit = snap.limits.max_request_header_bytes as usize;
-    let uri_limit = snap.limits.max_uri_bytes as usize;
     let activity = Arc::new(Activity::with_early_reset_min(
         snap.limits.early_reset_min_streams,
     ));
@@ -294,44 +300,176 @@ async fn serve_connection<I>(
             }))
         }
     });
-    // hyper's own limits sit above ours so that the pipeline answers with a body and a request
-    // id; past them hyper still answers 431/414 itself.
-    if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX))
-            .max_concurrent_streams(snap.limits.h2_max_concurrent_streams)
-            .max_pending_accept_reset_streams(
-                snap.limits.h2_max_pending_accept_reset_streams as usize,
-            )
-            .max_local_error_reset_streams(snap.limits.h2_max_local_error_reset_streams as usize)
-            // Per stream in hyper; 400 KiB is its default.
-            .max_send_buf_size(
-                usize::try_from(snap.limits.max_buffered_response_bytes.min(400 * 1024))
-                    .unwrap_or(400 * 1024),
-            )
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .serve_connection(TokioIo::new(io), svc);
-        let conn = Box::pin(conn);
-        drive!(conn, shutdown, activity, client_idle, client_send);
-    } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(snap.timeouts.request_header)
-            .max_buf_size((header_limit + uri_limit) * 2 + 8192)
-            .keep_alive(true);
-        // hyper parses up to 100 fields in place; more costs an allocation per request, so
-        // its cap is raised only when ours is above it.
-        let max_headers = snap.limits.max_request_headers as usize;
-        if max_headers > 100 {
-            builder.max_headers(max_headers + 1);
-        }
-        let conn = Box::pin(
+    Setup {
+        snap,
+        activity,
+        client_idle,
+        client_send,
+        svc,
+    }
+}
+
+/// HTTP/2 (ALPN chose it; plain HTTP is HTTP/1.1 only). Choosing by ALPN, rather than sniffing
+/// for a preface, keeps one protocol's state per connection and no rewind buffer.
+async fn serve_http2<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Setup {
+        snap,
+        activity,
+        client_idle,
+        client_send,
+        svc,
+    } = setup(info, shared, true);
+    // hyper's own limits sit above ours so that the pipeline answers with a body and a
+    // request id; past them hyper still answers 431/414 itself.
+    let header_limit = snap.limits.max_request_header_bytes as usize;
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX))
+        .max_concurrent_streams(snap.limits.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(snap.limits.h2_max_pending_accept_reset_streams as usize)
+        .max_local_error_reset_streams(snap.limits.h2_max_local_error_reset_streams as usize)
+        // Per stream in hyper; 400 KiB is its default.
+        .max_send_buf_size(
+            usize::try_from(snap.limits.max_buffered_response_bytes.min(400 * 1024))
+                .unwrap_or(400 * 1024),
+        )
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .serve_connection(TokioIo::new(io), svc);
+    drop(snap);
+    let conn = Box::pin(conn);
+    drive!(conn, shutdown, activity, client_idle, client_send);
+}
+
+/// HTTP/1.1: hyper serves while a request is in flight; between requests it hands the socket
+/// back (`idle_handoff`, vendored hyper) and only the socket and this future are held until
+/// the next request's first byte, for up to `client_idle`. The header read timeout then runs
+/// from that byte, as nginx's `client_header_timeout` does after its `keepalive_timeout`.
+async fn serve_http1<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: Readable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Setup {
+        snap,
+        activity,
+        client_idle,
+        client_send,
+        svc,
+    } = setup(info, shared, false);
+    // hyper's own limits sit above ours (see serve_http2).
+    let header_limit = snap.limits.max_request_header_bytes as usize;
+    let uri_limit = snap.limits.max_uri_bytes as usize;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.timeouts.request_header)
+        .max_buf_size((header_limit + uri_limit) * 2 + 8192)
+        .keep_alive(true)
+        .idle_handoff(true);
+    // hyper parses up to 100 fields in place; more costs an allocation per request, so its
+    // cap is raised only when ours is above it.
+    let max_headers = snap.limits.max_request_headers as usize;
+    if max_headers > 100 {
+        builder.max_headers(max_headers + 1);
+    }
+    drop(snap);
+    // One timer each for the connection's life, not per request: they outlive every
+    // stretch of serving and every idle wait.
+    let idle = std::pin::pin!(activity.idle(client_idle));
+    let stalled = std::pin::pin!(activity.send_stalled(client_send));
+    let retired = std::pin::pin!(activity.retired());
+    let stop = std::pin::pin!(shutting_down(&mut shutdown));
+    let (mut idle, mut stalled, mut retired, mut stop) = (idle, stalled, retired, stop);
+    let (mut io, mut svc) = (io, svc);
+    loop {
+        // Boxed: hyper's buffers, dispatcher and timers exist only while serving.
+        let mut conn = Box::pin(
             builder
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades(),
         );
-        drive!(conn, shutdown, activity, client_idle, client_send);
+        let done = tokio::select! {
+            res = conn.as_mut() => Some(res),
+            s = &mut stalled => return report_stalled(s),
+            _ = &mut stop => None,
+            // hyper keeps the connection only while a request is in flight or its head is
+            // arriving (under the header read timeout), so this rarely fires here.
+            _ = &mut idle => None,
+            _ = &mut retired => {
+                tracing::debug!("connection carried its last request; closing");
+                None
+            }
+        };
+        let res = match done {
+            Some(res) => res,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "connection ended with error");
+            return;
+        }
+        if !conn.is_idle_handoff() {
+            return;
+        }
+        let Some(parts) = std::pin::Pin::into_inner(conn).into_parts() else {
+            return;
+        };
+        (io, svc) = (parts.io.into_inner(), parts.service);
+        let readable = tokio::select! {
+            r = io.readable() => r.is_ok(),
+            _ = &mut idle => {
+                tracing::debug!("connection idle; closing");
+                false
+            }
+            _ = &mut stop => false,
+        };
+        if !readable {
+            // Nothing in flight: close (TLS: with close_notify), bounded for a peer that
+            // does not read.
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            return;
+        }
+    }
+}
+
+/// A client that does not read its response: nothing graceful can finish; dropped.
+fn report_stalled(stalled: crate::body::Stalled) {
+    tracing::debug!(?stalled, "client not reading its response; closing");
+    match stalled {
+        crate::body::Stalled::Timeout => CONNS.send_timeout(),
+        crate::body::Stalled::TooSlow => CONNS.slow_reader(),
+    }
+}
+
+/// A transport whose readability can be awaited without reading from it: an idle HTTP/1.1
+/// connection waits for its next request this way, holding nothing but the socket.
+pub(crate) trait Readable {
+    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+impl Readable for tokio::net::TcpStream {
+    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
+}
+
+impl<S: Readable + Send> Readable for tokio_rustls::server::TlsStream<S> {
+    // hyper hands off only after a read found nothing, so rustls holds no plaintext: the
+    // next TLS record arriving is the next thing to read.
+    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        self.get_mut().0.readable()
     }
 }

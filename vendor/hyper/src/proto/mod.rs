@@ -58,6 +58,10 @@ pub(crate) enum Dispatched {
     /// Dispatcher has pending upgrade, and so did not shutdown.
     #[cfg(feature = "http1")]
     Upgrade(crate::upgrade::Pending),
+    /// PATCH (edge): an HTTP/1.1 server connection with `idle_handoff` went idle between
+    /// requests with nothing buffered: it stops here, the IO not shut down, for `into_parts`.
+    #[cfg(feature = "http1")]
+    Idle,
 }
 
 #[cfg(all(feature = "client", feature = "http1"))]

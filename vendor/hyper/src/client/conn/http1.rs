@@ -328,6 +328,8 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match ready!(Pin::new(&mut self.inner).poll(cx))? {
             proto::Dispatched::Shutdown => Poll::Ready(Ok(())),
+            // PATCH (edge): only servers hand off idle connections.
+            proto::Dispatched::Idle => unreachable!("client connections do not hand off"),
             proto::Dispatched::Upgrade(pending) => {
                 // With no `Send` bound on `I`, we can't try to do
                 // upgrades here. In case a user was trying to use
@@ -671,6 +673,8 @@ mod upgrades {
             .poll(cx))
             {
                 Ok(Dispatched::Shutdown) => Poll::Ready(Ok(())),
+                // PATCH (edge): only servers hand off idle connections.
+                Ok(Dispatched::Idle) => unreachable!("client connections do not hand off"),
                 Ok(Dispatched::Upgrade(pending)) => {
                     let Parts { io, read_buf } = self
                         .inner

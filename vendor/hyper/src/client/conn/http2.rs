@@ -294,6 +294,8 @@ where
             proto::Dispatched::Shutdown => Poll::Ready(Ok(())),
             #[cfg(feature = "http1")]
             proto::Dispatched::Upgrade(_pending) => unreachable!("http2 cannot upgrade"),
+            #[cfg(feature = "http1")]
+            proto::Dispatched::Idle => unreachable!("only HTTP/1.1 servers hand off idle"),
         }
     }
 }

@@ -66,6 +66,8 @@ where
                 #[cfg(feature = "server")]
                 h1_header_read_timeout_running: false,
                 #[cfg(feature = "server")]
+                idle_handoff: false,
+                #[cfg(feature = "server")]
                 date_header: true,
                 #[cfg(feature = "server")]
                 timer: Time::Empty,
@@ -151,6 +153,28 @@ where
         self.state.h1_header_read_timeout = Some(val);
     }
 
+    /// PATCH (edge): see `idle_handoff_ready`.
+    #[cfg(feature = "server")]
+    pub(crate) fn set_idle_handoff(&mut self) {
+        self.state.idle_handoff = true;
+    }
+
+    /// PATCH (edge): between two requests of a kept-alive connection, with every response
+    /// flushed, nothing read of the next request and no upgrade or error pending: the caller
+    /// can take the IO back (`into_inner`) and hold only the socket until it is readable,
+    /// instead of this connection's state and timers.
+    #[cfg(feature = "server")]
+    pub(crate) fn idle_handoff_ready(&self) -> bool {
+        self.state.idle_handoff
+            && self.state.is_idle()
+            && matches!(self.state.reading, Reading::Init)
+            && matches!(self.state.writing, Writing::Init)
+            && self.io.read_buf().is_empty()
+            && !self.io.has_buffered_write()
+            && self.state.upgrade.is_none()
+            && self.state.error.is_none()
+    }
+
     #[cfg(feature = "server")]
     pub(crate) fn set_allow_half_close(&mut self) {
         self.state.allow_half_close = true;
@@ -161,7 +185,13 @@ where
         self.state.date_header = false;
     }
 
-    pub(crate) fn into_inner(self) -> (I, Bytes) {
+    pub(crate) fn into_inner(mut self) -> (I, Bytes) {
+        #[cfg(feature = "server")]
+        if self.state.idle_handoff {
+            if let Some(headers) = self.state.cached_headers.take() {
+                header_pool::put(headers);
+            }
+        }
         self.io.into_inner()
     }
 
@@ -220,8 +250,15 @@ where
         debug_assert!(self.can_read_head());
         trace!("Conn::read_head");
 
+        // PATCH (edge): an idle connection about to be handed off (nothing read yet) starts
+        // no timer: the caller waits for the next request, and the timer starts with the
+        // next connection's first read (or below, if part of a head arrives here).
         #[cfg(feature = "server")]
-        if !self.state.h1_header_read_timeout_running {
+        let handing_off = self.state.idle_handoff
+            && self.state.is_idle()
+            && self.io.read_buf().is_empty();
+        #[cfg(feature = "server")]
+        if !self.state.h1_header_read_timeout_running && !handing_off {
             if let Some(h1_header_read_timeout) = self.state.h1_header_read_timeout {
                 let deadline = self.state.timer.now() + h1_header_read_timeout;
                 self.state.h1_header_read_timeout_running = true;
@@ -237,6 +274,13 @@ where
                     }
                 }
             }
+        }
+
+        // PATCH (edge): a connection handed off between requests starts without hyper's
+        // reused header map; it takes one its thread's previous connections gave back.
+        #[cfg(feature = "server")]
+        if self.state.idle_handoff && self.state.cached_headers.is_none() {
+            self.state.cached_headers = header_pool::take();
         }
 
         let msg = match self.io.parse::<T>(
@@ -258,6 +302,20 @@ where
             Poll::Ready(Ok(msg)) => msg,
             Poll::Ready(Err(e)) => return self.on_read_head_error(e),
             Poll::Pending => {
+                // PATCH (edge): part of a head arrived on a connection that skipped its
+                // timer above: start it now.
+                #[cfg(feature = "server")]
+                if handing_off
+                    && !self.io.read_buf().is_empty()
+                    && !self.state.h1_header_read_timeout_running
+                {
+                    if let Some(timeout) = self.state.h1_header_read_timeout {
+                        let deadline = self.state.timer.now() + timeout;
+                        self.state.h1_header_read_timeout_running = true;
+                        self.state.h1_header_read_timeout_fut =
+                            Some(self.state.timer.sleep_until(deadline));
+                    }
+                }
                 #[cfg(feature = "server")]
                 if self.state.h1_header_read_timeout_running {
                     if let Some(h1_header_read_timeout_fut) =
@@ -981,6 +1039,10 @@ struct State {
     h1_header_read_timeout_fut: Option<Pin<Box<dyn Sleep>>>,
     #[cfg(feature = "server")]
     h1_header_read_timeout_running: bool,
+    /// PATCH (edge): stop (`Dispatched::Idle`) once idle between requests, see
+    /// `idle_handoff_ready`.
+    #[cfg(feature = "server")]
+    idle_handoff: bool,
     #[cfg(feature = "server")]
     date_header: bool,
     #[cfg(feature = "server")]
@@ -1474,5 +1536,43 @@ mod tests {
         tokio_test::task::spawn(()).enter(|cx, _| {
             assert!(conn.poll_flush(cx).is_ready());
         });
+    }
+}
+
+/// PATCH (edge): the header map a kept-alive connection reuses from one request to the next
+/// (`cached_headers`), kept per thread for connections that hand off between requests
+/// (`idle_handoff`): they are rebuilt per request, and a fresh map per request cost an
+/// allocation and its growth on every request.
+#[cfg(feature = "server")]
+mod header_pool {
+    use std::cell::RefCell;
+
+    use http::HeaderMap;
+
+    /// Maps kept per thread: enough for the connections one thread serves at once.
+    const KEPT: usize = 64;
+    /// Larger maps (a request with many fields) are dropped, not kept.
+    const MAX_CAPACITY: usize = 128;
+
+    thread_local! {
+        static POOL: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn put(mut headers: HeaderMap) {
+        if headers.capacity() > MAX_CAPACITY {
+            return;
+        }
+        headers.clear();
+        POOL.with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                if pool.len() < KEPT {
+                    pool.push(headers);
+                }
+            }
+        });
+    }
+
+    pub(super) fn take() -> Option<HeaderMap> {
+        POOL.with(|pool| pool.try_borrow_mut().ok()?.pop())
     }
 }

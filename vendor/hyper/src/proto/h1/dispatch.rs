@@ -105,6 +105,21 @@ where
         }
     }
 
+    /// PATCH (edge): idle between requests with no request in flight (servers only).
+    #[cfg(feature = "server")]
+    fn idle_handoff_ready(&self) -> bool {
+        !self.is_closing
+            && self.body_tx.0.is_none()
+            && self.body_rx.is_none()
+            && !self.dispatch.should_poll()
+            && self.conn.idle_handoff_ready()
+    }
+
+    #[cfg(not(feature = "server"))]
+    fn idle_handoff_ready(&self) -> bool {
+        false
+    }
+
     pub(crate) fn into_inner(self) -> (I, Bytes, D) {
         let (io, buf) = self.conn.into_inner();
         (io, buf, self.dispatch)
@@ -164,6 +179,9 @@ where
             }
             self.conn.take_error()?;
             Poll::Ready(Ok(Dispatched::Shutdown))
+        } else if self.idle_handoff_ready() {
+            // PATCH (edge): see `Conn::idle_handoff_ready`; the IO is left open.
+            Poll::Ready(Ok(Dispatched::Idle))
         } else {
             Poll::Pending
         }

@@ -42,6 +42,8 @@ pin_project_lite::pin_project! {
         S: HttpService<IncomingBody>,
     {
         conn: Http1Dispatcher<T, S::ResBody, S>,
+        // PATCH (edge): completed by going idle (`Builder::idle_handoff`).
+        idle_handoff: bool,
     }
 }
 
@@ -83,6 +85,8 @@ pub struct Builder {
     max_buf_size: Option<usize>,
     pipeline_flush: bool,
     date_header: bool,
+    /// PATCH (edge): see `Builder::idle_handoff`.
+    idle_handoff: bool,
 }
 
 /// Deconstructed parts of a `Connection`.
@@ -221,6 +225,8 @@ where
             Ok(done) => {
                 match done {
                     proto::Dispatched::Shutdown => {}
+                    // PATCH (edge): see `Builder::idle_handoff`.
+                    proto::Dispatched::Idle => self.idle_handoff = true,
                     proto::Dispatched::Upgrade(pending) => {
                         // With no `Send` bound on `I`, we can't try to do
                         // upgrades here. In case a user was trying to use
@@ -255,6 +261,7 @@ impl Builder {
             max_buf_size: None,
             pipeline_flush: false,
             date_header: true,
+            idle_handoff: false,
         }
     }
     /// Set whether HTTP/1 connections should support half-closures.
@@ -355,6 +362,18 @@ impl Builder {
     /// Default is `None`.
     pub fn max_header_size(&mut self, val: usize) -> &mut Self {
         self.h1_max_header_size = Some(val);
+        self
+    }
+
+    /// PATCH (edge): once a kept-alive connection is idle between requests (every response
+    /// flushed, nothing of the next request read), the connection future completes with
+    /// `Ok(())` without shutting the IO down, and `is_idle_handoff` says so: the caller takes
+    /// the IO and service back with `into_parts` and holds only the socket until it is
+    /// readable, then serves it with a new connection. Idle keep-alive connections then cost
+    /// no buffers, timers or dispatcher state, and the header read timeout runs from the
+    /// next request's first byte, not from the end of the previous response.
+    pub fn idle_handoff(&mut self, enabled: bool) -> &mut Self {
+        self.idle_handoff = enabled;
         self
     }
 
@@ -510,6 +529,9 @@ impl Builder {
             }
         }
         conn.set_flush_pipeline(self.pipeline_flush);
+        if self.idle_handoff {
+            conn.set_idle_handoff();
+        }
         if let Some(max) = self.max_buf_size {
             conn.set_max_buf_size(max);
         }
@@ -518,7 +540,10 @@ impl Builder {
         }
         let sd = proto::h1::dispatch::Server::new(service);
         let proto = proto::h1::Dispatcher::new(sd, conn);
-        Connection { conn: proto }
+        Connection {
+            conn: proto,
+            idle_handoff: false,
+        }
     }
 }
 
@@ -552,6 +577,12 @@ where
         }
     }
 
+    /// PATCH (edge): whether the connection completed by going idle between requests (see
+    /// `Builder::idle_handoff`): the IO is open, for `into_parts`.
+    pub fn is_idle_handoff(&self) -> bool {
+        self.inner.as_ref().is_some_and(|c| c.idle_handoff)
+    }
+
     /// Return the inner IO object, and additional information provided the connection
     /// has not yet been upgraded.
     pub fn into_parts(self) -> Option<Parts<I, S>> {
@@ -573,6 +604,11 @@ where
         if let Some(conn) = self.inner.as_mut() {
             match ready!(Pin::new(&mut conn.conn).poll(cx)) {
                 Ok(proto::Dispatched::Shutdown) => Poll::Ready(Ok(())),
+                // PATCH (edge): see `Builder::idle_handoff`.
+                Ok(proto::Dispatched::Idle) => {
+                    conn.idle_handoff = true;
+                    Poll::Ready(Ok(()))
+                }
                 Ok(proto::Dispatched::Upgrade(pending)) => {
                     let (io, buf, _) = self
                         .inner
