@@ -172,6 +172,21 @@ fn spawn_refresh(ctx: RequestCtx, found: Found) {
     };
     tokio::spawn(async move {
         let _leader = leader;
+        // A refresh that ended between this request's lookup and `try_lead` has already
+        // replaced the object (a new ticket): a second conditional request would repeat it.
+        let current = match ctx
+            .shared
+            .cache
+            .store
+            .lookup(&ctx.key, &ctx.head.headers)
+            .await
+        {
+            cache::Lookup::Hit(f) | cache::Lookup::Stale(f) => Some(f.ticket()),
+            _ => None,
+        };
+        if current != Some(found.ticket()) {
+            return;
+        }
         let request_time = clock::wall();
         let ticket = ctx.shared.cache.store.ticket();
         match fetch::fetch(&ctx, &fetch::conditional_fields(&ctx, &found)).await {
