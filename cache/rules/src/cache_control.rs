@@ -139,8 +139,8 @@ fn parse_into(cc: &mut CacheControl, seen: &mut Seen, value: &[u8]) {
         if name.is_empty() {
             continue;
         }
-        let lower = name.to_ascii_lowercase();
-        match lower.as_slice() {
+        // Matched without a lowercased copy: stored responses' fields are parsed on every hit.
+        match known_directive(name) {
             b"max-age" => set_delta(&mut cc.max_age, &mut seen.max_age, arg),
             b"s-maxage" => set_delta(&mut cc.s_maxage, &mut seen.s_maxage, arg),
             b"stale-while-revalidate" => {
@@ -173,6 +173,34 @@ fn parse_into(cc: &mut CacheControl, seen: &mut Seen, value: &[u8]) {
     }
 }
 
+const DIRECTIVES: [&[u8]; 16] = [
+    b"max-age",
+    b"s-maxage",
+    b"stale-while-revalidate",
+    b"stale-if-error",
+    b"min-fresh",
+    b"max-stale",
+    b"no-cache",
+    b"no-store",
+    b"private",
+    b"public",
+    b"must-revalidate",
+    b"proxy-revalidate",
+    b"must-understand",
+    b"no-transform",
+    b"immutable",
+    b"only-if-cached",
+];
+
+/// The lowercase spelling of a known directive `name` (any case), or `b""` for an unknown one.
+fn known_directive(name: &[u8]) -> &'static [u8] {
+    DIRECTIVES
+        .iter()
+        .find(|d| d.eq_ignore_ascii_case(name))
+        .copied()
+        .unwrap_or(b"")
+}
+
 fn set_delta(slot: &mut Option<u64>, seen: &mut bool, arg: Option<&[u8]>) {
     let v = arg.and_then(parse_delta).unwrap_or(0);
     *slot = match (*seen, *slot) {
@@ -201,27 +229,29 @@ pub fn parse_delta(s: &[u8]) -> Option<u64> {
 
 /// Splits on commas that are not inside a quoted string.
 fn split_directives(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut parts = Vec::new();
-    for (i, &b) in v.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if in_quotes => escaped = true,
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => {
-                parts.push(&v[start..i]);
-                start = i + 1;
+    // An iterator, not a collected list: no allocation per parse.
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let (mut in_quotes, mut escaped) = (false, false);
+        for (i, &b) in v.iter().enumerate().skip(from) {
+            if escaped {
+                escaped = false;
+                continue;
             }
-            _ => {}
+            match b {
+                b'\\' if in_quotes => escaped = true,
+                b'"' => in_quotes = !in_quotes,
+                b',' if !in_quotes => {
+                    start = Some(i + 1);
+                    return Some(&v[from..i]);
+                }
+                _ => {}
+            }
         }
-    }
-    parts.push(&v[start..]);
-    parts.into_iter()
+        start = None;
+        Some(&v[from..])
+    })
 }
 
 fn trim(s: &[u8]) -> &[u8] {

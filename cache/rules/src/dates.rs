@@ -12,10 +12,10 @@ fn month(token: &str) -> Option<u32> {
     if token.len() != 3 {
         return None;
     }
-    let lower = token.to_ascii_lowercase();
+    // Compared in place: this runs on every hit (Date, Expires), so no lowercased copy.
     MONTHS
         .iter()
-        .position(|m| *m == lower)
+        .position(|m| m.eq_ignore_ascii_case(token))
         .map(|i| i as u32 + 1)
 }
 
@@ -89,8 +89,17 @@ pub fn parse(value: &str) -> Option<SystemTime> {
         Some(_) => return None,
         None => value,
     };
-    let tokens: Vec<&str> = rest.split_ascii_whitespace().collect();
-    match tokens.as_slice() {
+    // At most five tokens, kept on the stack (a hit parses Date; no allocation).
+    let mut tokens = [""; 5];
+    let mut count = 0;
+    for token in rest.split_ascii_whitespace() {
+        if count == tokens.len() {
+            return None;
+        }
+        tokens[count] = token;
+        count += 1;
+    }
+    match &tokens[..count] {
         // IMF-fixdate: 06 Nov 1994 08:49:37 GMT
         [d, mo, y, t, zone] if zone.eq_ignore_ascii_case("gmt") => at(
             full_year(number(y, 4)?, y.len()),
