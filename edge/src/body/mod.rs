@@ -24,6 +24,10 @@ pub use rate::RateRule;
 pub use request::{MinRate, SlowBody, Unsettled, settle, settle_first};
 
 pub fn incoming(b: hyper::body::Incoming) -> ProxyBody {
+    // Most requests have no body: an empty body boxes a zero-sized type, no allocation.
+    if b.is_end_stream() {
+        return empty();
+    }
     b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
 
