@@ -249,6 +249,24 @@ const NOT_MODIFIED_KEEPS: [header::HeaderName; 8] = [
     header::AGE,
 ];
 
+/// A decimal field value (`Age`, `Content-Length`) in one allocation, none for 0–9: `http`'s
+/// `From<u64>` takes two (a `BytesMut`, then its freeze), and a hit sets two of these.
+pub fn decimal(n: u64) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    if let Some(d) = usize::try_from(n).ok().and_then(|i| DIGITS.get(i)) {
+        return HeaderValue::from_static(d);
+    }
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut rest = n;
+    while rest > 0 {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    HeaderValue::from_bytes(&buf[at..]).unwrap_or_else(|_| HeaderValue::from(n))
+}
+
 pub fn stored_head(
     method: &Method,
     req_headers: &HeaderMap,
@@ -260,7 +278,7 @@ pub fn stored_head(
     let mut headers = meta.headers.clone();
     headers.insert(
         header::AGE,
-        HeaderValue::from(rules::current_age(meta, now).as_secs()),
+        decimal(rules::current_age(meta, now).as_secs()),
     );
     let varies =
         meta.status == StatusCode::OK && policy.eligible(&meta.headers, Some(meta.body_len));
@@ -339,7 +357,7 @@ pub fn stored_head(
                 {
                     headers.insert(header::CONTENT_TYPE, v);
                 }
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                headers.insert(header::CONTENT_LENGTH, decimal(length));
                 return StoredHead {
                     answer: StoredAnswer::Multipart { parts, closing },
                     status: StatusCode::PARTIAL_CONTENT,
@@ -365,7 +383,7 @@ pub fn stored_head(
         }
     }
     if let StoredAnswer::Body { len, .. } = answer {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers.insert(header::CONTENT_LENGTH, decimal(len));
     }
     StoredHead {
         answer,

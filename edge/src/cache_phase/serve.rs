@@ -9,7 +9,7 @@ use cache::CacheError;
 use cache::encoding::Coding;
 use cache::plan::{self, StoredAnswer};
 use cache::store::Found;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, Response};
 use http_body_util::BodyExt;
 
@@ -93,7 +93,7 @@ async fn serve_encoded(
         match stored_body(ctx, &encoded, 0, len).await {
             Ok(body) => {
                 METRICS.variant_hit(coding);
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                headers.insert(header::CONTENT_LENGTH, cache::plan::decimal(len));
                 return Ok(body);
             }
             Err(e) => {

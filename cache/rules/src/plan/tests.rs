@@ -418,3 +418,10 @@ fn multipart_byteranges_from_a_stored_object() {
     );
     assert_eq!(whole.status, StatusCode::OK);
 }
+
+#[test]
+fn decimal_values_match_http_s_own() {
+    for n in [0u64, 7, 9, 10, 99, 1024, 65_535, 4_294_967_296, u64::MAX] {
+        assert_eq!(decimal(n), HeaderValue::from(n), "{n}");
+    }
+}
