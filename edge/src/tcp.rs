@@ -359,13 +359,9 @@ async fn serve_http1<I>(
 ) where
     I: Readable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Setup {
-        snap,
-        activity,
-        client_idle,
-        client_send,
-        svc,
-    } = setup(info, shared, false);
+    let conn = setup(info, shared, false);
+    let (snap, activity, svc) = (conn.snap, conn.activity, conn.svc);
+    let (client_idle, client_send) = (conn.client_idle, conn.client_send);
     // hyper's own limits sit above ours (see serve_http2).
     let header_limit = snap.limits.max_request_header_bytes as usize;
     let uri_limit = snap.limits.max_uri_bytes as usize;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use edge_e2e::client::{Conn, Proto};
 use edge_e2e::origin::Origin;
+use edge_e2e::raw::{OriginMode, RecordingOrigin};
 use edge_e2e::{Edge, Setup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -80,24 +81,8 @@ async fn a_slow_request_head_is_cut_after_request_header_on_new_and_kept_alive_c
     tcp.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("write");
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    // The head, then the 10-byte body.
-    let whole = |h: &[u8]| {
-        h.windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .is_some_and(|end| h.len() >= end + 4 + 10)
-    };
-    while !whole(&head) && head.len() < 64 * 1024 {
-        let n = tcp.read(&mut buf).await.expect("read");
-        assert!(n > 0, "closed before the first response");
-        head.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let head = read_response(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     tcp.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: loc")
         .await
@@ -107,4 +92,75 @@ async fn a_slow_request_head_is_cut_after_request_header_on_new_and_kept_alive_c
         took.is_some(),
         "a partial head after an idle period was not cut after request_header"
     );
+}
+
+/// One response with a Content-Length body, as text.
+async fn read_response(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&got).into_owned();
+            }
+        }
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balancer_s_kept_alive_connection_keeps_its_visitor_across_idle_periods() {
+    let setup = Setup::new("keepalive-proxy");
+    let origin = RecordingOrigin::start(OriginMode::Normal).await;
+    let text = config(&setup, origin.addr).replace(
+        "admin = [\"127.0.0.1:0\"]",
+        "admin = [\"127.0.0.1:0\"]\nproxy_protocol = [\"127.0.0.1\"]",
+    );
+    let edge = Edge::start(&setup.dir, &text);
+    let mut tcp = TcpStream::connect(edge.http()).await.expect("connect");
+    tcp.write_all(
+        b"PROXY TCP4 203.0.113.5 127.0.0.1 40000 80\r\n\
+          GET /ka/1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let first = read_response(&mut tcp).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle past request_header: the connection waits for its next request holding only the
+    // socket, and is served again as the same visitor.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tcp.write_all(b"GET /ka/2 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let second = read_response(&mut tcp).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    let seen: Vec<_> = origin
+        .requests()
+        .into_iter()
+        .map(|r| {
+            (
+                r.target.clone(),
+                r.header("x-forwarded-for").map(str::to_string),
+            )
+        })
+        .collect();
+    for path in ["/ka/1", "/ka/2"] {
+        assert!(
+            seen.iter()
+                .any(|(t, xff)| t == path && xff.as_deref() == Some("203.0.113.5")),
+            "{path} not forwarded for the visitor: {seen:?}"
+        );
+    }
 }
