@@ -410,7 +410,11 @@ async fn serve_http1<I>(
             Some(res) => res,
             None => {
                 conn.as_mut().graceful_shutdown();
-                conn.as_mut().await
+                // The response in flight still has the slow-reader rule.
+                tokio::select! {
+                    res = conn.as_mut() => res,
+                    s = &mut stalled => return report_stalled(s),
+                }
             }
         };
         if let Err(e) = res {
@@ -423,6 +427,8 @@ async fn serve_http1<I>(
         let Some(parts) = std::pin::Pin::into_inner(conn).into_parts() else {
             return;
         };
+        // hyper hands off only with nothing read: no bytes of the next request are dropped.
+        debug_assert!(parts.read_buf.is_empty());
         (io, svc) = (parts.io.into_inner(), parts.service);
         let readable = tokio::select! {
             r = io.readable() => r.is_ok(),

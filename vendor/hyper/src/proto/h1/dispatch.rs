@@ -180,7 +180,10 @@ where
             self.conn.take_error()?;
             Poll::Ready(Ok(Dispatched::Shutdown))
         } else if self.idle_handoff_ready() {
-            // PATCH (edge): see `Conn::idle_handoff_ready`; the IO is left open.
+            // PATCH (edge): see `Conn::idle_handoff_ready`; the IO is left open. Flushed
+            // first: hyper's buffer can be empty while a TLS stream still holds the end of
+            // the response (a request body that ended after its response was written).
+            ready!(self.poll_flush(cx))?;
             Poll::Ready(Ok(Dispatched::Idle))
         } else {
             Poll::Pending
