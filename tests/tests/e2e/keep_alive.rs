@@ -78,10 +78,11 @@ async fn a_slow_request_head_is_cut_after_request_header_on_new_and_kept_alive_c
     // After a request and an idle period, a head that starts but never ends is cut
     // request_header after its first byte, well before client_idle.
     let mut tcp = TcpStream::connect(edge.http()).await.expect("connect");
-    tcp.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let head = read_response(&mut tcp).await;
+    let head = exchange(
+        &mut tcp,
+        b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     tcp.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: loc")
@@ -94,8 +95,9 @@ async fn a_slow_request_head_is_cut_after_request_header_on_new_and_kept_alive_c
     );
 }
 
-/// One response with a Content-Length body, as text.
-async fn read_response(tcp: &mut TcpStream) -> String {
+/// Writes `request` and reads one response with a Content-Length body, as text.
+async fn exchange(tcp: &mut TcpStream, request: &[u8]) -> String {
+    tcp.write_all(request).await.expect("write");
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -130,21 +132,17 @@ async fn a_balancer_s_kept_alive_connection_keeps_its_visitor_across_idle_period
     );
     let edge = Edge::start(&setup.dir, &text);
     let mut tcp = TcpStream::connect(edge.http()).await.expect("connect");
-    tcp.write_all(
+    let first = exchange(
+        &mut tcp,
         b"PROXY TCP4 203.0.113.5 127.0.0.1 40000 80\r\n\
           GET /ka/1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
     )
-    .await
-    .expect("write");
-    let first = read_response(&mut tcp).await;
+    .await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     // Idle past request_header: the connection waits for its next request holding only the
     // socket, and is served again as the same visitor.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    tcp.write_all(b"GET /ka/2 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let second = read_response(&mut tcp).await;
+    let second = exchange(&mut tcp, b"GET /ka/2 HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     let seen: Vec<_> = origin
         .requests()

@@ -189,7 +189,7 @@ where
         #[cfg(feature = "server")]
         if self.state.idle_handoff {
             if let Some(headers) = self.state.cached_headers.take() {
-                header_pool::put(headers);
+                super::header_pool::put(headers);
             }
         }
         self.io.into_inner()
@@ -280,7 +280,7 @@ where
         // reused header map; it takes one its thread's previous connections gave back.
         #[cfg(feature = "server")]
         if self.state.idle_handoff && self.state.cached_headers.is_none() {
-            self.state.cached_headers = header_pool::take();
+            self.state.cached_headers = super::header_pool::take();
         }
 
         let msg = match self.io.parse::<T>(
@@ -1536,43 +1536,5 @@ mod tests {
         tokio_test::task::spawn(()).enter(|cx, _| {
             assert!(conn.poll_flush(cx).is_ready());
         });
-    }
-}
-
-/// PATCH (edge): the header map a kept-alive connection reuses from one request to the next
-/// (`cached_headers`), kept per thread for connections that hand off between requests
-/// (`idle_handoff`): they are rebuilt per request, and a fresh map per request cost an
-/// allocation and its growth on every request.
-#[cfg(feature = "server")]
-mod header_pool {
-    use std::cell::RefCell;
-
-    use http::HeaderMap;
-
-    /// Maps kept per thread: enough for the connections one thread serves at once.
-    const KEPT: usize = 64;
-    /// Larger maps (a request with many fields) are dropped, not kept.
-    const MAX_CAPACITY: usize = 128;
-
-    thread_local! {
-        static POOL: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
-    }
-
-    pub(super) fn put(mut headers: HeaderMap) {
-        if headers.capacity() > MAX_CAPACITY {
-            return;
-        }
-        headers.clear();
-        POOL.with(|pool| {
-            if let Ok(mut pool) = pool.try_borrow_mut() {
-                if pool.len() < KEPT {
-                    pool.push(headers);
-                }
-            }
-        });
-    }
-
-    pub(super) fn take() -> Option<HeaderMap> {
-        POOL.with(|pool| pool.try_borrow_mut().ok()?.pop())
     }
 }

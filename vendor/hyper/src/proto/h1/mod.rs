@@ -16,6 +16,9 @@ mod conn;
 mod decode;
 pub(crate) mod dispatch;
 mod encode;
+// PATCH (edge): see header_pool.rs.
+#[cfg(feature = "server")]
+mod header_pool;
 mod io;
 mod role;
 
