@@ -8,7 +8,8 @@
 #        [--requests N] [--size BYTES] [--disk]
 # Counts user-space instructions of the edge (one worker) over N hits of one object after a
 # warm-up, offered at a low open-loop rate that valgrind keeps up with (so batching is the
-# same for both builds). With --baseline, A = that binary, B = this tree.
+# same for both builds), and the calls into the allocator per hit. With --baseline, A = that
+# binary, B = this tree.
 # Needs valgrind (apt-get install -y valgrind). PREBUILT=DIR uses DIR/edge and DIR/edge-load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,7 +68,36 @@ count() { # variant proto -> appends "variant proto requests instructions"
   local req ir
   req=$(python3 -c "import json; print(json.load(open('$dir/r.json'))['requests'])")
   ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/cg.out.1")
-  echo "$v $proto $req $ir" >> "$work/results.txt"
+  echo "$v $proto $req $ir $(allocs "$dir/cg.out.1")" >> "$work/results.txt"
+}
+
+# Calls into the allocator while counting: Rust's allocation entry points (whichever global
+# allocator is behind them) and C's malloc family when called from elsewhere than Rust's
+# system allocator shim (aws-lc, libc). Callgrind records every call edge; its file names a
+# function once as "(id) name", then by "(id)" alone.
+allocs() {
+  python3 - "$1" <<'PY'
+import re, sys
+names, total, caller, target = {}, 0, None, None
+rust = {"__rust_alloc", "__rust_alloc_zeroed", "__rust_realloc"}
+libc = {"malloc", "calloc", "realloc", "aligned_alloc", "posix_memalign", "memalign"}
+def base(name):
+    return (name or "").split("::")[-1].split(" ")[0]
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line)
+    if m:
+        if m.group(3):
+            names[m.group(2)] = m.group(3).strip()
+        if m.group(1) == "fn":
+            caller = base(names.get(m.group(2)))
+        else:
+            target = base(names.get(m.group(2)))
+        continue
+    if line.startswith("calls="):
+        if target in rust or (target in libc and not caller.startswith("__rdl_")):
+            total += int(line[6:].split()[0])
+print(total)
+PY
 }
 
 for proto in $PROTOS; do
@@ -80,21 +110,22 @@ done
 python3 - "$work/results.txt" "$SIZE" "${DISK:+disk}" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-per = {(v, p): int(ir) / int(req) for v, p, req, ir in rows if int(req) > 0}
+per = {(v, p): int(ir) / int(req) for v, p, req, ir, _ in rows if int(req) > 0}
+al = {(v, p): int(n) / int(req) for v, p, req, _, n in rows if int(req) > 0}
 kind = "disk" if sys.argv[3] else "memory"
 print(f"Instructions per {kind} hit, {sys.argv[2]}-byte object (callgrind, user space, one worker).\n")
-protos = list(dict.fromkeys(p for _, p, _, _ in rows))
+protos = list(dict.fromkeys(p for _, p, _, _, _ in rows))
 if any(v == "A" for v, _ in per):
-    print("| protocol | A (baseline) | B (this tree) | B/A |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| protocol | A (baseline) | B (this tree) | B/A | allocations A | allocations B |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for p in protos:
         a, b = per.get(("A", p)), per.get(("B", p))
         if a and b:
-            print(f"| {p} | {a:,.0f} | {b:,.0f} | {b / a:.3f} |")
+            print(f"| {p} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | {al[('A', p)]:.1f} | {al[('B', p)]:.1f} |")
 else:
-    print("| protocol | instructions per hit |")
-    print("| --- | ---: |")
+    print("| protocol | instructions per hit | allocations per hit |")
+    print("| --- | ---: | ---: |")
     for p in protos:
         if ("B", p) in per:
-            print(f"| {p} | {per[('B', p)]:,.0f} |")
+            print(f"| {p} | {per[('B', p)]:,.0f} | {al[('B', p)]:.1f} |")
 PY
