@@ -212,6 +212,14 @@ impl Conn {
         }
     }
 
+    /// For HTTP/2: the hyper request sender, for tests that read a response slowly or not at all.
+    pub fn h2_sender(&self) -> Option<http2::SendRequest<Full<Bytes>>> {
+        match &self.inner {
+            Inner::H2(send) => Some(send.clone()),
+            _ => None,
+        }
+    }
+
     /// For HTTP/3: the QUIC connection, to check it survives events such as a reload.
     pub fn quic(&self) -> Option<&quinn::Connection> {
         match &self.inner {

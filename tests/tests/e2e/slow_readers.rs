@@ -170,3 +170,41 @@ async fn a_client_that_stops_reading_is_cut_off_after_client_send() {
     );
     assert_eq!(edge.metric("edge_client_send_timeouts_total").await, 1);
 }
+
+/// A connection told to finish (here: it carried its last request) drains its responses in
+/// flight, and a client that stops reading during that drain is still cut off after
+/// `client_send`, over HTTP/2 as over HTTP/1.1: a drain is no way around the slow-reader rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_stops_reading_while_its_connection_drains_is_cut_off() {
+    let setup = Setup::new("slow-reader-h2-drain");
+    let origin = Origin::start().await;
+    let text = setup
+        .config(origin.addr, "")
+        .replace("[timeouts]\n", "[timeouts]\nclient_send = \"2s\"\n")
+        .replace(
+            "max_request_body_bytes = 20971520",
+            "max_request_body_bytes = 20971520\nmax_requests_per_connection = 1",
+        );
+    let edge = Edge::start(&setup.dir, &text);
+    let target = setup.target(edge.https(), "localhost");
+    let conn = Conn::connect(Proto::H2, &target).await.expect("connect");
+    let mut send = conn.h2_sender().expect("h2");
+    let size = 64u64 << 20;
+    let req = Request::get(format!("https://localhost/big/{size}"))
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    let resp = send.send_request(req).await.expect("send");
+    assert_eq!(resp.status(), 200);
+    // Held, not read: the windows and the edge's buffers fill, then the response waits on us.
+    let mut cut = false;
+    for _ in 0..150 {
+        if edge.metric("edge_client_send_timeouts_total").await >= 1 {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cut, "the draining connection kept a reader that stopped");
+    drop(resp);
+}
