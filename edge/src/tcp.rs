@@ -209,41 +209,6 @@ where
     }
 }
 
-/// Serves a hyper HTTP/2 connection until it ends; on shutdown, or once no request has been in
-/// flight for `client_idle`, asks it to finish gracefully (GOAWAY) and lets it drain. A macro:
-/// hyper's connection future has too many bounds to spell out in a function.
-macro_rules! drive {
-    ($conn:expr, $shutdown:expr, $activity:expr, $idle:expr, $send:expr) => {{
-        // Boxed by the caller: an idle connection's task then holds a pointer, not hyper's
-        // whole connection state inline.
-        let mut conn: std::pin::Pin<Box<_>> = $conn;
-        let mut shutdown = $shutdown;
-        let done = tokio::select! {
-            res = conn.as_mut() => Some(res),
-            stalled = $activity.send_stalled($send) => return report_stalled(stalled),
-            _ = shutting_down(&mut shutdown) => None,
-            _ = $activity.idle($idle) => {
-                tracing::debug!("connection idle; closing");
-                None
-            }
-            _ = $activity.retired() => {
-                tracing::debug!("connection carried its last request; closing");
-                None
-            }
-        };
-        let res = match done {
-            Some(res) => res,
-            None => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "connection ended with error");
-        }
-    }};
-}
-
 /// What serving either protocol needs: the connection's activity (idle, slow-reader and
 /// request-count rules), its limits, and the service that runs the pipeline per request.
 struct Setup<S> {
@@ -310,7 +275,10 @@ fn setup(
 }
 
 /// HTTP/2 (ALPN chose it; plain HTTP is HTTP/1.1 only). Choosing by ALPN, rather than sniffing
-/// for a preface, keeps one protocol's state per connection and no rewind buffer.
+/// for a preface, keeps one protocol's state per connection and no rewind buffer. Serves until
+/// the connection ends; on shutdown, once no request has been in flight for `client_idle`, or
+/// after its last allowed request, asks it to finish gracefully (GOAWAY) and lets it drain,
+/// under the slow-reader rule throughout.
 async fn serve_http2<I>(
     io: I,
     info: Arc<ConnInfo>,
@@ -343,8 +311,37 @@ async fn serve_http2<I>(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .serve_connection(TokioIo::new(io), svc);
     drop(snap);
-    let conn = Box::pin(conn);
-    drive!(conn, shutdown, activity, client_idle, client_send);
+    // Boxed: an idle connection's task then holds a pointer, not hyper's whole state inline.
+    let mut conn = Box::pin(conn);
+    let mut shutdown = shutdown;
+    let mut stalled = std::pin::pin!(activity.send_stalled(client_send));
+    let done = tokio::select! {
+        res = conn.as_mut() => Some(res),
+        s = &mut stalled => return report_stalled(s),
+        _ = shutting_down(&mut shutdown) => None,
+        _ = activity.idle(client_idle) => {
+            tracing::debug!("connection idle; closing");
+            None
+        }
+        _ = activity.retired() => {
+            tracing::debug!("connection carried its last request; closing");
+            None
+        }
+    };
+    let res = match done {
+        Some(res) => res,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            // The streams still in flight keep the slow-reader rule while they drain.
+            tokio::select! {
+                res = conn.as_mut() => res,
+                s = &mut stalled => return report_stalled(s),
+            }
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "connection ended with error");
+    }
 }
 
 /// HTTP/1.1: hyper serves while a request is in flight; between requests it hands the socket
