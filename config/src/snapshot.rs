@@ -204,7 +204,7 @@ pub struct Compression {
     /// The server's order among codings the client weighs equally.
     pub prefer: Vec<Coding>,
     /// Compressible media type patterns (`text/*`, `application/*+json`, `image/svg+xml`).
-    pub types: Vec<String>,
+    pub types: cache_rules::encoding::MediaTypes,
     /// Smaller bodies are sent as they are.
     pub min_bytes: u64,
     /// Levels for variants stored in the cache (made once, served many times).

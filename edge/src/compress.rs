@@ -30,6 +30,8 @@ pub struct RequestFacts {
     pub accept: AcceptEncoding,
     pub head: bool,
     pub range: bool,
+    /// Set by the cache phase once it has chosen the response's representation.
+    pub settled: Settled,
 }
 
 impl RequestFacts {
@@ -38,14 +40,34 @@ impl RequestFacts {
             accept: AcceptEncoding::from_headers(headers),
             head: method == Method::HEAD,
             range: headers.contains_key(header::RANGE),
+            settled: Settled::default(),
         }
     }
 }
 
-/// Marks a response whose representation was already chosen (a stored encoded variant, or one
-/// being made for the store): the compress phase leaves it alone.
-#[derive(Debug, Clone, Copy)]
-pub struct Negotiated;
+/// The cache phase chose the response's representation (a stored encoded variant, one being
+/// made for the store, or a stored identity 200 whose eligibility it weighed): the compress
+/// phase leaves it alone. A flag in the request's context rather than a mark in the response's
+/// extensions, which cost two allocations on every hit; atomic because the cache phase holds
+/// the context by shared reference.
+#[derive(Debug, Default)]
+pub struct Settled(std::sync::atomic::AtomicBool);
+
+impl Settled {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clone for Settled {
+    fn clone(&self) -> Settled {
+        Settled(std::sync::atomic::AtomicBool::new(self.get()))
+    }
+}
 
 /// Whether a response's representation depends on `Accept-Encoding` under `cfg` (the rule is
 /// `cache::encoding::CompressPolicy::eligible`).
@@ -85,7 +107,7 @@ pub fn respond(
     req: &RequestFacts,
     resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
-    if resp.extensions().get::<Negotiated>().is_some() {
+    if req.settled.get() {
         return resp;
     }
     let (mut parts, mut body) = resp.into_parts();

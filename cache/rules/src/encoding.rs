@@ -270,23 +270,6 @@ pub fn valid_type_pattern(p: &str) -> bool {
             || (token(sub) && !sub.contains('*')))
 }
 
-fn pattern_matches(pattern: &str, ty: &str, sub: &str) -> bool {
-    // Prefix comparison, not a split: this runs for every pattern on every hit.
-    let Some(ps) = pattern
-        .strip_prefix(ty)
-        .and_then(|rest| rest.strip_prefix('/'))
-    else {
-        return false;
-    };
-    if ps == "*" {
-        return true;
-    }
-    match ps.strip_prefix('*') {
-        Some(suffix) => sub.ends_with(suffix),
-        None => ps == sub,
-    }
-}
-
 /// The media type of a `Content-Type` value without parameters, lower-cased.
 pub fn media_essence(content_type: &str) -> String {
     content_type
@@ -298,17 +281,12 @@ pub fn media_essence(content_type: &str) -> String {
 }
 
 /// Whether a response of this `Content-Type` may be compressed given the configured list.
-pub fn compressible_type(content_type: Option<&str>, list: &[String]) -> bool {
+pub fn compressible_type(content_type: Option<&str>, list: &MediaTypes) -> bool {
     let Some(ct) = content_type else {
         return false;
     };
     let essence = ct.split(';').next().unwrap_or("").trim();
-    let check = |e: &str| {
-        let Some((ty, sub)) = e.split_once('/') else {
-            return false;
-        };
-        !never_compressible(e) && list.iter().any(|p| pattern_matches(p, ty, sub))
-    };
+    let check = |e: &str| !never_compressible(e) && list.matches(e);
     // Media types are lower case in practice: only allocate for the odd one that is not.
     if essence.bytes().any(|b| b.is_ascii_uppercase()) {
         check(&essence.to_ascii_lowercase())
@@ -354,7 +332,7 @@ pub fn weaken_etag(etag: &str) -> String {
 pub struct CompressPolicy<'a> {
     pub enabled: bool,
     /// Compressible media type patterns.
-    pub types: &'a [String],
+    pub types: &'a MediaTypes,
     /// Smaller bodies are sent as they are.
     pub min_bytes: u64,
     /// The server's order among codings the client weighs equally.
@@ -435,6 +413,9 @@ pub fn weaken_etag_field(headers: &mut HeaderMap) {
         headers.insert(header::ETAG, v);
     }
 }
+
+mod media_types;
+pub use media_types::MediaTypes;
 
 #[cfg(test)]
 mod tests;

@@ -355,7 +355,7 @@ pub fn stored_head(data: &[u8]) {
     }
     let m = meta(status, resp, body_len);
     let accept = AcceptEncoding::from_headers(&req);
-    let types: Vec<String> = DEFAULT_COMPRESSIBLE.iter().map(|s| s.to_string()).collect();
+    let types = crate::encoding::MediaTypes::new(DEFAULT_COMPRESSIBLE.iter().copied());
     let now = m.response_time + Duration::from_secs(30);
     for min_bytes in [0, 1024] {
         let policy = CompressPolicy {

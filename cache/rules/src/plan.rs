@@ -232,7 +232,10 @@ pub struct StoredHead {
     pub answer: StoredAnswer,
     pub status: StatusCode,
     pub coding: Option<Coding>,
-    /// The representation depends on `Accept-Encoding` (the compress phase leaves it alone).
+    /// The representation is settled here and the compress phase leaves it alone: a stored 200
+    /// without a content coding, whose eligibility and coding this plan already weighed (the
+    /// compress phase would only weigh them again). Stored codings the client cannot read and
+    /// other statuses are still the compress phase's.
     pub negotiated: bool,
     pub headers: HeaderMap,
 }
@@ -280,8 +283,8 @@ pub fn stored_head(
         header::AGE,
         decimal(rules::current_age(meta, now).as_secs()),
     );
-    let varies =
-        meta.status == StatusCode::OK && policy.eligible(&meta.headers, Some(meta.body_len));
+    let settled = meta.status == StatusCode::OK && !encoding::has_content_encoding(&meta.headers);
+    let varies = settled && policy.eligible(&meta.headers, Some(meta.body_len));
     let coding = if varies && method == Method::GET && !req_headers.contains_key(header::RANGE) {
         accept.negotiate(policy.prefer)
     } else {
@@ -362,7 +365,7 @@ pub fn stored_head(
                     answer: StoredAnswer::Multipart { parts, closing },
                     status: StatusCode::PARTIAL_CONTENT,
                     coding: None,
-                    negotiated: varies,
+                    negotiated: settled,
                     headers,
                 };
             }
@@ -389,7 +392,7 @@ pub fn stored_head(
         answer,
         status,
         coding: None,
-        negotiated: varies,
+        negotiated: settled,
         headers,
     }
 }

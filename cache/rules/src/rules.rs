@@ -205,18 +205,23 @@ fn since(later: SystemTime, earlier: SystemTime) -> Duration {
 
 /// RFC 9111 §4.2.1, with the policy's forced TTL and cap.
 pub fn freshness_lifetime(meta: &StoredMeta, policy: &Policy) -> Duration {
-    let lifetime = origin_lifetime(meta, policy);
+    lifetime_under(meta, policy, &response_cc(&meta.headers, policy))
+}
+
+/// The freshness lifetime given the response's Cache-Control, parsed once by the caller (a hit
+/// needs it for the lifetime and for the stale rules).
+fn lifetime_under(meta: &StoredMeta, policy: &Policy, cc: &CacheControl) -> Duration {
+    let lifetime = origin_lifetime(meta, policy, cc);
     match policy.max_ttl {
         Some(cap) => lifetime.min(cap),
         None => lifetime,
     }
 }
 
-fn origin_lifetime(meta: &StoredMeta, policy: &Policy) -> Duration {
+fn origin_lifetime(meta: &StoredMeta, policy: &Policy, cc: &CacheControl) -> Duration {
     if let Some(forced) = policy.forced_ttl {
         return forced;
     }
-    let cc = response_cc(&meta.headers, policy);
     if let Some(s) = cc.s_maxage {
         return Duration::from_secs(s);
     }
@@ -323,7 +328,7 @@ pub fn evaluate(
     let req = CacheControl::request(req_headers);
     let cc = response_cc(&meta.headers, policy);
     let age = current_age(meta, now);
-    let lifetime = freshness_lifetime(meta, policy);
+    let lifetime = lifetime_under(meta, policy, &cc);
     let verdict = |action| Verdict {
         action,
         age,

@@ -230,10 +230,7 @@ impl Compiler<'_> {
             }
         }
         let types = match &c.types {
-            None => encoding::DEFAULT_COMPRESSIBLE
-                .iter()
-                .map(|t| t.to_string())
-                .collect(),
+            None => encoding::MediaTypes::new(encoding::DEFAULT_COMPRESSIBLE.iter().copied()),
             Some(list) => {
                 let mut out = Vec::new();
                 for t in list {
@@ -250,7 +247,7 @@ impl Compiler<'_> {
                         );
                     }
                 }
-                out
+                encoding::MediaTypes::new(out)
             }
         };
         Compression {

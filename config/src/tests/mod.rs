@@ -389,7 +389,7 @@ fn compression_defaults_and_overrides() {
     let a = &snap.sites[0].compression;
     assert!(a.enabled);
     assert_eq!(a.prefer, vec![Coding::Zstd, Coding::Br, Coding::Gzip]);
-    assert!(a.types.iter().any(|t| t == "application/json"));
+    assert!(a.types.matches("application/json"));
     assert_eq!(a.min_bytes, 512);
     assert_eq!(
         (a.stored_level.of(Coding::Br), a.fly_level.of(Coding::Gzip)),
@@ -397,7 +397,7 @@ fn compression_defaults_and_overrides() {
     );
     let b = &snap.sites[1].compression;
     assert_eq!(b.prefer, vec![Coding::Gzip, Coding::Br]);
-    assert_eq!(b.types, vec!["text/*".to_string()]);
+    assert_eq!(b.types.patterns(), ["text/*"]);
     assert_eq!(b.min_bytes, 2048);
     // Levels not given keep their defaults.
     assert_eq!(

@@ -22,7 +22,6 @@ use super::bodies::{TeeBody, streamed_response};
 use super::serve::{encode_for_store, serve};
 use super::{Served, compress_policy, fetch};
 use crate::body::{self, ProxyBody};
-use crate::compress::Negotiated;
 use crate::ctx::RequestCtx;
 use crate::error::Error;
 use crate::headers;
@@ -305,8 +304,8 @@ enum Encode {
     },
 }
 
-/// The response to a miss as the client negotiated it. Marked `Negotiated`, so that the
-/// compress phase does not evaluate the same response again.
+/// The response to a miss as the client negotiated it. Marked settled, so that the compress
+/// phase does not evaluate the same response again.
 fn negotiated(ctx: &RequestCtx, resp: Response<ProxyBody>, encode: Encode) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     let body = match encode {
@@ -327,7 +326,7 @@ fn negotiated(ctx: &RequestCtx, resp: Response<ProxyBody>, encode: Encode) -> Re
             encode_for_store(ctx, body, &identity_variant, generation, coding)
         }
     };
-    parts.extensions.insert(Negotiated);
+    ctx.compress.settled.set();
     Response::from_parts(parts, body)
 }
 

@@ -211,7 +211,7 @@ fn cut(ctx: &RequestCtx, (resp, status): Served) -> Served {
 fn ranged_head(ctx: &RequestCtx, meta: &StoredMeta) -> plan::StoredHead {
     let identity = cache::encoding::CompressPolicy {
         enabled: false,
-        types: &[],
+        types: cache::encoding::MediaTypes::empty(),
         min_bytes: 0,
         prefer: &[],
     };

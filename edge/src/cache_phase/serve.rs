@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use super::bodies::{DiskBody, TeeBody};
 use super::compress_policy;
 use crate::body::{self, ProxyBody};
-use crate::compress::{Negotiated, Transcode};
+use crate::compress::Transcode;
 use crate::ctx::RequestCtx;
 use crate::headers;
 use crate::metrics::{METRICS, Made};
@@ -34,7 +34,7 @@ pub(super) async fn serve(
     let policy = ctx.site.as_ref().map_or(
         cache::encoding::CompressPolicy {
             enabled: false,
-            types: &[],
+            types: cache::encoding::MediaTypes::empty(),
             min_bytes: 0,
             prefer: &[],
         },
@@ -73,7 +73,7 @@ pub(super) async fn serve(
     *resp.status_mut() = head.status;
     *resp.headers_mut() = headers;
     if head.negotiated {
-        resp.extensions_mut().insert(Negotiated);
+        ctx.compress.settled.set();
     }
     Ok(resp)
 }

@@ -8,10 +8,7 @@ fn cfg() -> config::Compression {
     config::Compression {
         enabled: true,
         prefer: vec![Coding::Zstd, Coding::Br, Coding::Gzip],
-        types: encoding::DEFAULT_COMPRESSIBLE
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        types: encoding::MediaTypes::new(encoding::DEFAULT_COMPRESSIBLE.iter().copied()),
         min_bytes: 512,
         stored_level: config::Levels {
             zstd: 15,

@@ -119,7 +119,7 @@ fn qvalues() {
 
 #[test]
 fn compressible_types() {
-    let list: Vec<String> = DEFAULT_COMPRESSIBLE.iter().map(|s| s.to_string()).collect();
+    let list = MediaTypes::new(DEFAULT_COMPRESSIBLE.iter().copied());
     for ct in [
         "text/html; charset=utf-8",
         "TEXT/CSS",
@@ -155,7 +155,7 @@ fn compressible_types() {
     }
     assert!(!compressible_type(None, &list));
     // The never-list wins over a careless configured pattern.
-    let broad = vec!["image/*".to_string(), "video/*".to_string()];
+    let broad = MediaTypes::new(["image/*", "video/*"]);
     assert!(!compressible_type(Some("image/png"), &broad));
     assert!(compressible_type(Some("image/svg+xml"), &broad));
     assert!(!compressible_type(Some("video/mp4"), &broad));

@@ -4,6 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use http::header::HeaderName;
 
 use super::*;
+use crate::encoding::MediaTypes;
 
 fn h(fields: &[(&str, &str)]) -> HeaderMap {
     let mut m = HeaderMap::new();
@@ -146,7 +147,7 @@ fn hit_for_pass_only_for_what_the_response_decided() {
     assert!(!marks_hit_for_pass(NotStorable::Private, &no_store));
 }
 
-fn policy<'a>(types: &'a [String], prefer: &'a [Coding]) -> CompressPolicy<'a> {
+fn policy<'a>(types: &'a MediaTypes, prefer: &'a [Coding]) -> CompressPolicy<'a> {
     CompressPolicy {
         enabled: true,
         types,
@@ -157,7 +158,7 @@ fn policy<'a>(types: &'a [String], prefer: &'a [Coding]) -> CompressPolicy<'a> {
 
 #[test]
 fn representation_table() {
-    let types = vec!["text/*".to_string()];
+    let types = MediaTypes::new(["text/*"]);
     let prefer = [Coding::Zstd, Coding::Br, Coding::Gzip];
     let p = policy(&types, &prefer);
     let html = h(&[("content-type", "text/html")]);
@@ -271,7 +272,7 @@ fn stored(fields: &[(&str, &str)], len: u64) -> StoredMeta {
 
 #[test]
 fn stored_head_table() {
-    let types = vec!["text/*".to_string()];
+    let types = MediaTypes::new(["text/*"]);
     let prefer = [Coding::Zstd, Coding::Br, Coding::Gzip];
     let p = policy(&types, &prefer);
     let meta = stored(
@@ -360,9 +361,51 @@ fn stored_head_table() {
     assert_eq!(head_req.coding, None);
 }
 
+/// Which stored responses leave the compress phase nothing to decide: a 200 without a content
+/// coding, compressible or not (this plan weighed it); not a stored coding the client may be
+/// unable to read, nor another status (the compress phase compresses those on the fly).
+#[test]
+fn stored_heads_settle_the_representation_of_identity_200s_only() {
+    let types = MediaTypes::new(["text/*"]);
+    let prefer = [Coding::Gzip];
+    let p = policy(&types, &prefer);
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_030);
+    let none = AcceptEncoding::parse("");
+    let cases: [(&[(&str, &str)], StatusCode, bool, bool); 5] = [
+        (&[("content-type", "text/html")], StatusCode::OK, true, true),
+        (
+            &[("content-type", "application/octet-stream")],
+            StatusCode::OK,
+            true,
+            false,
+        ),
+        (&[], StatusCode::OK, true, false),
+        (
+            &[("content-type", "text/html"), ("content-encoding", "gzip")],
+            StatusCode::OK,
+            false,
+            false,
+        ),
+        (
+            &[("content-type", "text/html")],
+            StatusCode::NOT_FOUND,
+            false,
+            false,
+        ),
+    ];
+    for (i, (fields, status, settled, varies)) in cases.into_iter().enumerate() {
+        let mut meta = stored(fields, 1000);
+        meta.status = status;
+        let sh = stored_head(&Method::GET, &h(&[]), &none, &meta, &p, now);
+        assert_eq!(sh.negotiated, settled, "case {i}");
+        assert_eq!(sh.headers.contains_key("vary"), varies, "case {i}");
+        assert_eq!(sh.coding, None, "case {i}");
+    }
+}
+
 #[test]
 fn multipart_byteranges_from_a_stored_object() {
-    let types = vec!["text/*".to_string()];
+    let types = MediaTypes::new(["text/*"]);
     let prefer = [Coding::Gzip];
     let p = policy(&types, &prefer);
     let meta = stored(&[("content-type", "application/octet-stream")], 100);
