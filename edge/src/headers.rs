@@ -59,7 +59,16 @@ pub fn via_protocol(v: http::Version) -> &'static str {
 
 /// Appends `value` to a list header, keeping what earlier hops wrote.
 pub fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    let mut joined = String::new();
+    // Usually the first entry (a hit appends this hop's Via to a stored response that has
+    // none): no joining buffer then.
+    if !headers.contains_key(name) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name.clone(), v);
+        }
+        return;
+    }
+    let len: usize = headers.get_all(name).iter().map(|v| v.len() + 2).sum();
+    let mut joined = String::with_capacity(len + value.len());
     for v in headers.get_all(name) {
         if let Ok(s) = v.to_str() {
             if !joined.is_empty() {
@@ -265,6 +274,19 @@ pub fn client_behind(headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_list_keeps_earlier_hops() {
+        let mut h = HeaderMap::new();
+        append_list(&mut h, &header::VIA, "1.1 a");
+        assert_eq!(h[header::VIA], "1.1 a");
+        append_list(&mut h, &header::VIA, "1.1 b");
+        assert_eq!(h[header::VIA], "1.1 a, 1.1 b");
+        h.append(header::VIA, HeaderValue::from_static("2 c"));
+        append_list(&mut h, &header::VIA, "1.1 d");
+        assert_eq!(h.get_all(header::VIA).iter().count(), 1);
+        assert_eq!(h[header::VIA], "1.1 a, 1.1 b, 2 c, 1.1 d");
+    }
 
     #[test]
     fn hop_by_hop_headers_and_connection_tokens_are_removed() {

@@ -66,6 +66,18 @@ pub(crate) fn error_response(status: StatusCode, message: &str, id: &str) -> Res
     resp
 }
 
+/// Written into a buffer the header value then owns: rendering to a `String` and copying it
+/// into a `HeaderValue` cost an allocation and a copy on every response.
+fn cache_status_value(
+    status: &cache::status::CacheStatus,
+    node: &str,
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    use std::fmt::Write as _;
+    let mut buf = bytes::BytesMut::with_capacity(node.len() + 64);
+    let _ = write!(buf, "{}", status.display(node));
+    HeaderValue::from_maybe_shared(buf.freeze())
+}
+
 /// Headers every response gets on its way out.
 pub fn finish(ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
     let (rt, conn) = (&ctx.rt, &ctx.conn);
@@ -73,7 +85,7 @@ pub fn finish(ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
     // Values that change with every response are marked "never index" so that HPACK and QPACK
     // send them as literals instead of churning the dynamic table on each response.
     if let Some(status) = &ctx.cache_status
-        && let Ok(mut v) = HeaderValue::from_str(&status.render(&rt.snapshot.node_name))
+        && let Ok(mut v) = cache_status_value(status, &rt.snapshot.node_name)
     {
         v.set_sensitive(true);
         h.insert(&headers::CACHE_STATUS, v);

@@ -60,6 +60,11 @@ impl CacheStatus {
         out
     }
 
+    /// The field value, for writing straight into a buffer of the caller's.
+    pub fn display<'a>(&'a self, node: &'a str) -> impl fmt::Display + 'a {
+        self.with_node(node)
+    }
+
     fn with_node<'a>(&'a self, node: &'a str) -> Rendered<'a> {
         Rendered { node, s: self }
     }
