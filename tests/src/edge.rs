@@ -54,6 +54,9 @@ fn newest_source(workspace: &Path) -> Option<std::time::SystemTime> {
             return;
         };
         if meta.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                return;
+            }
             if let Ok(rd) = std::fs::read_dir(p) {
                 for e in rd.flatten() {
                     walk(&e.path(), newest);
@@ -77,10 +80,12 @@ fn newest_source(workspace: &Path) -> Option<std::time::SystemTime> {
         "core",
         "rules",
         "dns",
+        // Nested crates (cache/rules) and the patched crates the edge links.
+        "vendor",
     ] {
-        walk(&workspace.join(dir).join("src"), &mut newest);
-        walk(&workspace.join(dir).join("Cargo.toml"), &mut newest);
+        walk(&workspace.join(dir), &mut newest);
     }
+    walk(&workspace.join("Cargo.toml"), &mut newest);
     walk(&workspace.join("Cargo.lock"), &mut newest);
     newest
 }
