@@ -250,31 +250,16 @@ where
         debug_assert!(self.can_read_head());
         trace!("Conn::read_head");
 
-        // PATCH (edge): an idle connection about to be handed off (nothing read yet) starts
-        // no timer: the caller waits for the next request, and the timer starts with the
-        // next connection's first read (or below, if part of a head arrives here).
+        // PATCH (edge): the header read timer is armed only once a head is found incomplete
+        // (upstream arms it before every parse and drops it after, a boxed sleep and a timer
+        // wheel entry per request even when the whole head came in one read, the usual case).
+        // It starts in the same poll as the read that found the head incomplete. An idle
+        // connection about to be handed off (nothing read) arms none: the caller waits for
+        // the next request, and the next connection's first read starts it.
         #[cfg(feature = "server")]
         let handing_off = self.state.idle_handoff
             && self.state.is_idle()
             && self.io.read_buf().is_empty();
-        #[cfg(feature = "server")]
-        if !self.state.h1_header_read_timeout_running && !handing_off {
-            if let Some(h1_header_read_timeout) = self.state.h1_header_read_timeout {
-                let deadline = self.state.timer.now() + h1_header_read_timeout;
-                self.state.h1_header_read_timeout_running = true;
-                match &mut self.state.h1_header_read_timeout_fut {
-                    Some(h1_header_read_timeout_fut) => {
-                        trace!("resetting h1 header read timeout timer");
-                        self.state.timer.reset(h1_header_read_timeout_fut, deadline);
-                    }
-                    None => {
-                        trace!("setting h1 header read timeout timer");
-                        self.state.h1_header_read_timeout_fut =
-                            Some(self.state.timer.sleep_until(deadline));
-                    }
-                }
-            }
-        }
 
         // PATCH (edge): a connection handed off between requests starts without hyper's
         // reused header map; it takes one its thread's previous connections gave back.
@@ -302,18 +287,21 @@ where
             Poll::Ready(Ok(msg)) => msg,
             Poll::Ready(Err(e)) => return self.on_read_head_error(e),
             Poll::Pending => {
-                // PATCH (edge): part of a head arrived on a connection that skipped its
-                // timer above: start it now.
+                // PATCH (edge): see above.
                 #[cfg(feature = "server")]
-                if handing_off
-                    && !self.io.read_buf().is_empty()
-                    && !self.state.h1_header_read_timeout_running
+                if !self.state.h1_header_read_timeout_running
+                    && !(handing_off && self.io.read_buf().is_empty())
                 {
                     if let Some(timeout) = self.state.h1_header_read_timeout {
                         let deadline = self.state.timer.now() + timeout;
                         self.state.h1_header_read_timeout_running = true;
-                        self.state.h1_header_read_timeout_fut =
-                            Some(self.state.timer.sleep_until(deadline));
+                        match &mut self.state.h1_header_read_timeout_fut {
+                            Some(fut) => self.state.timer.reset(fut, deadline),
+                            None => {
+                                self.state.h1_header_read_timeout_fut =
+                                    Some(self.state.timer.sleep_until(deadline));
+                            }
+                        }
                     }
                 }
                 #[cfg(feature = "server")]
