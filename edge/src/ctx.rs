@@ -86,9 +86,12 @@ impl RequestCtx {
         shared: Arc<Shared>,
         conn: Arc<ConnInfo>,
         mut head: http::request::Parts,
+        interim: Option<Interim>,
     ) -> RequestCtx {
         let rt = shared.runtime();
-        let interim = Interim::take(&mut head.extensions);
+        // HTTP/1.1 and HTTP/3 hand theirs over directly; hyper's HTTP/2 puts one in each
+        // request's extensions.
+        let interim = interim.or_else(|| Interim::take(&mut head.extensions));
         let trace = Trace::for_request(&head.headers, rt.snapshot.log.start_traces);
         let client = conn.peer.ip().to_canonical();
         RequestCtx {

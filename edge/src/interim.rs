@@ -17,6 +17,10 @@ use crate::headers;
 pub struct Interim(hyper::ext::InformationalSender);
 
 impl Interim {
+    pub fn new(sender: hyper::ext::InformationalSender) -> Interim {
+        Interim(sender)
+    }
+
     /// The client connection's sender, when it can carry interim responses.
     pub fn take(extensions: &mut Extensions) -> Option<Interim> {
         extensions

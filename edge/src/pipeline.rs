@@ -31,9 +31,10 @@ pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<ProxyBody>,
+    interim: Option<crate::interim::Interim>,
 ) -> (Response<ProxyBody>, crate::metrics::requests::Observed) {
     let (head, body) = req.into_parts();
-    let mut ctx = RequestCtx::new(shared, conn, head);
+    let mut ctx = RequestCtx::new(shared, conn, head, interim);
     let mut resp = match proxy(&mut ctx, body).await {
         // Response filters: compression.
         Ok(resp) => match &ctx.site {

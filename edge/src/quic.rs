@@ -296,13 +296,13 @@ async fn serve_request(
     }
     let is_head = req.method() == Method::HEAD;
     let rule = crate::body::RateRule::for_responses(&shared.runtime().snapshot);
-    let mut req = req.map(|()| body);
+    let req = req.map(|()| body);
     // 1xx interim responses (crate::interim) go out as HEADERS frames before the final one.
     let (interim_tx, mut interim_rx) = hyper::ext::informational_channel();
-    req.extensions_mut().insert(interim_tx);
+    let interim = Some(crate::interim::Interim::new(interim_tx));
     // Boxed: the pipeline's state is large; on the stack it would make every request task's
     // future that much larger to move when it is spawned.
-    let mut handled = Box::pin(pipeline::handle(shared, info, req));
+    let mut handled = Box::pin(pipeline::handle(shared, info, req, interim));
     let (resp, observed) = loop {
         tokio::select! {
             biased;

@@ -219,10 +219,12 @@ struct Setup<S> {
     svc: S,
 }
 
+/// `h1_interim`: an HTTP/1.1 connection's one channel for 1xx interim responses, whose
+/// sender each request gets; none for HTTP/2, where hyper makes one per stream.
 fn setup(
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
-    h2: bool,
+    h1_interim: Option<hyper::ext::InformationalSender>,
 ) -> Setup<
     impl hyper::service::HttpService<
         Incoming,
@@ -241,9 +243,13 @@ fn setup(
     let client_send = crate::body::RateRule::for_responses(&snap);
     let counted = activity.clone();
     let cap = snap.limits.max_requests_per_connection;
+    let h2 = h1_interim.is_none();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
+        let interim = h1_interim
+            .as_ref()
+            .map(|tx| crate::interim::Interim::new(tx.for_request()));
         let guard = counted.begin();
         let last = counted.count_request(cap);
         // Made before the future is first polled: a stream reset at once drops it unpolled.
@@ -251,8 +257,13 @@ fn setup(
         async move {
             // Boxed: the pipeline's state is large, and hyper moves the service future into
             // each HTTP/2 stream's task; a pointer moves, the state is built in place.
-            let (mut resp, observed) =
-                Box::pin(pipeline::handle(shared, info, req.map(body::incoming))).await;
+            let (mut resp, observed) = Box::pin(pipeline::handle(
+                shared,
+                info,
+                req.map(body::incoming),
+                interim,
+            ))
+            .await;
             answering.answered();
             if last && !h2 {
                 // HTTP/1.1: this response says so, and hyper closes after it.
@@ -293,7 +304,7 @@ async fn serve_http2<I>(
         client_idle,
         client_send,
         svc,
-    } = setup(info, shared, true);
+    } = setup(info, shared, None);
     // hyper's own limits sit above ours so that the pipeline answers with a body and a
     // request id; past them hyper still answers 431/414 itself.
     let header_limit = snap.limits.max_request_header_bytes as usize;
@@ -356,7 +367,8 @@ async fn serve_http1<I>(
 ) where
     I: Readable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = setup(info, shared, false);
+    let interim = hyper::ext::InformationalSender::for_connection();
+    let conn = setup(info, shared, Some(interim.clone()));
     let (snap, activity, svc) = (conn.snap, conn.activity, conn.svc);
     let (client_idle, client_send) = (conn.client_idle, conn.client_send);
     // hyper's own limits sit above ours (see serve_http2).
@@ -389,6 +401,7 @@ async fn serve_http1<I>(
         let mut conn = Box::pin(
             builder
                 .serve_connection(TokioIo::new(io), svc)
+                .informational(interim.receiver())
                 .with_upgrades(),
         );
         let done = tokio::select! {

@@ -159,3 +159,66 @@ async fn curl_shows_the_hints_before_the_response() {
         assert!(!blocks[1].contains("link:"), "{http}: {heads}");
     }
 }
+
+/// One kept-alive HTTP/1.1 connection carries its 1xx interim responses through one channel
+/// for its whole life (vendored hyper's `Connection::informational`): each request gets its
+/// own hints and no other's, a hit or a request without hints gets none, and an HTTP/1.0
+/// request on the same connection gets none while the next HTTP/1.1 one does again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_kept_alive_connection_gets_its_own_hints_only() {
+    use edge_e2e::raw::parse_responses;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_setup, _origin, edge) = start("hints-keep-alive").await;
+    let mut tcp = tokio::net::TcpStream::connect(edge.http())
+        .await
+        .expect("connect");
+    let mut received = Vec::new();
+    let mut seen = 0;
+    let steps: [(&str, &str, usize); 6] = [
+        ("/early-hints/ka-1", "HTTP/1.1", 1),
+        ("/no-hints/ka", "HTTP/1.1", 0),
+        ("/early-hints/ka-1", "HTTP/1.1", 0),
+        ("/early-hints/ka-2", "HTTP/1.1", 1),
+        ("/early-hints/ka-3", "HTTP/1.0", 0),
+        ("/early-hints/ka-4", "HTTP/1.1", 1),
+    ];
+    for (path, version, hints) in steps {
+        let req =
+            format!("GET {path} {version}\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.expect("write");
+        // Read until this request's final response is complete.
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let all = parse_responses(&received);
+                let finals = all.iter().filter(|r| r.status >= 200).count();
+                let complete = all.last().is_some_and(|r| {
+                    r.status >= 200
+                        && r.header("content-length")
+                            .and_then(|l| l.parse::<usize>().ok())
+                            .is_some_and(|l| r.body.len() == l)
+                });
+                if finals == seen + 1 && complete {
+                    return all;
+                }
+                let mut chunk = [0u8; 8192];
+                let n = tcp.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "{path}: connection closed");
+                received.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{path} {version}: no final response"));
+        // This exchange's responses: everything after the previous final one.
+        let finals: Vec<usize> = (0..got.len()).filter(|&i| got[i].status >= 200).collect();
+        let start = if seen == 0 { 0 } else { finals[seen - 1] + 1 };
+        let mine = &got[start..];
+        let interim: Vec<_> = mine.iter().filter(|r| r.status < 200).collect();
+        assert_eq!(interim.len(), hints, "{path} {version}: {mine:?}");
+        for h in interim {
+            assert_hints(h, path);
+        }
+        let last = mine.last().expect("final");
+        assert_final_clean(last, path, version);
+        seen += 1;
+    }
+}

@@ -8,9 +8,16 @@
 //!
 //! One small allocation per request: a queue under a lock and a waker (a tokio channel
 //! allocates a block of 32 slots up front, which cost HTTP/2 hits a fifth of their rate).
+//!
+//! An HTTP/1.1 connection serves one request at a time, so it can do with one channel for its
+//! whole life instead ([`InformationalSender::for_connection`], `Connection::informational`):
+//! nothing is put in the request's extensions (whose map cost three allocations a request),
+//! the server hands the sender to its service itself ([`InformationalSender::for_request`]),
+//! and each request starts a new generation of the channel, so that a sender kept from an
+//! earlier request reaches nobody.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -23,12 +30,15 @@ struct Shared {
     waker: AtomicWaker,
     /// The receiver is gone: the final response has been sent (or the exchange ended).
     closed: AtomicBool,
+    /// The request the channel serves now (a connection-wide channel; 0 for one request).
+    generation: AtomicU64,
 }
 
 /// Sends 1xx interim responses ahead of the final one; taken from a request's extensions.
 #[derive(Clone, Debug)]
 pub struct InformationalSender {
     shared: Arc<Shared>,
+    generation: u64,
 }
 
 /// The connection's end of an [`InformationalSender`].
@@ -43,6 +53,7 @@ pub fn informational_channel() -> (InformationalSender, InformationalReceiver) {
     (
         InformationalSender {
             shared: shared.clone(),
+            generation: 0,
         },
         InformationalReceiver { shared },
     )
@@ -51,6 +62,35 @@ pub fn informational_channel() -> (InformationalSender, InformationalReceiver) {
 impl InformationalSender {
     pub(crate) fn pair() -> (InformationalSender, InformationalReceiver) {
         informational_channel()
+    }
+
+    /// A channel for an HTTP/1.1 connection's whole life: give the connection a receiver
+    /// (`Connection::informational`) and each request a [`for_request`](Self::for_request)
+    /// sender.
+    pub fn for_connection() -> InformationalSender {
+        let shared = Arc::new(Shared::default());
+        shared.closed.store(true, Ordering::Release);
+        InformationalSender {
+            shared,
+            generation: 0,
+        }
+    }
+
+    /// The sender for the request being served now (called by the service when the
+    /// connection hands it the request): it reaches the client until that request's final
+    /// response, and never once another request has begun.
+    pub fn for_request(&self) -> InformationalSender {
+        InformationalSender {
+            shared: self.shared.clone(),
+            generation: self.shared.generation.load(Ordering::Acquire),
+        }
+    }
+
+    /// A receiver for a connection serving this channel's requests.
+    pub fn receiver(&self) -> InformationalReceiver {
+        InformationalReceiver {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Queues an interim response. False, and nothing is sent, when the status is not 1xx
@@ -64,17 +104,32 @@ impl InformationalSender {
         if self.shared.closed.load(Ordering::Acquire) {
             return false;
         }
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(response);
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock a new request's `reopen` takes.
+            if self.shared.generation.load(Ordering::Acquire) != self.generation
+                || self.shared.closed.load(Ordering::Acquire)
+            {
+                return false;
+            }
+            queue.push_back(response);
+        }
         self.shared.waker.wake();
         true
     }
 }
 
 impl InformationalReceiver {
+    /// A connection-wide channel's next request begins: what is queued is dropped, and
+    /// senders of earlier requests are cut off. `open` is false for a request that may not
+    /// receive interim responses (HTTP/1.0).
+    pub(crate) fn reopen(&self, open: bool) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.clear();
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.closed.store(!open, Ordering::Release);
+    }
+
     /// The next queued interim response; `Ready(None)` once every sender is gone and the
     /// queue is empty.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Response<()>>> {

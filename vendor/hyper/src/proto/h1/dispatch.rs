@@ -54,6 +54,9 @@ cfg_server! {
         pub(crate) service: S,
         // PATCH (edge): 1xx responses the service sends for the request in flight.
         informational: Option<crate::ext::InformationalReceiver>,
+        // PATCH (edge): `informational` serves the connection's whole life (see
+        // `Connection::informational`) instead of being made per request.
+        informational_connection_wide: bool,
     }
 }
 
@@ -118,6 +121,11 @@ where
     #[cfg(not(feature = "server"))]
     fn idle_handoff_ready(&self) -> bool {
         false
+    }
+
+    /// PATCH (edge): the dispatch, to configure it before the connection is first polled.
+    pub(crate) fn dispatch_mut(&mut self) -> &mut D {
+        &mut self.dispatch
     }
 
     pub(crate) fn into_inner(self) -> (I, Bytes, D) {
@@ -606,7 +614,14 @@ cfg_server! {
                 in_flight: Box::pin(None),
                 service,
                 informational: None,
+                informational_connection_wide: false,
             }
+        }
+
+        /// PATCH (edge): see `Connection::informational`.
+        pub(crate) fn set_informational(&mut self, rx: crate::ext::InformationalReceiver) {
+            self.informational = Some(rx);
+            self.informational_connection_wide = true;
         }
 
         pub(crate) fn into_service(self) -> S {
@@ -660,12 +675,21 @@ cfg_server! {
             *req.headers_mut() = msg.headers;
             *req.version_mut() = msg.version;
             *req.extensions_mut() = msg.extensions;
-            // PATCH (edge): a sender of 1xx interim responses, for HTTP/1.1 requests only.
-            self.informational = None;
-            if req.version() == http::Version::HTTP_11 {
-                let (tx, rx) = crate::ext::InformationalSender::pair();
-                req.extensions_mut().insert(tx);
-                self.informational = Some(rx);
+            // PATCH (edge): a sender of 1xx interim responses, for HTTP/1.1 requests only:
+            // a new generation of the connection's channel (the service takes its sender
+            // itself), or else a channel of this request's own, in its extensions.
+            let http11 = req.version() == http::Version::HTTP_11;
+            if self.informational_connection_wide {
+                if let Some(rx) = &self.informational {
+                    rx.reopen(http11);
+                }
+            } else {
+                self.informational = None;
+                if http11 {
+                    let (tx, rx) = crate::ext::InformationalSender::pair();
+                    req.extensions_mut().insert(tx);
+                    self.informational = Some(rx);
+                }
             }
             let fut = self.service.call(req);
             self.in_flight.set(Some(fut));

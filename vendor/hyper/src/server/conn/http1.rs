@@ -144,6 +144,15 @@ where
         self.conn.disable_keep_alive();
     }
 
+    /// PATCH (edge): sends the 1xx interim responses of this connection's HTTP/1.1 requests
+    /// through one channel for the connection's life (`InformationalSender::for_connection`;
+    /// the service hands each request `for_request()`), instead of a channel per request in
+    /// the request's extensions. Call before the connection is first polled.
+    pub fn informational(mut self, rx: crate::ext::InformationalReceiver) -> Self {
+        self.conn.dispatch_mut().set_informational(rx);
+        self
+    }
+
     /// Return the inner IO object, and additional information.
     ///
     /// If the IO object has been "rewound" the io will not contain those bytes rewound.
