@@ -61,7 +61,6 @@ pub struct RequestCtx {
     /// A GET or HEAD that carries a body: passed through, never cached or collapsed.
     pub has_body: bool,
     pub site: Option<Arc<Site>>,
-    pub pool_name: Option<String>,
     pub pool: Option<Arc<Pool>>,
     /// What the compress phase needs from the request.
     pub compress: RequestFacts,
@@ -117,7 +116,6 @@ impl RequestCtx {
             looped: false,
             has_body: false,
             site: None,
-            pool_name: None,
             pool: None,
             compress: RequestFacts::default(),
             cache_status: None,

@@ -205,7 +205,6 @@ fn route(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Error> {
     }
     let route = site.route(&ctx.path).ok_or(Error::NoRoute)?;
     let pool = geo::rules::steer(route, ctx.geo);
-    ctx.pool_name = Some(pool.to_string());
     ctx.pool = Some(
         ctx.rt
             .pools
@@ -347,7 +346,10 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
             .as_ref()
             .map_or("-", |s| s.name.as_str())
             .to_string(),
-        pool: ctx.pool_name.clone().unwrap_or_else(|| "-".into()),
+        pool: ctx
+            .pool
+            .as_ref()
+            .map_or_else(|| "-".into(), |p| p.name.clone()),
         status,
         cache: ctx
             .cache_status

@@ -195,7 +195,6 @@ fn set_pool(ctx: &mut RequestCtx, name: &str) -> Result<(), Error> {
         .get(name)
         .ok_or_else(|| Error::NoPool(name.to_string()))?
         .clone();
-    ctx.pool_name = Some(name.to_string());
     ctx.pool = Some(pool);
     Ok(())
 }
