@@ -173,7 +173,6 @@ async fn each_request_on_a_kept_alive_connection_gets_its_own_hints_only() {
         .await
         .expect("connect");
     let mut received = Vec::new();
-    let mut seen = 0;
     let steps: [(&str, &str, usize); 6] = [
         ("/early-hints/ka-1", "HTTP/1.1", 1),
         ("/no-hints/ka", "HTTP/1.1", 0),
@@ -182,7 +181,8 @@ async fn each_request_on_a_kept_alive_connection_gets_its_own_hints_only() {
         ("/early-hints/ka-3", "HTTP/1.0", 0),
         ("/early-hints/ka-4", "HTTP/1.1", 1),
     ];
-    for (path, version, hints) in steps {
+    // `seen`: the final responses received before this step's.
+    for (seen, (path, version, hints)) in steps.into_iter().enumerate() {
         let req =
             format!("GET {path} {version}\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
         tcp.write_all(req.as_bytes()).await.expect("write");
@@ -219,6 +219,5 @@ async fn each_request_on_a_kept_alive_connection_gets_its_own_hints_only() {
         }
         let last = mine.last().expect("final");
         assert_final_clean(last, path, version);
-        seen += 1;
     }
 }
