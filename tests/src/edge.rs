@@ -247,6 +247,18 @@ impl Edge {
             .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
     }
 
+    /// Polls `series` until it reaches `at_least` or `within` passes; its last value.
+    pub async fn wait_metric(&self, series: &str, at_least: u64, within: Duration) -> u64 {
+        let end = Instant::now() + within;
+        loop {
+            let v = self.metric(series).await;
+            if v >= at_least || Instant::now() >= end {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

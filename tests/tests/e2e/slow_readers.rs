@@ -62,15 +62,10 @@ async fn a_trickling_tcp_reader_is_cut_off_and_a_normal_one_is_not() {
     let r = get(&plain, Proto::Plain, "/big/8388608").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.len, 8 << 20, "a normal reader was cut off");
-    let mut cut = false;
-    for _ in 0..200 {
-        if edge.metric("edge_client_slow_reader_closes_total").await >= 1 {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the edge never cut the trickling reader off");
+    let cut = edge
+        .wait_metric("edge_client_slow_reader_closes_total", 1, Duration::from_secs(20))
+        .await;
+    assert!(cut >= 1, "the edge never cut the trickling reader off");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let got = tokio::time::timeout(Duration::from_secs(20), trickle)
         .await
@@ -98,13 +93,10 @@ async fn an_http3_stream_nobody_reads_is_reset_and_its_connection_goes_on() {
     let resp = stalled.recv_response().await.expect("head");
     assert_eq!(resp.status(), 200);
     // Not read: its flow-control window fills and the edge waits on us.
-    for _ in 0..150 {
-        if edge.metric("edge_client_slow_reader_closes_total").await >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(edge.metric("edge_client_slow_reader_closes_total").await, 1);
+    let cut = edge
+        .wait_metric("edge_client_slow_reader_closes_total", 1, Duration::from_secs(15))
+        .await;
+    assert_eq!(cut, 1);
     // The same connection still answers.
     let mut other = conn.h3_sender().expect("h3");
     let req = Request::get("https://localhost/c/h3-other?cc=max-age=60")
@@ -197,14 +189,9 @@ async fn an_http2_client_that_stops_reading_while_its_connection_drains_is_cut_o
     let resp = send.send_request(req).await.expect("send");
     assert_eq!(resp.status(), 200);
     // Held, not read: the windows and the edge's buffers fill, then the response waits on us.
-    let mut cut = false;
-    for _ in 0..150 {
-        if edge.metric("edge_client_send_timeouts_total").await >= 1 {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the draining connection kept a reader that stopped");
+    let cut = edge
+        .wait_metric("edge_client_send_timeouts_total", 1, Duration::from_secs(15))
+        .await;
+    assert!(cut >= 1, "the draining connection kept a reader that stopped");
     drop(resp);
 }
