@@ -209,6 +209,30 @@ where
     }
 }
 
+/// Serves `conn` (hyper's HTTP/1.1 or HTTP/2 connection, pinned) until it ends or `finish`
+/// resolves, then asks it to finish gracefully and lets what is in flight drain. The
+/// slow-reader rule (`stalled`) holds throughout: a stall returns from the enclosing function.
+/// A macro: hyper's two connection types share no trait for `graceful_shutdown`.
+macro_rules! serve_then_drain {
+    ($conn:expr, $stalled:expr, $finish:expr) => {{
+        let finished = tokio::select! {
+            res = $conn.as_mut() => Some(res),
+            s = &mut $stalled => return report_stalled(s),
+            () = $finish => None,
+        };
+        match finished {
+            Some(res) => res,
+            None => {
+                $conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    res = $conn.as_mut() => res,
+                    s = &mut $stalled => return report_stalled(s),
+                }
+            }
+        }
+    }};
+}
+
 /// What serving either protocol needs: the connection's activity (idle, slow-reader and
 /// request-count rules), its limits, and the service that runs the pipeline per request.
 struct Setup<S> {
@@ -326,30 +350,15 @@ async fn serve_http2<I>(
     let mut conn = Box::pin(conn);
     let mut shutdown = shutdown;
     let mut stalled = std::pin::pin!(activity.send_stalled(client_send));
-    let done = tokio::select! {
-        res = conn.as_mut() => Some(res),
-        s = &mut stalled => return report_stalled(s),
-        _ = shutting_down(&mut shutdown) => None,
-        _ = activity.idle(client_idle) => {
-            tracing::debug!("connection idle; closing");
-            None
-        }
-        _ = activity.retired() => {
-            tracing::debug!("connection carried its last request; closing");
-            None
-        }
-    };
-    let res = match done {
-        Some(res) => res,
-        None => {
-            conn.as_mut().graceful_shutdown();
-            // The streams still in flight keep the slow-reader rule while they drain.
-            tokio::select! {
-                res = conn.as_mut() => res,
-                s = &mut stalled => return report_stalled(s),
+    let res = serve_then_drain!(conn, stalled, async {
+        tokio::select! {
+            _ = shutting_down(&mut shutdown) => {}
+            _ = activity.idle(client_idle) => tracing::debug!("connection idle; closing"),
+            _ = activity.retired() => {
+                tracing::debug!("connection carried its last request; closing");
             }
         }
-    };
+    });
     if let Err(e) = res {
         tracing::debug!(error = %e, "connection ended with error");
     }
@@ -404,29 +413,17 @@ async fn serve_http1<I>(
                 .informational(interim.receiver())
                 .with_upgrades(),
         );
-        let done = tokio::select! {
-            res = conn.as_mut() => Some(res),
-            s = &mut stalled => return report_stalled(s),
-            _ = &mut stop => None,
-            // hyper keeps the connection only while a request is in flight or its head is
-            // arriving (under the header read timeout), so this rarely fires here.
-            _ = &mut idle => None,
-            _ = &mut retired => {
-                tracing::debug!("connection carried its last request; closing");
-                None
-            }
-        };
-        let res = match done {
-            Some(res) => res,
-            None => {
-                conn.as_mut().graceful_shutdown();
-                // The response in flight still has the slow-reader rule.
-                tokio::select! {
-                    res = conn.as_mut() => res,
-                    s = &mut stalled => return report_stalled(s),
+        let res = serve_then_drain!(conn, stalled, async {
+            tokio::select! {
+                _ = &mut stop => {}
+                // hyper keeps the connection only while a request is in flight or its head
+                // is arriving (under the header read timeout), so this rarely fires here.
+                _ = &mut idle => {}
+                _ = &mut retired => {
+                    tracing::debug!("connection carried its last request; closing");
                 }
             }
-        };
+        });
         if let Err(e) = res {
             tracing::debug!(error = %e, "connection ended with error");
             return;

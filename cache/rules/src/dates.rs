@@ -101,21 +101,8 @@ fn imf_fixdate(b: &[u8]) -> Option<SystemTime> {
         (hi < 10 && lo < 10).then(|| u32::from(hi) * 10 + u32::from(lo))
     };
     // OR 0x20 lower-cases letters and maps no other byte onto a letter.
-    let mo = match [b[8] | 0x20, b[9] | 0x20, b[10] | 0x20] {
-        [b'j', b'a', b'n'] => 1,
-        [b'f', b'e', b'b'] => 2,
-        [b'm', b'a', b'r'] => 3,
-        [b'a', b'p', b'r'] => 4,
-        [b'm', b'a', b'y'] => 5,
-        [b'j', b'u', b'n'] => 6,
-        [b'j', b'u', b'l'] => 7,
-        [b'a', b'u', b'g'] => 8,
-        [b's', b'e', b'p'] => 9,
-        [b'o', b'c', b't'] => 10,
-        [b'n', b'o', b'v'] => 11,
-        [b'd', b'e', b'c'] => 12,
-        _ => return None,
-    };
+    let lower = [b[8] | 0x20, b[9] | 0x20, b[10] | 0x20];
+    let mo = MONTHS.iter().position(|m| m.as_bytes() == lower)? as u32 + 1;
     let (h, m, s) = (two(17)?, two(20)?, two(23)?);
     if h > 23 || m > 59 || s > 60 {
         return None;

@@ -63,7 +63,11 @@ async fn a_trickling_tcp_reader_is_cut_off_and_a_normal_one_is_not() {
     assert_eq!(r.status, 200);
     assert_eq!(r.len, 8 << 20, "a normal reader was cut off");
     let cut = edge
-        .wait_metric("edge_client_slow_reader_closes_total", 1, Duration::from_secs(20))
+        .wait_metric(
+            "edge_client_slow_reader_closes_total",
+            1,
+            Duration::from_secs(20),
+        )
         .await;
     assert!(cut >= 1, "the edge never cut the trickling reader off");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -94,7 +98,11 @@ async fn an_http3_stream_nobody_reads_is_reset_and_its_connection_goes_on() {
     assert_eq!(resp.status(), 200);
     // Not read: its flow-control window fills and the edge waits on us.
     let cut = edge
-        .wait_metric("edge_client_slow_reader_closes_total", 1, Duration::from_secs(15))
+        .wait_metric(
+            "edge_client_slow_reader_closes_total",
+            1,
+            Duration::from_secs(15),
+        )
         .await;
     assert_eq!(cut, 1);
     // The same connection still answers.
@@ -190,8 +198,15 @@ async fn an_http2_client_that_stops_reading_while_its_connection_drains_is_cut_o
     assert_eq!(resp.status(), 200);
     // Held, not read: the windows and the edge's buffers fill, then the response waits on us.
     let cut = edge
-        .wait_metric("edge_client_send_timeouts_total", 1, Duration::from_secs(15))
+        .wait_metric(
+            "edge_client_send_timeouts_total",
+            1,
+            Duration::from_secs(15),
+        )
         .await;
-    assert!(cut >= 1, "the draining connection kept a reader that stopped");
+    assert!(
+        cut >= 1,
+        "the draining connection kept a reader that stopped"
+    );
     drop(resp);
 }
