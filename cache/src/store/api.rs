@@ -72,7 +72,7 @@ impl Storage for Store {
             .collect();
         let vary = rules::vary_values(req_headers, &names);
         let variant = variant_key(primary, &vary);
-        match self.find(variant.clone()).await {
+        match self.find(&variant).await {
             Some(found) => match self
                 .inner
                 .fences
@@ -104,7 +104,7 @@ impl Storage for Store {
             return None;
         }
         let found = self
-            .find(encoded_key(&identity.variant(primary), coding))
+            .find(&encoded_key(&identity.variant(primary), coding))
             .await?;
         (found.meta().generation == generation).then_some(found)
     }

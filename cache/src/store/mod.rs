@@ -347,33 +347,33 @@ impl Store {
     }
 
     /// The stored object under one variant key: memory first, then disk (promoting small
-    /// objects into memory). Memory hits take no global lock.
-    async fn find(&self, variant: String) -> Option<Found> {
-        if let Some(obj) = self.inner.mem.get(&variant).await {
+    /// objects into memory). Memory hits take no global lock and copy no key.
+    async fn find(&self, variant: &str) -> Option<Found> {
+        if let Some(obj) = self.inner.mem.get(variant).await {
             return Some(Found::Memory(obj));
         }
         let disk = self.inner.cfg.disk.as_ref()?;
-        if let Some(entry) = self.inner.disk_meta.get(&variant).await {
-            self.inner.budget.touch(&variant, now_ms());
+        if let Some(entry) = self.inner.disk_meta.get(variant).await {
+            self.inner.budget.touch(variant, now_ms());
             return Some(Found::Disk {
                 meta: Box::new(entry.meta.clone()),
-                variant,
+                variant: variant.to_string(),
                 integrity: entry.integrity.clone(),
                 ticket: entry.ticket,
                 tags: entry.tags.clone(),
             });
         }
-        let meta = cacache::metadata(&disk.dir, &variant).await.ok()??;
+        let meta = cacache::metadata(&disk.dir, variant).await.ok()??;
         let integrity = meta.integrity.clone();
-        let (stored, extra) = match codec::decode(&variant, meta.metadata) {
+        let (stored, extra) = match codec::decode(variant, meta.metadata) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "dropping unreadable cache entry");
-                self.remove_variant(&variant).await;
+                self.remove_variant(variant).await;
                 return None;
             }
         };
-        self.inner.budget.touch(&variant, now_ms());
+        self.inner.budget.touch(variant, now_ms());
         if stored.body_len <= self.inner.cfg.max_object_memory_bytes {
             // Promote: read and verify the whole (small) body now.
             match cacache::read_hash(&disk.dir, &integrity).await {
@@ -384,12 +384,12 @@ impl Store {
                         ticket: extra.ticket,
                         tags: Tags::from(extra.tags),
                     });
-                    self.inner.mem.insert(variant, obj.clone()).await;
+                    self.inner.mem.insert(variant.to_string(), obj.clone()).await;
                     return Some(Found::Memory(obj));
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(key = %variant, "disk entry failed verification; dropping it");
-                    self.remove_variant(&variant).await;
+                    self.remove_variant(variant).await;
                     return None;
                 }
             }
@@ -401,10 +401,10 @@ impl Store {
             ticket: extra.ticket,
             tags: tags.clone(),
         });
-        self.inner.disk_meta.insert(variant.clone(), entry).await;
+        self.inner.disk_meta.insert(variant.to_string(), entry).await;
         Some(Found::Disk {
             meta: Box::new(stored),
-            variant,
+            variant: variant.to_string(),
             integrity,
             ticket: extra.ticket,
             tags,

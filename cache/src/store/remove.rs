@@ -40,7 +40,7 @@ impl Store {
     /// Removes a large object's slices and their index; the number of objects removed.
     pub(super) async fn remove_slices(&self, primary: &str, fence: Option<Ticket>) -> usize {
         let index = slice_index_key(primary);
-        let Some(found) = self.find(variant_key(&index, &[])).await else {
+        let Some(found) = self.find(&variant_key(&index, &[])).await else {
             return 0;
         };
         let num = |name: &str| {
