@@ -384,7 +384,10 @@ impl Store {
                         ticket: extra.ticket,
                         tags: Tags::from(extra.tags),
                     });
-                    self.inner.mem.insert(variant.to_string(), obj.clone()).await;
+                    self.inner
+                        .mem
+                        .insert(variant.to_string(), obj.clone())
+                        .await;
                     return Some(Found::Memory(obj));
                 }
                 Ok(_) | Err(_) => {
@@ -401,7 +404,10 @@ impl Store {
             ticket: extra.ticket,
             tags: tags.clone(),
         });
-        self.inner.disk_meta.insert(variant.to_string(), entry).await;
+        self.inner
+            .disk_meta
+            .insert(variant.to_string(), entry)
+            .await;
         Some(Found::Disk {
             meta: Box::new(stored),
             variant: variant.to_string(),
