@@ -123,7 +123,7 @@ impl InformationalReceiver {
     /// A connection-wide channel's next request begins: what is queued is dropped, and
     /// senders of earlier requests are cut off. `open` is false for a request that may not
     /// receive interim responses (HTTP/1.0).
-    pub(crate) fn reopen(&self, open: bool) {
+    fn reopen(&self, open: bool) {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.clear();
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
@@ -164,5 +164,53 @@ impl InformationalReceiver {
 impl Drop for InformationalReceiver {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
+    }
+}
+
+/// An HTTP/1.1 server connection's end of the 1xx channels: one per request, put in the
+/// request's extensions (the default), or one for the connection's whole life, of which each
+/// request opens a new generation (`Connection::informational`; the service hands each
+/// request its sender itself).
+#[cfg(feature = "http1")]
+#[derive(Debug)]
+pub(crate) enum ServerInformational {
+    PerRequest(Option<InformationalReceiver>),
+    Connection(InformationalReceiver),
+}
+
+#[cfg(feature = "http1")]
+impl Default for ServerInformational {
+    fn default() -> ServerInformational {
+        ServerInformational::PerRequest(None)
+    }
+}
+
+#[cfg(feature = "http1")]
+impl ServerInformational {
+    /// A request arrives: HTTP/1.1 ones may receive interim responses, HTTP/1.0 ones not
+    /// (RFC 9110 §15.2).
+    pub(crate) fn begin<B>(&mut self, req: &mut http::Request<B>) {
+        let http11 = req.version() == http::Version::HTTP_11;
+        match self {
+            ServerInformational::Connection(rx) => rx.reopen(http11),
+            ServerInformational::PerRequest(slot) => {
+                *slot = None;
+                if http11 {
+                    let (tx, rx) = InformationalSender::pair();
+                    req.extensions_mut().insert(tx);
+                    *slot = Some(rx);
+                }
+            }
+        }
+    }
+
+    /// The next interim response of the request in flight.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Response<()>>> {
+        match self {
+            ServerInformational::Connection(rx) | ServerInformational::PerRequest(Some(rx)) => {
+                rx.poll_recv(cx)
+            }
+            ServerInformational::PerRequest(None) => Poll::Ready(None),
+        }
     }
 }

@@ -70,6 +70,8 @@ mod informational_server;
 pub use informational_server::{
     informational_channel, InformationalReceiver, InformationalSender,
 };
+#[cfg(all(feature = "server", feature = "http1"))]
+pub(crate) use informational_server::ServerInformational;
 
 #[cfg(feature = "http2")]
 /// Extension type representing the `:protocol` pseudo-header in HTTP/2.

@@ -53,10 +53,7 @@ cfg_server! {
         in_flight: Pin<Box<Option<S::Future>>>,
         pub(crate) service: S,
         // PATCH (edge): 1xx responses the service sends for the request in flight.
-        informational: Option<crate::ext::InformationalReceiver>,
-        // PATCH (edge): `informational` serves the connection's whole life (see
-        // `Connection::informational`) instead of being made per request.
-        informational_connection_wide: bool,
+        informational: crate::ext::ServerInformational,
     }
 }
 
@@ -613,15 +610,13 @@ cfg_server! {
             Server {
                 in_flight: Box::pin(None),
                 service,
-                informational: None,
-                informational_connection_wide: false,
+                informational: Default::default(),
             }
         }
 
         /// PATCH (edge): see `Connection::informational`.
         pub(crate) fn set_informational(&mut self, rx: crate::ext::InformationalReceiver) {
-            self.informational = Some(rx);
-            self.informational_connection_wide = true;
+            self.informational = crate::ext::ServerInformational::Connection(rx);
         }
 
         pub(crate) fn into_service(self) -> S {
@@ -675,22 +670,8 @@ cfg_server! {
             *req.headers_mut() = msg.headers;
             *req.version_mut() = msg.version;
             *req.extensions_mut() = msg.extensions;
-            // PATCH (edge): a sender of 1xx interim responses, for HTTP/1.1 requests only:
-            // a new generation of the connection's channel (the service takes its sender
-            // itself), or else a channel of this request's own, in its extensions.
-            let http11 = req.version() == http::Version::HTTP_11;
-            if self.informational_connection_wide {
-                if let Some(rx) = &self.informational {
-                    rx.reopen(http11);
-                }
-            } else {
-                self.informational = None;
-                if http11 {
-                    let (tx, rx) = crate::ext::InformationalSender::pair();
-                    req.extensions_mut().insert(tx);
-                    self.informational = Some(rx);
-                }
-            }
+            // PATCH (edge): a sender of 1xx interim responses, for HTTP/1.1 requests only.
+            self.informational.begin(&mut req);
             let fut = self.service.call(req);
             self.in_flight.set(Some(fut));
             Ok(())
@@ -709,10 +690,7 @@ cfg_server! {
         }
 
         fn poll_informational(&mut self, cx: &mut Context<'_>) -> Poll<Option<http::Response<()>>> {
-            match &mut self.informational {
-                Some(rx) => rx.poll_recv(cx),
-                None => Poll::Ready(None),
-            }
+            self.informational.poll_recv(cx)
         }
     }
 }
