@@ -166,11 +166,14 @@ async fn serve_tls<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + Readable + 'static,
 {
-    // The handshake's state is freed once it is done; only the TLS stream lives on.
+    // The handshake's state is freed once it is done; only the TLS stream lives on, boxed:
+    // held inline, its kilobyte of rustls state was a slot in this future, in the protocol's
+    // future (as an argument) and in hyper's connection, three copies per idle connection.
     let handshake = shared.runtime().snapshot.timeouts.tls_handshake;
     let Some(tls) = Box::pin(tls_handshake(stream, acceptor, handshake, info.peer)).await else {
         return;
     };
+    let tls = Box::new(tls);
     // Each protocol's state boxed on its own, sized for itself.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_http2(tls, info, shared, shutdown)).await
@@ -472,6 +475,12 @@ pub(crate) trait Readable {
 impl Readable for tokio::net::TcpStream {
     fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         tokio::net::TcpStream::readable(self)
+    }
+}
+
+impl<T: Readable + ?Sized + Send> Readable for Box<T> {
+    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        (**self).readable()
     }
 }
 

@@ -1,13 +1,16 @@
 //! HTTP/1.1 keep-alive: an idle connection lives for `client_idle`; `request_header` bounds
 //! only the time a request head takes to arrive (from accept, or from its first byte after an
-//! idle period), as nginx's `keepalive_timeout` and `client_header_timeout` do.
+//! idle period), as nginx's `keepalive_timeout` and `client_header_timeout` do. An idle
+//! HTTP/2 connection gives its buffers back and works whole after each idle period.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use edge_e2e::client::{Conn, Proto};
 use edge_e2e::origin::Origin;
 use edge_e2e::raw::{OriginMode, RecordingOrigin};
-use edge_e2e::{Edge, Setup};
+use edge_e2e::{Edge, Fnv, Setup, pattern_byte};
+use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -159,6 +162,68 @@ async fn a_balancer_s_kept_alive_connection_keeps_its_visitor_across_idle_period
             seen.iter()
                 .any(|(t, xff)| t == path && xff.as_deref() == Some("203.0.113.5")),
             "{path} not forwarded for the visitor: {seen:?}"
+        );
+    }
+}
+
+/// An idle HTTP/2 connection holds no read, write or HPACK scratch buffer (vendored h2 drops
+/// them while it has no streams and takes them back with the next frame). Each request after
+/// an idle period comes through whole: a long Huffman-coded header both ways, an upload and a
+/// response larger than any of those buffers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_carries_whole_requests_after_each_idle_period() {
+    let setup = Setup::new("keepalive-h2-idle");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let target = setup.target(edge.https(), "localhost");
+    let mut conn = Conn::connect(Proto::H2, &target).await.expect("connect");
+    let upload: Bytes = (0..300_000u64)
+        .map(|i| pattern_byte(i ^ 0x33))
+        .collect::<Vec<u8>>()
+        .into();
+    let mut upload_hash = Fnv::default();
+    upload_hash.update(&upload);
+    for round in 0..3 {
+        // Idle: the connection has had no stream for a while (its buffers are gone).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let long = format!("{round}-{}", "header value ".repeat(300));
+        let echo = conn
+            .send(
+                Method::GET,
+                "/echo/idle",
+                &[("x-long", &long)],
+                Bytes::new(),
+            )
+            .await
+            .expect("echo");
+        assert_eq!(echo.status, 200, "round {round}");
+        assert!(
+            echo.text().contains(&format!("x-long: {long}\n")),
+            "round {round}: the long header did not reach the origin whole"
+        );
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let up = conn
+            .send(Method::POST, "/upload", &[], upload.clone())
+            .await
+            .expect("upload");
+        assert_eq!(
+            up.text(),
+            format!("len={} fnv={:016x}", upload.len(), upload_hash.0),
+            "round {round}"
+        );
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let len = 200_000u64;
+        let big = conn
+            .get(&format!("/bytes/{len}?round={round}"))
+            .await
+            .expect("download");
+        assert_eq!(big.status, 200, "round {round}");
+        assert_eq!(
+            (big.len, big.hash, big.error),
+            (len, Fnv::of_pattern(len), None),
+            "round {round}: response body"
         );
     }
 }
