@@ -83,6 +83,11 @@ pub fn quic_config(
     let limits = &shared.runtime().snapshot.limits;
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(limits.quic_max_concurrent_streams.into());
+    // HTTP/3 clients open three unidirectional streams (control, QPACK encoder and decoder;
+    // RFC 9114 §6.2), plus perhaps a few reserved (grease) ones; quinn's default of 100 kept
+    // 100 entries in a map per connection for streams no client opens. With the default 100
+    // request streams, 12 keeps the receive map at 128 buckets instead of 256.
+    transport.max_concurrent_uni_streams(12u32.into());
     // What one connection may hold of unacknowledged response bytes (quinn: 10 MB): a client
     // that does not read cannot make us buffer more.
     transport.send_window(limits.max_buffered_response_bytes);
