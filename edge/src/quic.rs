@@ -173,12 +173,14 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let snap = shared.runtime().snapshot.clone();
-    let (conn, handshake) = establish(
+    // The handshake and h3's setup boxed: inline, their states sized this connection's task
+    // (7 KiB) for its whole life, idle or not.
+    let (conn, handshake) = Box::pin(establish(
         connecting,
         zero_rtt,
         in_progress,
         snap.timeouts.tls_handshake,
-    )
+    ))
     .await?;
     let info = Arc::new(ConnInfo {
         peer: conn.remote_address(),
@@ -189,10 +191,12 @@ async fn serve_connection(
         handshake,
     });
     let quic = conn.clone();
-    let mut h3 = h3::server::builder()
-        .max_field_section_size(u64::from(snap.limits.max_request_header_bytes) * 2)
-        .build::<_, Bytes>(h3_quinn::Connection::new(conn))
-        .await?;
+    let mut h3 = Box::pin(
+        h3::server::builder()
+            .max_field_section_size(u64::from(snap.limits.max_request_header_bytes) * 2)
+            .build::<_, Bytes>(h3_quinn::Connection::new(conn)),
+    )
+    .await?;
     // QUIC's own idle timeout is reset by pings; this one counts requests.
     let activity = Arc::new(Activity::with_early_reset_min(
         snap.limits.early_reset_min_streams,

@@ -186,7 +186,7 @@ async fn an_http2_connection_carries_whole_requests_after_each_idle_period() {
     for round in 0..3 {
         // Idle: the connection has had no stream for a while (its buffers are gone).
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let long = format!("{round}-{}", "header value ".repeat(300));
+        let long = format!("{round}-{}", "header value;".repeat(300));
         let echo = conn
             .send(
                 Method::GET,

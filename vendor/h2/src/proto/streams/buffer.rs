@@ -35,9 +35,9 @@ impl<T> Buffer<T> {
     }
 
     /// PATCH (edge): frees the slab's memory when it holds nothing (no deque can point
-    /// into an empty slab).
+    /// into an empty slab) and has grown past `RELEASE_ABOVE` entries.
     pub fn release_if_empty(&mut self) {
-        if self.slab.is_empty() && self.slab.capacity() > 0 {
+        if self.slab.is_empty() && self.slab.capacity() > super::RELEASE_ABOVE {
             self.slab = Slab::new();
         }
     }

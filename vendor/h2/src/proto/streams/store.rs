@@ -86,9 +86,11 @@ impl Store {
         }
     }
 
-    /// PATCH (edge): frees the stream slab and id map when no stream is stored.
+    /// PATCH (edge): frees the stream slab and id map when no stream is stored and the slab
+    /// has grown past `RELEASE_ABOVE` entries.
     pub fn release_if_empty(&mut self) {
-        if self.slab.is_empty() && self.ids.is_empty() && self.slab.capacity() > 0 {
+        if self.slab.is_empty() && self.ids.is_empty() && self.slab.capacity() > super::RELEASE_ABOVE
+        {
             self.slab = slab::Slab::new();
             self.ids = IndexMap::new();
         }
