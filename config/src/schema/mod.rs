@@ -241,8 +241,8 @@ impl Default for Limits {
             client_send_grace: Duration::from_secs(20),
             max_buffered_response_bytes: 2 * 1024 * 1024,
             // quinn keeps an entry per allowed stream for the connection's life: at 256 its
-            // two stream maps took 17 KiB of an idle connection's 63. 100 is what quic-go
-            // (Caddy) and Cloudflare advertise.
+            // two stream maps took 17 KiB of an idle connection's 63. 100 is quic-go's
+            // default (Caddy's).
             quic_max_concurrent_streams: 100,
             early_reset_min_streams: 500,
         }

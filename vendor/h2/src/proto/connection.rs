@@ -324,21 +324,20 @@ where
                             // This will also handle flushing `self.codec`
                             ready!(self.inner.streams.poll_complete(cx, &mut self.codec))?;
 
-                            let has_streams = self.inner.streams.has_streams();
+                            // PATCH (edge): everything is flushed (poll_complete above); an
+                            // idle connection holds no read, write or HPACK scratch buffer
+                            // (28 KiB) nor empty stream slabs until its next frame.
+                            let idle = self.inner.streams.release_if_idle();
+                            if idle {
+                                self.codec.release_idle_buffers();
+                            }
+
                             if (self.inner.error.is_some()
                                 || self.inner.go_away.should_close_on_idle())
-                                && !has_streams
+                                && idle
                             {
                                 self.inner.as_dyn().go_away_now(Reason::NO_ERROR);
                                 continue;
-                            }
-
-                            // PATCH (edge): everything is flushed (poll_complete above); an
-                            // idle connection holds no read, write or HPACK scratch buffer
-                            // (28 KiB) until its next frame.
-                            if !has_streams {
-                                self.codec.release_idle_buffers();
-                                self.inner.streams.release_idle_memory();
                             }
 
                             return Poll::Pending;

@@ -1144,16 +1144,21 @@ where
         me.counts.has_streams()
     }
 
-    /// PATCH (edge): frees the stream store's and the frame buffers' memory when they hold
-    /// nothing (3.5 KiB after one request, about 320 bytes a stream after a burst, kept for
-    /// the connection's life otherwise); the connection calls this when it waits with no
-    /// streams. See `RELEASE_ABOVE`.
-    pub fn release_idle_memory(&self) {
+    /// PATCH (edge): whether the connection has no streams (`has_streams`, negated) and, if
+    /// so, frees the stream store's and the frame buffers' memory where they hold nothing
+    /// (3.5 KiB after one request, about 320 bytes a stream after a burst, kept for the
+    /// connection's life otherwise). One lock for both: the connection asks each time it
+    /// waits. See `RELEASE_ABOVE`.
+    pub fn release_if_idle(&self) -> bool {
         let mut me = self.inner.lock().unwrap();
+        if me.counts.has_streams() {
+            return false;
+        }
         me.store.release_if_empty();
         me.actions.recv.release_idle_memory();
         drop(me);
         self.send_buffer.inner.lock().unwrap().release_if_empty();
+        true
     }
 
     pub fn has_streams_or_other_references(&self) -> bool {
