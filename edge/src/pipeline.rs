@@ -251,19 +251,41 @@ async fn prepare_body(ctx: &mut RequestCtx, mut body: ProxyBody) -> Result<Proxy
         }
         body = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
     }
+    let wait = ctx.rt.snapshot.timeouts.request_header;
+    let unsettled = |e| match e {
+        body::Unsettled::Timeout => Error::RequestTimeout,
+        body::Unsettled::Failed(e) => body::client_body_error(e, max_body),
+    };
+    if overrun_possible(ctx, &body) {
+        // HTTP/2 frames a body apart from its content-length: read the first DATA frame
+        // before anything is forwarded, so that one already overrunning the length (h2
+        // checks each frame) reaches no origin, whichever read brought it. HTTP/3 does the
+        // same in crate::quic.
+        body = body::settle_first(body, wait).await.map_err(unsettled)?;
+    }
     if matches!(
         ctx.method,
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
     ) {
-        let wait = ctx.rt.snapshot.timeouts.request_header;
-        let (settled, has_body) = body::settle(body, wait).await.map_err(|e| match e {
-            body::Unsettled::Timeout => Error::RequestTimeout,
-            body::Unsettled::Failed(e) => body::client_body_error(e, max_body),
-        })?;
+        let (settled, has_body) = body::settle(body, wait).await.map_err(unsettled)?;
         body = settled;
         ctx.has_body = has_body;
     }
     Ok(body)
+}
+
+/// Whether an HTTP/2 request declares a body length its DATA frames could overrun, and its
+/// client sends the body without waiting for `100 Continue` (which HTTP/2 here does not send:
+/// reading first would hold such a client until it gives up waiting).
+fn overrun_possible(ctx: &RequestCtx, body: &ProxyBody) -> bool {
+    ctx.version == Version::HTTP_2
+        && !body.is_end_stream()
+        && matches!(hygiene::content_length(&ctx.head.headers), Ok(Some(n)) if n > 0)
+        && !ctx
+            .head
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// A WebSocket upgrade the client asked for (an HTTP/1.1 GET with `Connection: upgrade` and

@@ -22,7 +22,7 @@ mod qpack;
 use std::time::Duration;
 
 pub use h1::{h1_exchange, h1_exchange_paced, parse_responses};
-pub use http2::h2_request;
+pub use http2::{h2_request, h2_request_paced};
 pub use http3::{
     H3_FRAME_ERROR, H3_FRAME_UNEXPECTED, H3_GENERAL_PROTOCOL_ERROR, H3_MESSAGE_ERROR, H3_NO_ERROR,
     H3_REQUEST_INCOMPLETE, H3_REQUEST_REJECTED,

@@ -33,8 +33,21 @@ pub async fn h2_request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<RawResponse, String> {
+    h2_request_paced(target, method, uri, headers, body, None).await
+}
+
+/// [`h2_request`], with `pause` between the HEADERS frame (flushed alone) and the body's DATA
+/// frame: the server reads the head before any of the body, whatever the scheduler does.
+pub async fn h2_request_paced(
+    target: &Target,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    pause: Option<std::time::Duration>,
+) -> Result<RawResponse, String> {
     crate::init();
-    tokio::time::timeout(TIMEOUT, exchange(target, method, uri, headers, body))
+    tokio::time::timeout(TIMEOUT, exchange(target, method, uri, headers, body, pause))
         .await
         .map_err(|_| format!("no response within {TIMEOUT:?}"))?
 }
@@ -45,6 +58,7 @@ async fn exchange(
     uri: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
+    pause: Option<std::time::Duration>,
 ) -> Result<RawResponse, String> {
     let tls = crate::client::connect_tls(target, &[b"h2"]).await?;
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
@@ -64,6 +78,10 @@ async fn exchange(
         let mut client = client.ready().await.map_err(reason)?;
         let (response, mut stream) = client.send_request(req, body.is_none()).map_err(reason)?;
         if let Some(b) = body {
+            if let Some(pause) = pause {
+                // The connection task writes the HEADERS frame meanwhile.
+                tokio::time::sleep(pause).await;
+            }
             // If this fails (the server reset the stream, or answered already), the response
             // future says why.
             let _ = stream.send_data(Bytes::copy_from_slice(b), true);

@@ -9,7 +9,7 @@ use edge_e2e::client::{Conn, Proto};
 use edge_e2e::origin::Origin;
 use edge_e2e::raw::{
     H3_MESSAGE_ERROR, H3Outcome, OriginMode, Recorded, RecordingOrigin, h1_exchange,
-    h1_exchange_paced, h2_request, h3_raw, parse_responses,
+    h1_exchange_paced, h2_request_paced, h3_raw, parse_responses,
 };
 use edge_e2e::{Edge, Setup};
 use http::Method;
@@ -295,17 +295,39 @@ async fn malformed_http3_requests_are_reset_and_reach_no_origin() {
     assert_eq!(seen[0].target, "/m/ok");
     assert_eq!(seen[0].body, b"hello");
 
-    // HTTP/2 does the same for a content-length the DATA overruns (hyper's h2 checks it).
-    let r = h2_request(
+    // HTTP/2 does the same for a content-length the DATA overruns (hyper's h2 checks it),
+    // also when the DATA frame comes in a later read than the head (it raced under load).
+    for (path, pause) in [
+        ("/m/h2", None),
+        ("/m/h2-later", Some(Duration::from_millis(150))),
+    ] {
+        let r = h2_request_paced(
+            &target,
+            "POST",
+            &format!("https://localhost:{}{path}", edge.https().port()),
+            &[("content-length", "5")],
+            Some(&body54),
+            pause,
+        )
+        .await;
+        assert!(r.is_err(), "{path}: {r:?}");
+    }
+    // An honest body sent after a pause still goes through.
+    let ok = h2_request_paced(
         &target,
         "POST",
-        &format!("https://localhost:{}/m/h2", edge.https().port()),
+        &format!("https://localhost:{}/m/h2-ok", edge.https().port()),
         &[("content-length", "5")],
-        Some(&body54),
+        Some(b"hello"),
+        Some(Duration::from_millis(150)),
     )
-    .await;
-    assert!(r.is_err(), "{r:?}");
+    .await
+    .expect("honest HTTP/2 POST");
+    assert_eq!(ok.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(requests_for(&origin, "/m/h2").is_empty());
+    assert!(requests_for(&origin, "/m/h2-later").is_empty());
+    assert_eq!(requests_for(&origin, "/m/h2-ok")[0].body, b"hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
