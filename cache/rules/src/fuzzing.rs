@@ -179,6 +179,7 @@ fn meta(status: StatusCode, headers: HeaderMap, body_len: u64) -> StoredMeta {
         vary: Vec::new(),
         body_len,
         generation: 1,
+        parsed: Default::default(),
     }
 }
 

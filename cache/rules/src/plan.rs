@@ -284,7 +284,8 @@ pub fn stored_head(
         decimal(rules::current_age(meta, now).as_secs()),
     );
     let settled = meta.status == StatusCode::OK && !encoding::has_content_encoding(&meta.headers);
-    let varies = settled && policy.eligible(&meta.headers, Some(meta.body_len));
+    // `eligible_stored` checks Content-Encoding too; `settled` is also needed on its own below.
+    let varies = settled && policy.eligible_stored(meta);
     let coding = if varies && method == Method::GET && !req_headers.contains_key(header::RANGE) {
         accept.negotiate(policy.prefer)
     } else {

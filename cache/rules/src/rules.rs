@@ -15,13 +15,15 @@ use std::time::{Duration, SystemTime};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
-use crate::cache_control::{CacheControl, parse_delta};
+use crate::cache_control::CacheControl;
 
 mod conditional;
+mod parsed;
 mod ranges;
 mod vary;
 
 pub use conditional::{merge_304, not_modified, validators};
+pub use parsed::{PARSED_BYTES, Parsed};
 pub use ranges::{MAX_RANGES, RangeAnswer, RangeSet, range, ranges};
 pub use vary::{normalize_vary_value, vary_matches, vary_names, vary_values};
 
@@ -71,6 +73,24 @@ pub struct StoredMeta {
     pub body_len: u64,
     /// Which body this is: set by the store when an object is filled, kept by revalidation.
     pub generation: u64,
+    /// The header fields every hit reads, parsed once (`Parsed::default()` when making one).
+    pub parsed: Parsed,
+}
+
+impl StoredMeta {
+    /// `Cache-Control: no-transform` (see [`crate::encoding::no_transform`]), parsed once.
+    pub fn no_transform(&self) -> bool {
+        self.parsed.of(self).cc.no_transform
+    }
+
+    /// The response's Cache-Control under `policy` (see [`response_cc`]), parsed once.
+    fn cc(&self, policy: &Policy) -> &CacheControl {
+        let facts = self.parsed.of(self);
+        match &facts.cdn {
+            Some(cdn) if policy.cdn_cache_control => cdn,
+            _ => &facts.cc,
+        }
+    }
 }
 
 /// Why a response is not stored.
@@ -205,7 +225,7 @@ fn since(later: SystemTime, earlier: SystemTime) -> Duration {
 
 /// RFC 9111 §4.2.1, with the policy's forced TTL and cap.
 pub fn freshness_lifetime(meta: &StoredMeta, policy: &Policy) -> Duration {
-    lifetime_under(meta, policy, &response_cc(&meta.headers, policy))
+    lifetime_under(meta, policy, meta.cc(policy))
 }
 
 /// The freshness lifetime given the response's Cache-Control, parsed once by the caller (a hit
@@ -247,20 +267,7 @@ fn origin_lifetime(meta: &StoredMeta, policy: &Policy, cc: &CacheControl) -> Dur
 
 /// RFC 9111 §4.2.3: the age of the stored response at `now`.
 pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
-    // A list-valued Age (`7200, 0`, as some intermediaries send) counts by its first member;
-    // only when that is invalid is the field ignored (RFC 9111 §5.1).
-    let age_value = meta
-        .headers
-        .get(header::AGE)
-        .and_then(|v| v.as_bytes().split(|b| *b == b',').next())
-        .and_then(|first| parse_delta(first.trim_ascii()))
-        .map_or(Duration::ZERO, Duration::from_secs);
-    let date = http_date(&meta.headers, &header::DATE).unwrap_or(meta.response_time);
-    let apparent_age = since(meta.response_time, date);
-    let response_delay = since(meta.response_time, meta.request_time);
-    let corrected_age_value = age_value + response_delay;
-    let corrected_initial_age = apparent_age.max(corrected_age_value);
-    corrected_initial_age + since(now, meta.response_time)
+    meta.parsed.of(meta).initial_age + since(now, meta.response_time)
 }
 
 /// Whether a stored response may be served stale because the origin cannot be reached
@@ -273,7 +280,7 @@ pub fn stale_when_down(
     policy: &Policy,
     now: SystemTime,
 ) -> bool {
-    let cc = response_cc(&meta.headers, policy);
+    let cc = meta.cc(policy);
     let req = CacheControl::request(req_headers);
     if cc.must_revalidate
         || cc.proxy_revalidate
@@ -326,9 +333,9 @@ pub fn evaluate(
     now: SystemTime,
 ) -> Verdict {
     let req = CacheControl::request(req_headers);
-    let cc = response_cc(&meta.headers, policy);
+    let cc = meta.cc(policy);
     let age = current_age(meta, now);
-    let lifetime = lifetime_under(meta, policy, &cc);
+    let lifetime = lifetime_under(meta, policy, cc);
     let verdict = |action| Verdict {
         action,
         age,

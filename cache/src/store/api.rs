@@ -134,6 +134,7 @@ impl Storage for Store {
             vary: Vec::new(),
             body_len: 0,
             generation,
+            parsed: Default::default(),
         };
         let ticket = self.ticket();
         self.fill_variant(

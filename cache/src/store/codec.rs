@@ -95,6 +95,7 @@ pub(crate) fn decode(key: &str, v: serde_json::Value) -> Result<(StoredMeta, Ext
         vary,
         body_len: j.body_len,
         generation: j.generation,
+        parsed: Default::default(),
     };
     let extra = Extra {
         ticket: Ticket(j.ticket),
@@ -158,6 +159,7 @@ mod tests {
             )],
             body_len: 5,
             generation: 7,
+            parsed: Default::default(),
         };
         let extra = Extra {
             ticket: Ticket(42),

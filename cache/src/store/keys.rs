@@ -4,7 +4,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::encoding::Coding;
-use crate::rules::StoredMeta;
+use crate::rules::{self, StoredMeta};
 
 /// A copy of `headers` whose values own their bytes. Values parsed by hyper are slices of the
 /// connection's read buffer; keeping them in the cache kept a whole buffer (8 KiB and more)
@@ -21,9 +21,9 @@ pub(crate) fn owned_headers(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// What a cache entry costs beyond its key, headers and body: moka's entry and deque nodes,
-/// the `Arc`, `StoredMeta` and the `HeaderMap` tables. Weighing entries by body and header
+/// the `Arc`, `StoredMeta` (and its parsed fields) and the `HeaderMap` tables. Weighing entries by body and header
 /// bytes alone let RSS reach twice the budget; this estimate errs on the high side on purpose.
-pub(crate) const ENTRY_OVERHEAD: usize = 768;
+pub(crate) const ENTRY_OVERHEAD: usize = 768 + rules::PARSED_BYTES;
 
 /// Bytes an entry really occupies, as far as we can tell without asking the allocator.
 pub(crate) fn weight(key_len: usize, meta: &StoredMeta, body_len: usize) -> u32 {

@@ -102,7 +102,8 @@ pub type Tags = Arc<[Arc<str>]>;
 pub enum Found {
     Memory(Arc<MemObject>),
     Disk {
-        meta: Box<StoredMeta>,
+        /// Shared with the index entry: its parsed fields serve every disk hit.
+        meta: Arc<StoredMeta>,
         variant: String,
         /// Content address: opening by hash skips a second index read.
         integrity: cacache::Integrity,
@@ -169,7 +170,7 @@ impl Found {
                 tags,
                 ..
             } => Found::Disk {
-                meta: Box::new(meta),
+                meta: Arc::new(meta),
                 variant: variant.clone(),
                 integrity: integrity.clone(),
                 ticket,
@@ -202,7 +203,7 @@ struct VaryRecord {
 /// A disk object's decoded index entry, kept in memory so that a disk hit reads the index once.
 #[derive(Debug)]
 struct DiskEntry {
-    meta: StoredMeta,
+    meta: Arc<StoredMeta>,
     integrity: cacache::Integrity,
     ticket: Ticket,
     tags: Tags,
@@ -356,7 +357,7 @@ impl Store {
         if let Some(entry) = self.inner.disk_meta.get(variant).await {
             self.inner.budget.touch(variant, now_ms());
             return Some(Found::Disk {
-                meta: Box::new(entry.meta.clone()),
+                meta: entry.meta.clone(),
                 variant: variant.to_string(),
                 integrity: entry.integrity.clone(),
                 ticket: entry.ticket,
@@ -398,6 +399,7 @@ impl Store {
             }
         }
         let tags = Tags::from(extra.tags);
+        let stored = Arc::new(stored);
         let entry = Arc::new(DiskEntry {
             meta: stored.clone(),
             integrity: integrity.clone(),
@@ -409,7 +411,7 @@ impl Store {
             .insert(variant.to_string(), entry)
             .await;
         Some(Found::Disk {
-            meta: Box::new(stored),
+            meta: stored,
             variant: variant.to_string(),
             integrity,
             ticket: extra.ticket,

@@ -41,6 +41,7 @@ fn meta(len: usize) -> StoredMeta {
         vary: Vec::new(),
         body_len: 0,
         generation: 0,
+        parsed: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ fn meta(len: Option<u64>, vary: Vec<(HeaderName, Option<String>)>) -> StoredMeta
         vary,
         body_len: 0,
         generation: 0,
+        parsed: Default::default(),
     }
 }
 

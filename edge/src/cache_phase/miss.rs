@@ -192,6 +192,7 @@ pub(super) async fn store_response(
                 vary: rules::vary_values(&ctx.head.headers, &names),
                 body_len: 0,
                 generation: 0,
+                parsed: Default::default(),
             };
             let vary_names = names.clone();
             let mut fill = cache.store.fill(&ctx.key, meta, names, ticket);

@@ -178,6 +178,7 @@ fn cut(ctx: &RequestCtx, (resp, status): Served) -> Served {
         vary: Vec::new(),
         body_len: total,
         generation: 0,
+        parsed: Default::default(),
     };
     let head = ranged_head(ctx, &meta);
     let body = match &head.answer {
@@ -336,6 +337,7 @@ async fn store_first_slice(
         vary: Vec::new(),
         body_len: len,
         generation: 0,
+        parsed: Default::default(),
     };
     let mut index_headers = whole.clone();
     index_headers.remove(header::CONTENT_LENGTH);
@@ -514,6 +516,7 @@ impl Slices {
             vary: Vec::new(),
             body_len: 0,
             generation: 0,
+            parsed: Default::default(),
         };
         let tags = slice_tags(ctx, &meta.headers);
         let mut fill = store.fill_part(&ctx.key, key, meta, ticket);

@@ -267,6 +267,7 @@ fn stored(fields: &[(&str, &str)], len: u64) -> StoredMeta {
         vary: Vec::new(),
         body_len: len,
         generation: 1,
+        parsed: Default::default(),
     }
 }
 

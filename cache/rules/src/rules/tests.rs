@@ -38,6 +38,7 @@ fn stored(status: u16, pairs: &[(&str, &str)]) -> StoredMeta {
         vary: Vec::new(),
         body_len: 1000,
         generation: 0,
+        parsed: Default::default(),
     }
 }
 
@@ -931,4 +932,57 @@ fn tolerant_ages_and_dates_and_strict_cdn_cache_control() {
         ]),
         Ok(())
     );
+}
+
+/// The fields a hit reads are parsed once per stored response; a changed copy (how
+/// revalidation and slices change one) is parsed again, and the policy still chooses between
+/// Cache-Control and CDN-Cache-Control at each use.
+#[test]
+fn parsed_fields_follow_the_copy_that_changed_and_the_policy() {
+    let p = Policy::default();
+    let meta = stored(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=5"),
+            ("age", "10"),
+        ],
+    );
+    // Parsed by the first call; the same answers after.
+    for _ in 0..2 {
+        assert_eq!(current_age(&meta, t(20)), Duration::from_secs(30));
+        assert_eq!(
+            evaluate(&HeaderMap::new(), &meta, &p, t(0)).action,
+            Action::Revalidate {
+                stale_if_error: false,
+            }
+        );
+    }
+    let plain = Policy {
+        cdn_cache_control: false,
+        ..Policy::default()
+    };
+    assert_eq!(
+        evaluate(&HeaderMap::new(), &meta, &plain, t(0)).action,
+        Action::Fresh
+    );
+    assert_eq!(freshness_lifetime(&meta, &plain), Duration::from_secs(60));
+    assert_eq!(freshness_lifetime(&meta, &p), Duration::from_secs(5));
+
+    let mut changed = meta.clone();
+    changed.headers.remove(CDN_CACHE_CONTROL.clone());
+    changed.headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=600"),
+    );
+    changed.headers.remove(header::AGE);
+    assert_eq!(current_age(&changed, t(20)), Duration::from_secs(20));
+    assert_eq!(freshness_lifetime(&changed, &p), Duration::from_secs(600));
+    assert_eq!(
+        evaluate(&HeaderMap::new(), &changed, &p, t(500)).action,
+        Action::Fresh
+    );
+    // The original keeps its own.
+    assert_eq!(freshness_lifetime(&meta, &p), Duration::from_secs(5));
+    assert_eq!(current_age(&meta, t(20)), Duration::from_secs(30));
 }
