@@ -1145,19 +1145,22 @@ where
     }
 
     /// PATCH (edge): whether the connection has no streams (`has_streams`, negated) and, if
-    /// so, frees the stream store's and the frame buffers' memory where they hold nothing
-    /// (3.5 KiB after one request, about 320 bytes a stream after a burst, kept for the
-    /// connection's life otherwise). One lock for both: the connection asks each time it
-    /// waits. See `RELEASE_ABOVE`.
-    pub fn release_if_idle(&self) -> bool {
+    /// so and `release` is set, frees the stream store's and the frame buffers' memory where
+    /// they hold nothing (3.5 KiB after one request, about 320 bytes a stream after a burst,
+    /// kept for the connection's life otherwise). One lock for both: the connection asks
+    /// each time it waits, and releases once it has been quiet a while (`IdleRelease`). See
+    /// `RELEASE_ABOVE`.
+    pub fn idle_and_release(&self, release: bool) -> bool {
         let mut me = self.inner.lock().unwrap();
         if me.counts.has_streams() {
             return false;
         }
-        me.store.release_if_empty();
-        me.actions.recv.release_idle_memory();
-        drop(me);
-        self.send_buffer.inner.lock().unwrap().release_if_empty();
+        if release {
+            me.store.release_if_empty();
+            me.actions.recv.release_idle_memory();
+            drop(me);
+            self.send_buffer.inner.lock().unwrap().release_if_empty();
+        }
         true
     }
 
