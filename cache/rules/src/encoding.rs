@@ -343,21 +343,6 @@ impl CompressPolicy<'_> {
     /// Whether a response's representation depends on `Accept-Encoding`: its media type is
     /// compressible, it is not encoded yet, `no-transform` is absent and it is not too small.
     pub fn eligible(&self, headers: &HeaderMap, len: Option<u64>) -> bool {
-        self.eligible_with(headers, len, || no_transform(headers))
-    }
-
-    /// [`eligible`](Self::eligible) for a stored response, whose Cache-Control a hit has
-    /// parsed already.
-    pub fn eligible_stored(&self, meta: &crate::rules::StoredMeta) -> bool {
-        self.eligible_with(&meta.headers, Some(meta.body_len), || meta.no_transform())
-    }
-
-    fn eligible_with(
-        &self,
-        headers: &HeaderMap,
-        len: Option<u64>,
-        no_transform: impl FnOnce() -> bool,
-    ) -> bool {
         self.enabled
             && !has_content_encoding(headers)
             && compressible_type(
@@ -367,7 +352,17 @@ impl CompressPolicy<'_> {
                 self.types,
             )
             && len.is_none_or(|n| n >= self.min_bytes)
-            && !no_transform()
+            && !no_transform(headers)
+    }
+
+    /// [`eligible`](Self::eligible) for a stored response, whose Cache-Control a hit has
+    /// parsed already.
+    pub fn eligible_stored(&self, meta: &crate::rules::StoredMeta) -> bool {
+        self.enabled
+            && !meta.content_encoded()
+            && meta.compressible_under(self.types)
+            && meta.body_len >= self.min_bytes
+            && !meta.no_transform()
     }
 }
 

@@ -2,10 +2,15 @@
 //! response asks it, and scanning the patterns one by one cost ~1,700 instructions a hit with the
 //! default list (6 % of a small HTTP/1.1 hit).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// Media type patterns (`type/subtype`, `type/*`, `type/*+suffix`, lower case): exact types
 /// are found by binary search, the few wildcards checked after.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MediaTypes {
+    /// Which compiled list this is (0: the empty list): a stored response remembers its answer
+    /// under one list (`StoredMeta::compressible_under`); a config change makes a new one.
+    id: u64,
     /// As configured, in order.
     patterns: Vec<String>,
     /// `type/subtype`, sorted.
@@ -16,7 +21,19 @@ pub struct MediaTypes {
     suffixed: Vec<(String, String)>,
 }
 
+/// Equal when the patterns are: the id only names a compiled copy.
+impl PartialEq for MediaTypes {
+    fn eq(&self, other: &MediaTypes) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for MediaTypes {}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 static EMPTY: MediaTypes = MediaTypes {
+    id: 0,
     patterns: Vec::new(),
     exact: Vec::new(),
     any_of: Vec::new(),
@@ -35,7 +52,10 @@ impl MediaTypes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut out = MediaTypes::default();
+        let mut out = MediaTypes {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            ..MediaTypes::default()
+        };
         for p in patterns {
             let p: String = p.into();
             if let Some((ty, sub)) = p.split_once('/') {
@@ -50,6 +70,11 @@ impl MediaTypes {
         out.exact.sort_unstable();
         out.exact.dedup();
         out
+    }
+
+    /// Names this compiled list: two lists with the same id answer alike (0: always no).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The patterns as configured.

@@ -6,12 +6,14 @@
 
 use std::fmt;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header;
 
 use super::{CDN_CACHE_CONTROL, StoredMeta, http_date, since};
 use crate::cache_control::{CacheControl, parse_delta};
+use crate::encoding::{self, MediaTypes};
 
 /// Filled by the first rule that needs it. A clone starts empty: a clone is how a stored
 /// response is changed (revalidation, slices), so it is parsed again after the change. A
@@ -25,6 +27,11 @@ pub(super) struct Facts {
     pub(super) cdn: Option<Box<CacheControl>>,
     /// The corrected initial age: the age when the response arrived.
     pub(super) initial_age: Duration,
+    /// Whether it carries a content coding (`encoding::has_content_encoding`).
+    content_encoded: bool,
+    /// Whether its Content-Type is on a compressible list: `id << 1 | answer` for the list
+    /// asked last (`MediaTypes::id`), 0 before. Scanning took ~1,200 instructions a hit.
+    compressible: AtomicU64,
 }
 
 /// Heap bytes a parsed stored response holds beyond its `StoredMeta` (for cache weighing).
@@ -43,7 +50,36 @@ impl Facts {
             cc: CacheControl::from_headers(headers, &header::CACHE_CONTROL).unwrap_or_default(),
             cdn: CacheControl::from_cdn_headers(headers, &CDN_CACHE_CONTROL).map(Box::new),
             initial_age: initial_age(meta),
+            content_encoded: encoding::has_content_encoding(headers),
+            compressible: AtomicU64::new(0),
         }
+    }
+}
+
+impl StoredMeta {
+    /// Whether the stored response carries a content coding other than identity.
+    pub fn content_encoded(&self) -> bool {
+        self.parsed.of(self).content_encoded
+    }
+
+    /// Whether its Content-Type is on `types` (`encoding::compressible_type`), remembered for
+    /// the last list asked: every hit under one config snapshot asks the same list.
+    pub fn compressible_under(&self, types: &MediaTypes) -> bool {
+        let memo = &self.parsed.of(self).compressible;
+        let id = types.id();
+        let known = memo.load(Ordering::Relaxed);
+        if known != 0 && known >> 1 == id {
+            return known & 1 == 1;
+        }
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let answer = encoding::compressible_type(content_type, types);
+        if id != 0 {
+            memo.store(id << 1 | u64::from(answer), Ordering::Relaxed);
+        }
+        answer
     }
 }
 

@@ -986,3 +986,37 @@ fn parsed_fields_follow_the_copy_that_changed_and_the_policy() {
     assert_eq!(freshness_lifetime(&meta, &p), Duration::from_secs(5));
     assert_eq!(current_age(&meta, t(20)), Duration::from_secs(30));
 }
+
+/// A stored response remembers whether its type is compressible under the list asked last; a
+/// new list (a config change) is asked afresh, and a copy with another type answers for itself.
+#[test]
+fn compressible_answer_follows_the_list_asked_and_the_copy() {
+    use crate::encoding::MediaTypes;
+    let meta = stored(200, &[("content-type", "Text/HTML; charset=utf-8")]);
+    let text = MediaTypes::new(["text/*"]);
+    let json = MediaTypes::new(["application/json"]);
+    for _ in 0..2 {
+        assert!(meta.compressible_under(&text));
+        assert!(!meta.compressible_under(&json));
+        assert!(!meta.compressible_under(&MediaTypes::default()));
+    }
+    // A list equal to one asked before but compiled anew (a reload) answers the same.
+    assert!(meta.compressible_under(&MediaTypes::new(["text/*"])));
+
+    let mut changed = meta.clone();
+    changed.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    assert!(changed.compressible_under(&json));
+    assert!(!changed.compressible_under(&text));
+    assert!(meta.compressible_under(&text));
+
+    assert!(!meta.content_encoded());
+    let mut encoded = meta.clone();
+    encoded
+        .headers
+        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    assert!(encoded.content_encoded());
+    assert!(!meta.content_encoded());
+}
