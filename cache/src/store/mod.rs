@@ -443,6 +443,7 @@ impl Store {
         ticket: Ticket,
     ) -> Fill {
         meta.headers = keys::owned_headers(&meta.headers);
+        meta.parsed = Default::default(); // new header fields: parsed again when read
         let expected = crate::framing::declared_length(&meta.headers);
         let mut fill = Fill {
             store: self.clone(),

@@ -38,9 +38,10 @@ where
 const RELEASE_AFTER: Duration = Duration::from_millis(250);
 
 /// PATCH (edge): a timer started when the connection goes from busy to idle (no streams,
-/// everything flushed). Moving its deadline later takes no lock in tokio's timer wheel
-/// (`TimerEntry::reset` extends in place), so a busy connection pays a clock read per
-/// request, not an allocation.
+/// everything flushed). Moving a deadline that has not fired later takes no lock in tokio's
+/// timer wheel (`TimerEntry::reset` extends in place), so a busy connection pays a clock read
+/// per request, not an allocation; after an idle gap that released, the next reset
+/// re-registers the timer once (the wheel's lock).
 #[derive(Debug, Default)]
 struct IdleRelease {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
