@@ -273,8 +273,7 @@ impl Storage for Store {
         {
             return;
         }
-        meta.headers = keys::owned_headers(&meta.headers);
-        meta.parsed = Default::default(); // new header fields: parsed again when read
+        meta.replace_headers(keys::owned_headers(&meta.headers));
         let variant = found.variant(primary);
         // Same body, new headers: the open file stays (it holds what was verified).
         self.inner.disk_meta.invalidate(&variant).await;

@@ -21,8 +21,9 @@ pub(crate) fn owned_headers(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// What a cache entry costs beyond its key, headers and body: moka's entry and deque nodes,
-/// the `Arc`, `StoredMeta` (and its parsed fields) and the `HeaderMap` tables. Weighing entries by body and header
-/// bytes alone let RSS reach twice the budget; this estimate errs on the high side on purpose.
+/// the `Arc`, `StoredMeta` (and its parsed fields) and the `HeaderMap` tables. Weighing
+/// entries by body and header bytes alone let RSS reach twice the budget; this estimate errs
+/// on the high side on purpose.
 pub(crate) const ENTRY_OVERHEAD: usize = 768 + rules::PARSED_BYTES;
 
 /// Bytes an entry really occupies, as far as we can tell without asking the allocator.

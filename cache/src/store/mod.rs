@@ -442,8 +442,7 @@ impl Store {
         vary_names: Vec<HeaderName>,
         ticket: Ticket,
     ) -> Fill {
-        meta.headers = keys::owned_headers(&meta.headers);
-        meta.parsed = Default::default(); // new header fields: parsed again when read
+        meta.replace_headers(keys::owned_headers(&meta.headers));
         let expected = crate::framing::declared_length(&meta.headers);
         let mut fill = Fill {
             store: self.clone(),

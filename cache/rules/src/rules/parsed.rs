@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::header;
+use http::header::{self, HeaderMap};
 
 use super::{CDN_CACHE_CONTROL, StoredMeta, http_date, since};
 use crate::cache_control::{CacheControl, parse_delta};
@@ -17,7 +17,8 @@ use crate::encoding::{self, MediaTypes};
 
 /// Filled by the first rule that needs it. A clone starts empty: a clone is how a stored
 /// response is changed (revalidation, slices), so it is parsed again after the change. A
-/// `StoredMeta`'s header fields are not changed in place once a rule has read them.
+/// `StoredMeta`'s header fields are not changed in place once a rule has read them: change a
+/// clone, or replace them whole (`StoredMeta::replace_headers`).
 #[derive(Default)]
 pub struct Parsed(OnceLock<Box<Facts>>);
 
@@ -58,6 +59,12 @@ impl Facts {
 }
 
 impl StoredMeta {
+    /// Replaces the header fields; what was parsed from the old ones goes with them.
+    pub fn replace_headers(&mut self, headers: HeaderMap) {
+        self.headers = headers;
+        self.parsed = Parsed::default();
+    }
+
     /// Whether the stored response carries a content coding other than identity.
     pub fn content_encoded(&self) -> bool {
         self.parsed.of(self).content_encoded

@@ -985,6 +985,13 @@ fn parsed_fields_follow_the_copy_that_changed_and_the_policy() {
     // The original keeps its own.
     assert_eq!(freshness_lifetime(&meta, &p), Duration::from_secs(5));
     assert_eq!(current_age(&meta, t(20)), Duration::from_secs(30));
+
+    // Fields replaced whole (the store's owned copy) are parsed again.
+    let mut replaced = meta.clone();
+    assert_eq!(freshness_lifetime(&replaced, &p), Duration::from_secs(5));
+    replaced.replace_headers(changed.headers.clone());
+    assert_eq!(freshness_lifetime(&replaced, &p), Duration::from_secs(600));
+    assert_eq!(current_age(&replaced, t(20)), Duration::from_secs(20));
 }
 
 /// A stored response remembers whether its type is compressible under the list asked last; a

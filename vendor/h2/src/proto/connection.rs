@@ -7,7 +7,6 @@ use crate::proto::*;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -27,47 +26,7 @@ where
     inner: ConnectionInner<P, B>,
 
     /// PATCH (edge): when the connection last became idle, to release its buffers.
-    quiet: IdleRelease,
-}
-
-/// PATCH (edge): how long a connection has no streams before it frees its idle buffers.
-/// Freeing them at every idle moment cost a busy connection 6 to 7.5 allocations and 4-5 %
-/// more instructions per request (they came back with the next frame); a connection quiet
-/// this long is one whose memory is worth having back. Short against keep-alive timeouts
-/// (minutes) and against a browser's pause between page loads.
-const RELEASE_AFTER: Duration = Duration::from_millis(250);
-
-/// PATCH (edge): a timer started when the connection goes from busy to idle (no streams,
-/// everything flushed). Moving a deadline that has not fired later takes no lock in tokio's
-/// timer wheel (`TimerEntry::reset` extends in place), so a busy connection pays a clock read
-/// per request, not an allocation; after an idle gap that released, the next reset
-/// re-registers the timer once (the wheel's lock).
-#[derive(Debug, Default)]
-struct IdleRelease {
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    idle: bool,
-}
-
-impl IdleRelease {
-    /// Called each time the connection waits with no streams: whether it has waited so since
-    /// at least `RELEASE_AFTER` ago. Registers the task's waker for that moment.
-    fn poll_quiet(&mut self, cx: &mut Context) -> bool {
-        if !self.idle {
-            self.idle = true;
-            let deadline = tokio::time::Instant::now() + RELEASE_AFTER;
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-        }
-        self.timer
-            .as_mut()
-            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
-    }
-
-    fn busy(&mut self) {
-        self.idle = false;
-    }
+    quiet: super::idle_release::IdleRelease,
 }
 
 // Extracted part of `Connection` which does not depend on `T`. Reduces the amount of duplicated
@@ -214,7 +173,7 @@ where
                 span,
                 _phantom: PhantomData,
             },
-            quiet: IdleRelease::default(),
+            quiet: Default::default(),
         }
     }
 
@@ -373,11 +332,12 @@ where
                             // connection quiet for `RELEASE_AFTER` holds no read, write or
                             // HPACK scratch buffer (28 KiB) nor empty stream slabs until its
                             // next frame.
-                            let idle = self.inner.streams.idle_and_release(false);
+                            let idle = !self.inner.streams.has_streams();
                             if !idle {
                                 self.quiet.busy();
-                            } else if self.quiet.poll_quiet(cx) {
-                                self.inner.streams.idle_and_release(true);
+                            } else if self.quiet.poll_quiet(cx)
+                                && self.inner.streams.release_if_idle()
+                            {
                                 self.codec.release_idle_buffers();
                             }
 

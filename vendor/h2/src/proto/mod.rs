@@ -1,6 +1,8 @@
 mod connection;
 mod error;
 mod go_away;
+// PATCH (edge): when an idle connection releases its buffers.
+mod idle_release;
 mod peer;
 mod ping_pong;
 mod settings;

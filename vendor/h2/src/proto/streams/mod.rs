@@ -16,7 +16,7 @@ pub(crate) use self::send::PollReset;
 pub(crate) use self::streams::{DynStreams, OpaqueStreamRef, RecvOutcome, StreamRef, Streams};
 
 /// PATCH (edge): stream slabs with more room than this are freed while the connection is
-/// idle (`Streams::idle_and_release`). 0: all of them. Keeping the four entries one stream
+/// idle (`Streams::release_if_idle`). 0: all of them. Keeping the four entries one stream
 /// grows was measured (CHANGELOG, issue 18 fifth steps): 3.6 KiB more per idle connection for
 /// 1.4 fewer allocations per request, which moved an HTTP/2 hit's instructions within noise.
 const RELEASE_ABOVE: usize = 0;

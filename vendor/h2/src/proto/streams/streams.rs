@@ -15,6 +15,10 @@ use tokio::io::AsyncWrite;
 use std::sync::{Arc, Mutex};
 use std::{fmt, io};
 
+
+// PATCH (edge): releasing an idle connection's stream memory (`streams/streams/idle.rs`).
+mod idle;
+
 #[derive(Debug)]
 pub(crate) struct Streams<B, P>
 where
@@ -1142,26 +1146,6 @@ where
     pub fn has_streams(&self) -> bool {
         let me = self.inner.lock().unwrap();
         me.counts.has_streams()
-    }
-
-    /// PATCH (edge): whether the connection has no streams (`has_streams`, negated) and, if
-    /// so and `release` is set, frees the stream store's and the frame buffers' memory where
-    /// they hold nothing (3.5 KiB after one request, about 320 bytes a stream after a burst,
-    /// kept for the connection's life otherwise). One lock for both: the connection asks
-    /// each time it waits, and releases once it has been quiet a while (`IdleRelease`). See
-    /// `RELEASE_ABOVE`.
-    pub fn idle_and_release(&self, release: bool) -> bool {
-        let mut me = self.inner.lock().unwrap();
-        if me.counts.has_streams() {
-            return false;
-        }
-        if release {
-            me.store.release_if_empty();
-            me.actions.recv.release_idle_memory();
-            drop(me);
-            self.send_buffer.inner.lock().unwrap().release_if_empty();
-        }
-        true
     }
 
     pub fn has_streams_or_other_references(&self) -> bool {
