@@ -390,6 +390,7 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
         ..Default::default()
     };
     let (parts, body) = resp.into_parts();
-    let body = Logged::new(body, record, ctx.shared.clone(), ctx.start).boxed_unsync();
+    let declared = cache::framing::declared_length(&parts.headers);
+    let body = Logged::new(body, record, ctx.shared.clone(), ctx.start, declared).boxed_unsync();
     Response::from_parts(parts, body)
 }

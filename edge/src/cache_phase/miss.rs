@@ -339,12 +339,20 @@ async fn drive_fill(
     leader: Leader,
 ) {
     let mut storing = true;
+    // The last bytes, held back until the object is published: a client that has the whole
+    // body finds the object with its next request (HTTP/1.1 servers end a response once its
+    // declared length is written, without waiting for our end of stream).
+    let mut last = None;
     let clean = loop {
         match origin.frame().await {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     if storing && fill.push(data.clone()).await.is_err() {
                         storing = false;
+                    }
+                    if http_body::Body::is_end_stream(&origin) {
+                        last = Some(data);
+                        break true;
                     }
                     inflight.push(data);
                 }
@@ -356,8 +364,6 @@ async fn drive_fill(
             None => break true,
         }
     };
-    // Published before the readers see the end: a client that has the whole body finds the
-    // object with its next request.
     let outcome = if clean && storing {
         match fill.finish().await {
             Ok(()) => Outcome::Stored,
@@ -369,6 +375,9 @@ async fn drive_fill(
     } else {
         Outcome::Failed
     };
+    if let Some(data) = last {
+        inflight.push(data);
+    }
     inflight.finish(clean);
     leader.complete(outcome);
 }

@@ -387,6 +387,9 @@ pub struct Logged {
     shared: std::sync::Arc<crate::state::Shared>,
     start: Instant,
     bytes: u64,
+    /// The length the response head declared: a body dropped once that much was sent is
+    /// complete (HTTP/1.1 servers stop polling there, before the body reports its end).
+    declared: Option<u64>,
 }
 
 impl Logged {
@@ -395,6 +398,7 @@ impl Logged {
         record: Record,
         shared: std::sync::Arc<crate::state::Shared>,
         start: Instant,
+        declared: Option<u64>,
     ) -> Logged {
         Logged {
             inner,
@@ -402,6 +406,7 @@ impl Logged {
             shared,
             start,
             bytes: 0,
+            declared,
         }
     }
 
@@ -455,7 +460,7 @@ impl Body for Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         // A body that was complete without being polled (HEAD, 304, empty) is not an abort.
-        let done = self.inner.is_end_stream();
+        let done = self.inner.is_end_stream() || self.declared == Some(self.bytes);
         self.finish(!done);
     }
 }

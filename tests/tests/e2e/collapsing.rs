@@ -173,3 +173,41 @@ async fn an_invalidation_is_not_undone_by_a_fill_already_in_flight() {
     );
     assert!(slow.await.expect("join").text().contains(" v1 "));
 }
+
+/// CI failure (status_page, 2026-12-03): over HTTP/1.1 a client that had read the whole body
+/// of a stored miss sent its next request before the fill task had published the object, and
+/// missed again. The collapsed fill handed the last bytes to the readers, then published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_the_whole_body_finds_the_object_with_its_next_request() {
+    let setup = Setup::new("collapse-publish");
+    let origin = Origin::start().await;
+    // With a disk tier, as in the run that failed: publishing awaits more steps.
+    let config = setup.config(origin.addr, "[cache]\ndisk_dir = \"cache\"\n");
+    let edge = Edge::start(&setup.dir, &config);
+    let plain = setup.target(edge.http(), "localhost");
+    let tls = setup.target(edge.https(), "localhost");
+    let mut missed = Vec::new();
+    for i in 0..60 {
+        let (proto, target) = if i % 2 == 0 {
+            (Proto::Plain, &plain)
+        } else {
+            (Proto::H1, &tls)
+        };
+        let path = format!("/c/publish-{i}?cc=max-age=600");
+        let first = client::get(proto, target, &path).await.expect("first GET");
+        assert!(
+            first
+                .header("cache-status")
+                .is_some_and(|s| s.contains("stored")),
+            "{path}: {:?}",
+            first.header("cache-status")
+        );
+        let next = client::get(proto, target, &path).await.expect("next GET");
+        let status = next.header("cache-status").unwrap_or("<none>").to_string();
+        if !status.contains("hit") {
+            missed.push(format!("{path} ({proto:?}): {status}"));
+        }
+    }
+    assert!(missed.is_empty(), "next request missed: {missed:#?}");
+    assert_eq!(origin.hits("/c/publish-0"), 1);
+}
