@@ -1,6 +1,6 @@
 //! The compiled, immutable configuration and the lookups the data plane makes on it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -426,9 +426,9 @@ pub struct Snapshot {
     pub default_cert: Option<Arc<CertifiedKey>>,
     pub sites: Vec<Arc<Site>>,
     pub pools: BTreeMap<String, Pool>,
-    pub(crate) exact_hosts: HashMap<String, usize>,
+    pub(crate) exact_hosts: edge_core::ConfigMap<String, usize>,
     /// `*.example.com` is stored as `example.com`.
-    pub(crate) wildcard_hosts: HashMap<String, usize>,
+    pub(crate) wildcard_hosts: edge_core::ConfigMap<String, usize>,
 }
 
 impl Snapshot {

@@ -8,7 +8,6 @@
 //! or TLS, `connect`) shared by all worker threads and kept across config reloads when its
 //! settings do not change.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -330,7 +329,7 @@ fn member_list(cfg: &config::Pool, answers: &[Option<Vec<IpAddr>>]) -> Vec<(Sock
 /// All pools of one snapshot, by name.
 #[derive(Debug, Default)]
 pub struct Pools {
-    by_name: HashMap<String, Arc<Pool>>,
+    by_name: edge_core::ConfigMap<String, Arc<Pool>>,
     dns: Option<Arc<dns::Dns>>,
 }
 

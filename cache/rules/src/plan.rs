@@ -281,11 +281,13 @@ pub fn stored_head(
     policy: &CompressPolicy<'_>,
     now: SystemTime,
 ) -> StoredHead {
-    let mut headers = meta.headers.clone();
-    // Room for what this and the response phases add (Age, Accept-Ranges, Vary, Via,
-    // Cache-Status, X-Request-Id, Alt-Svc, ...) at once: a clone has none, and growing one
-    // field at a time took a reallocation and a rehash per hit.
-    headers.reserve(RESPONSE_FIELDS);
+    // Sized once for what this and the response phases add (Age, Accept-Ranges, Vary, Via,
+    // Cache-Status, X-Request-Id, Alt-Svc, ...): a clone is sized for the stored fields only,
+    // and growing it cost a second table and a reallocation per hit (1.0k instructions).
+    let mut headers = HeaderMap::with_capacity(meta.headers.len() + RESPONSE_FIELDS);
+    for (name, value) in &meta.headers {
+        headers.append(name.clone(), value.clone());
+    }
     headers.insert(
         header::AGE,
         decimal(rules::current_age(meta, now).as_secs()),

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Host name (lower case; a wildcard without its `*.`) to the index of the site serving it.
-pub(super) type HostIndex = HashMap<String, usize>;
+pub(super) type HostIndex = edge_core::ConfigMap<String, usize>;
 
 impl Compiler<'_> {
     /// Every site, and the exact and wildcard host indexes into them. `https`: the listen
@@ -29,8 +29,8 @@ impl Compiler<'_> {
         dns_scope: Option<&super::dns::DnsScope>,
     ) -> (Vec<Arc<Site>>, HostIndex, HostIndex) {
         let mut sites = Vec::new();
-        let mut exact_hosts = HostIndex::new();
-        let mut wildcard_hosts = HostIndex::new();
+        let mut exact_hosts = HostIndex::default();
+        let mut wildcard_hosts = HostIndex::default();
         let mut site_names: HashMap<String, ()> = HashMap::new();
         let mut dns_labels: HashMap<String, String> = HashMap::new();
         for spanned_site in &file.sites {

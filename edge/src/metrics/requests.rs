@@ -7,7 +7,6 @@
 //! workers never bounce one counter's cache line); a scrape sums the shards and encodes them
 //! with `prometheus-client` (a `Collector`), in the Prometheus text format or OpenMetrics.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -120,14 +119,14 @@ pub(crate) fn shard_index() -> usize {
 /// Every site seen so far, by name: a lock-free read per request; a site's first request takes
 /// the lock once to add it (sites come from config, so the set is bounded by it).
 struct Sites {
-    map: ArcSwap<HashMap<String, Arc<SiteMetrics>>>,
+    map: ArcSwap<edge_core::ConfigMap<String, Arc<SiteMetrics>>>,
     adding: Mutex<()>,
 }
 
 fn sites() -> &'static Sites {
     static SITES: OnceLock<Sites> = OnceLock::new();
     SITES.get_or_init(|| Sites {
-        map: ArcSwap::from_pointee(HashMap::new()),
+        map: ArcSwap::from_pointee(edge_core::ConfigMap::default()),
         adding: Mutex::new(()),
     })
 }
