@@ -22,6 +22,12 @@ use crate::pipeline::{self, ConnInfo, Shared, Transport};
 use crate::proxy_header;
 use config::Snapshot;
 
+/// How long an HTTP/1.1 connection stays idle before hyper hands it back to wait with nothing
+/// but its socket: a client whose next request comes sooner (a busy keep-alive connection)
+/// keeps its buffers and dispatcher instead of rebuilding them, ~2.5k instructions a request.
+/// The same quiet period as HTTP/2's (`h2`'s `RELEASE_AFTER`).
+const IDLE_HANDOFF_AFTER: Duration = Duration::from_millis(250);
+
 pub struct TcpServer {
     pub listener: TcpListener,
     pub shared: Arc<Shared>,
@@ -392,7 +398,8 @@ async fn serve_http1<I>(
         .header_read_timeout(snap.timeouts.request_header)
         .max_buf_size((header_limit + uri_limit) * 2 + 8192)
         .keep_alive(true)
-        .idle_handoff(true);
+        .idle_handoff(true)
+        .idle_handoff_after(IDLE_HANDOFF_AFTER);
     // hyper parses up to 100 fields in place; more costs an allocation per request, so its
     // cap is raised only when ours is above it.
     let max_headers = snap.limits.max_request_headers as usize;

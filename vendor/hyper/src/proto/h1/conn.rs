@@ -68,6 +68,12 @@ where
                 #[cfg(feature = "server")]
                 idle_handoff: false,
                 #[cfg(feature = "server")]
+                idle_handoff_after: None,
+                #[cfg(feature = "server")]
+                idle_handoff_fut: None,
+                #[cfg(feature = "server")]
+                idle_handoff_armed: false,
+                #[cfg(feature = "server")]
                 date_header: true,
                 #[cfg(feature = "server")]
                 timer: Time::Empty,
@@ -157,6 +163,42 @@ where
     #[cfg(feature = "server")]
     pub(crate) fn set_idle_handoff(&mut self) {
         self.state.idle_handoff = true;
+    }
+
+    #[cfg(feature = "server")]
+    pub(crate) fn set_idle_handoff_after(&mut self, after: Duration) {
+        self.state.idle_handoff_after = Some(after);
+    }
+
+    /// PATCH (edge): whether to hand off now, `ready` saying whether the connection could be
+    /// (see `idle_handoff_ready`): only once it has stayed ready for `idle_handoff_after`, so
+    /// that a busy connection keeps its buffers and dispatcher from one request to the next
+    /// and a quiet one still releases them. The timer is armed once per idle stretch.
+    #[cfg(feature = "server")]
+    pub(crate) fn poll_idle_handoff(&mut self, cx: &mut Context<'_>, ready: bool) -> bool {
+        if !ready {
+            self.state.idle_handoff_armed = false;
+            return false;
+        }
+        let Some(after) = self.state.idle_handoff_after else {
+            return true;
+        };
+        if !self.state.idle_handoff_armed {
+            let deadline = self.state.timer.now() + after;
+            self.state.idle_handoff_armed = true;
+            match &mut self.state.idle_handoff_fut {
+                Some(fut) => self.state.timer.reset(fut, deadline),
+                None => self.state.idle_handoff_fut = Some(self.state.timer.sleep_until(deadline)),
+            }
+        }
+        let quiet = match &mut self.state.idle_handoff_fut {
+            Some(fut) => fut.as_mut().poll(cx).is_ready(),
+            None => true,
+        };
+        if quiet {
+            self.state.idle_handoff_armed = false;
+        }
+        quiet
     }
 
     /// PATCH (edge): between two requests of a kept-alive connection, with every response
@@ -1031,6 +1073,15 @@ struct State {
     /// `idle_handoff_ready`.
     #[cfg(feature = "server")]
     idle_handoff: bool,
+    /// PATCH (edge): how long the connection stays idle before it is handed off; `None`: at
+    /// once. See `poll_idle_handoff`.
+    #[cfg(feature = "server")]
+    idle_handoff_after: Option<Duration>,
+    #[cfg(feature = "server")]
+    idle_handoff_fut: Option<Pin<Box<dyn Sleep>>>,
+    /// The handoff timer runs for the current idle stretch.
+    #[cfg(feature = "server")]
+    idle_handoff_armed: bool,
     #[cfg(feature = "server")]
     date_header: bool,
     #[cfg(feature = "server")]

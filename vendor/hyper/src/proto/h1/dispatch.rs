@@ -120,6 +120,18 @@ where
         false
     }
 
+    /// PATCH (edge): idle and quiet for long enough to hand the connection off (servers only).
+    #[cfg(feature = "server")]
+    fn poll_idle_handoff(&mut self, cx: &mut Context<'_>) -> bool {
+        let ready = self.idle_handoff_ready();
+        self.conn.poll_idle_handoff(cx, ready)
+    }
+
+    #[cfg(not(feature = "server"))]
+    fn poll_idle_handoff(&mut self, _cx: &mut Context<'_>) -> bool {
+        false
+    }
+
     /// PATCH (edge): the dispatch, to configure it before the connection is first polled.
     pub(crate) fn dispatch_mut(&mut self) -> &mut D {
         &mut self.dispatch
@@ -184,7 +196,7 @@ where
             }
             self.conn.take_error()?;
             Poll::Ready(Ok(Dispatched::Shutdown))
-        } else if self.idle_handoff_ready() {
+        } else if self.poll_idle_handoff(cx) {
             // PATCH (edge): see `Conn::idle_handoff_ready`; the IO is left open. Flushed
             // first: hyper's buffer can be empty while a TLS stream still holds the end of
             // the response (a request body that ended after its response was written).

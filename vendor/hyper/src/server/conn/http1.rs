@@ -87,6 +87,8 @@ pub struct Builder {
     date_header: bool,
     /// PATCH (edge): see `Builder::idle_handoff`.
     idle_handoff: bool,
+    /// PATCH (edge): see `Builder::idle_handoff_after`.
+    idle_handoff_after: Option<Duration>,
 }
 
 /// Deconstructed parts of a `Connection`.
@@ -271,6 +273,7 @@ impl Builder {
             pipeline_flush: false,
             date_header: true,
             idle_handoff: false,
+            idle_handoff_after: None,
         }
     }
     /// Set whether HTTP/1 connections should support half-closures.
@@ -383,6 +386,14 @@ impl Builder {
     /// next request's first byte, not from the end of the previous response.
     pub fn idle_handoff(&mut self, enabled: bool) -> &mut Self {
         self.idle_handoff = enabled;
+        self
+    }
+
+    /// PATCH (edge): with `idle_handoff`, hand off only once the connection has been idle for
+    /// `after`: a connection whose next request comes sooner keeps its buffers and dispatcher
+    /// instead of rebuilding them. Needs a [`Timer`] set by [`Builder::timer`].
+    pub fn idle_handoff_after(&mut self, after: Duration) -> &mut Self {
+        self.idle_handoff_after = Some(after);
         self
     }
 
@@ -540,6 +551,9 @@ impl Builder {
         conn.set_flush_pipeline(self.pipeline_flush);
         if self.idle_handoff {
             conn.set_idle_handoff();
+            if let Some(after) = self.idle_handoff_after {
+                conn.set_idle_handoff_after(after);
+            }
         }
         if let Some(max) = self.max_buf_size {
             conn.set_max_buf_size(max);
