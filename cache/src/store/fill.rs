@@ -121,6 +121,13 @@ impl Fill {
         }
     }
 
+    /// The whole body the response head declared has arrived: the object can be published
+    /// before its sender says the body ended (an HTTP/2 origin may end the stream in a later
+    /// frame, after a client has every byte).
+    pub fn is_complete(&self) -> bool {
+        self.expected == Some(self.received)
+    }
+
     fn fenced(&self) -> bool {
         self.store
             .inner

@@ -39,14 +39,18 @@ pub(super) fn streamed_response(inflight: Arc<Inflight>, via: &str) -> Response<
     resp
 }
 
-/// Streams a disk object; a full read is verified against its integrity hash at the end, and a
-/// mismatch aborts the response instead of ending it cleanly.
+/// Streams a disk object; a full read is verified against its integrity hash before its last
+/// chunk goes out, and a mismatch aborts the response instead of completing it (an HTTP/1.1
+/// server stops polling once the declared length is written, so a check after the last byte
+/// never ran for HTTP/1.1 clients).
 pub(super) struct DiskBody {
     reader: Option<cache::DiskReader>,
     skip: u64,
     remaining: u64,
     verify: bool,
     buf: Vec<u8>,
+    /// The last chunk, held until the check passes.
+    held: Option<Bytes>,
 }
 
 impl DiskBody {
@@ -63,6 +67,7 @@ impl DiskBody {
             remaining,
             verify,
             buf: vec![0; cap],
+            held: None,
         }
     }
 }
@@ -103,7 +108,7 @@ impl Body for DiskBody {
                         Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
                     }
                 }
-                return Poll::Ready(None);
+                return Poll::Ready(this.held.take().map(|d| Ok(Frame::data(d))));
             }
             let Some(reader) = this.reader.as_mut() else {
                 return Poll::Ready(None);
@@ -129,12 +134,17 @@ impl Body for DiskBody {
                 .len()
                 .min(usize::try_from(this.remaining).unwrap_or(usize::MAX));
             this.remaining -= take as u64;
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(&data[..take])))));
+            let chunk = Bytes::copy_from_slice(&data[..take]);
+            if this.remaining == 0 && this.verify {
+                this.held = Some(chunk);
+                continue;
+            }
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.remaining + self.held.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 
@@ -204,7 +214,11 @@ impl Body for TeeBody {
                 match stepped {
                     // Some servers stop polling once the declared length is written: a body
                     // that knows it is complete finishes the fill before its last bytes go.
-                    Stepped::Pushed(fill, Ok(())) if this.inner.is_end_stream() => {
+                    // So does one whose declared length has arrived (an HTTP/2 origin may end
+                    // the stream in a later frame).
+                    Stepped::Pushed(fill, Ok(()))
+                        if this.inner.is_end_stream() || fill.is_complete() =>
+                    {
                         let leader = this.leader.take();
                         this.pending = Some(Box::pin(Self::finishing(fill, leader)));
                         continue;

@@ -350,7 +350,7 @@ async fn drive_fill(
                     if storing && fill.push(data.clone()).await.is_err() {
                         storing = false;
                     }
-                    if http_body::Body::is_end_stream(&origin) {
+                    if http_body::Body::is_end_stream(&origin) || (storing && fill.is_complete()) {
                         last = Some(data);
                         break true;
                     }
@@ -380,4 +380,9 @@ async fn drive_fill(
     }
     inflight.finish(clean);
     leader.complete(outcome);
+    // Complete by its declared length: the origin's end of stream may still be on its way;
+    // read it so that the origin connection is left clean (more bytes would be its error).
+    if !http_body::Body::is_end_stream(&origin) {
+        while let Some(Ok(_)) = origin.frame().await {}
+    }
 }

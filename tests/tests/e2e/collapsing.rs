@@ -211,3 +211,39 @@ async fn a_client_with_the_whole_body_finds_the_object_with_its_next_request() {
     assert!(missed.is_empty(), "next request missed: {missed:#?}");
     assert_eq!(origin.hits("/c/publish-0"), 1);
 }
+
+/// Review of the fix above: an HTTP/2 origin may send a body's last bytes and end the stream in
+/// a later frame, so "the origin reported its end" came after the client had everything. The
+/// object is published once its declared length has arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_origin_ending_its_stream_late_still_publishes_before_the_last_bytes() {
+    let setup = Setup::new("collapse-h2-late-end");
+    setup.ca.issue(&setup.dir, "origin", &["origin.test"]);
+    let origin =
+        Origin::start_tls(&setup.dir.join("origin.pem"), &setup.dir.join("origin.key")).await;
+    let dummy: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let pool = format!(
+        "endpoints = [\"{}\"]\ntls = true\ntls_ca_file = \"ca.pem\"\n\
+         tls_server_name = \"origin.test\"\nprotocol = \"h2\"\n",
+        origin.addr
+    );
+    let config = setup.config(dummy, "").replace(
+        "[pools.origin]\nendpoints = [\"127.0.0.1:9\"]\n",
+        &format!("[pools.origin]\n{pool}\n"),
+    );
+    let edge = Edge::start(&setup.dir, &config);
+    let plain = setup.target(edge.http(), "localhost");
+    // 100 bytes at once, the end of the stream 600 ms later (`drip_ms`).
+    for i in 0..3 {
+        let path = format!("/c/late-end-{i}?cc=max-age=600&len=100&drip_ms=600");
+        let first = client::get(Proto::Plain, &plain, &path)
+            .await
+            .expect("first GET");
+        assert_eq!(first.body.len(), 100, "{path}");
+        let next = client::get(Proto::Plain, &plain, &path)
+            .await
+            .expect("next GET");
+        let status = next.header("cache-status").unwrap_or("<none>");
+        assert!(status.contains("hit"), "{path}: next request {status}");
+    }
+}

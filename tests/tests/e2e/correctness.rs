@@ -441,3 +441,58 @@ async fn passing_health_check_ends_a_passive_ejection() {
         b.hits("/c/back")
     );
 }
+
+/// Review, 2026-12-03: a large disk object is checked against its integrity hash on the read
+/// after its last byte, and an HTTP/1.1 server never makes that read once the declared length
+/// is written: a corrupted object reached HTTP/1.1 clients as a clean 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_disk_object_never_reaches_an_http1_client_whole() {
+    let setup = Setup::new("disk-corrupt");
+    let dir = setup.dir.join("cache");
+    let extra = format!(
+        "[cache]\ndisk_dir = \"{}\"\nmax_object_memory_bytes = \"512KiB\"\n",
+        dir.display()
+    );
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, &extra));
+    let plain = setup.target(edge.http(), "localhost");
+    let len: u64 = 2 << 20;
+    let path = format!("/c/corrupt?cc=max-age=600&len={len}");
+    let first = client::get(Proto::Plain, &plain, &path).await.expect("GET");
+    assert_eq!(first.body.len() as u64, len);
+    let good = client::get(Proto::Plain, &plain, &path).await.expect("GET");
+    assert!(
+        good.header("cache-status")
+            .is_some_and(|s| s.contains("hit")),
+        "{:?}",
+        good.header("cache-status")
+    );
+    // The one content file of that size: flip a byte in its middle, length unchanged.
+    let file = find_file_of_len(&dir, len).expect("the object's content file");
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[(len / 2) as usize] ^= 0xff;
+    std::fs::write(&file, &bytes).expect("write");
+    match client::get(Proto::Plain, &plain, &path).await {
+        Err(_) => {}
+        Ok(r) => assert!(
+            r.body.len() as u64 != len,
+            "the corrupted object was served whole ({} bytes, Cache-Status {:?})",
+            r.body.len(),
+            r.header("cache-status")
+        ),
+    }
+}
+
+fn find_file_of_len(dir: &std::path::Path, len: u64) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            if let Some(f) = find_file_of_len(&p, len) {
+                return Some(f);
+            }
+        } else if entry.metadata().is_ok_and(|m| m.len() == len) {
+            return Some(p);
+        }
+    }
+    None
+}

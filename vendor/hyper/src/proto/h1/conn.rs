@@ -191,14 +191,11 @@ where
                 None => self.state.idle_handoff_fut = Some(self.state.timer.sleep_until(deadline)),
             }
         }
-        let quiet = match &mut self.state.idle_handoff_fut {
+        // Still armed once it fired: a handoff whose flush is pending keeps its deadline.
+        match &mut self.state.idle_handoff_fut {
             Some(fut) => fut.as_mut().poll(cx).is_ready(),
             None => true,
-        };
-        if quiet {
-            self.state.idle_handoff_armed = false;
         }
-        quiet
     }
 
     /// PATCH (edge): between two requests of a kept-alive connection, with every response
@@ -368,6 +365,10 @@ where
         {
             self.state.h1_header_read_timeout_running = false;
             self.state.h1_header_read_timeout_fut = None;
+            // PATCH (edge): a request ends the idle stretch even when it is read, answered and
+            // flushed within one poll (a memory hit), where `poll_idle_handoff` never sees the
+            // connection busy: the next idle stretch gets its own full quiet period.
+            self.state.idle_handoff_armed = false;
         }
 
         // Note: don't deconstruct `msg` into local variables, it appears

@@ -551,7 +551,12 @@ impl Builder {
         conn.set_flush_pipeline(self.pipeline_flush);
         if self.idle_handoff {
             conn.set_idle_handoff();
-            if let Some(after) = self.idle_handoff_after {
+            // Checked up front like the header read timeout: a missing timer panics here, not
+            // inside `poll` when the connection first goes idle.
+            if let Some(after) = self
+                .timer
+                .check(Dur::Configured(self.idle_handoff_after), "idle_handoff_after")
+            {
                 conn.set_idle_handoff_after(after);
             }
         }
