@@ -375,14 +375,16 @@ async fn drive_fill(
     } else {
         Outcome::Failed
     };
+    // Complete by its declared length, the origin's end of stream may still be on its way
+    // (never after an error: nothing more is coming then).
+    let drain = last.is_some() && !http_body::Body::is_end_stream(&origin);
     if let Some(data) = last {
         inflight.push(data);
     }
     inflight.finish(clean);
     leader.complete(outcome);
-    // Complete by its declared length: the origin's end of stream may still be on its way;
-    // read it so that the origin connection is left clean (more bytes would be its error).
-    if !http_body::Body::is_end_stream(&origin) {
+    // Read it, so that the origin connection is left clean (more bytes would be its error).
+    if drain {
         while let Some(Ok(_)) = origin.frame().await {}
     }
 }
