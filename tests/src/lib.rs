@@ -175,6 +175,16 @@ impl Setup {
     }
 
     /// Config for sites `localhost`, `a.test`, `b.test` in front of `origin`, plus `extra` TOML.
+    /// The standard config with the `origin` pool's endpoint lines replaced by `pool` (TLS
+    /// origins, several endpoints, health checks...).
+    pub fn config_with_pool(&self, pool: &str, extra: &str) -> String {
+        let dummy = SocketAddr::from(([127, 0, 0, 1], 9));
+        self.config(dummy, extra).replace(
+            "[pools.origin]\nendpoints = [\"127.0.0.1:9\"]\n",
+            &format!("[pools.origin]\n{pool}\n"),
+        )
+    }
+
     pub fn config(&self, origin: SocketAddr, extra: &str) -> String {
         format!(
             r#"

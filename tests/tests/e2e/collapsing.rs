@@ -221,17 +221,12 @@ async fn an_http2_origin_ending_its_stream_late_still_publishes_before_the_last_
     setup.ca.issue(&setup.dir, "origin", &["origin.test"]);
     let origin =
         Origin::start_tls(&setup.dir.join("origin.pem"), &setup.dir.join("origin.key")).await;
-    let dummy: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let pool = format!(
         "endpoints = [\"{}\"]\ntls = true\ntls_ca_file = \"ca.pem\"\n\
          tls_server_name = \"origin.test\"\nprotocol = \"h2\"\n",
         origin.addr
     );
-    let config = setup.config(dummy, "").replace(
-        "[pools.origin]\nendpoints = [\"127.0.0.1:9\"]\n",
-        &format!("[pools.origin]\n{pool}\n"),
-    );
-    let edge = Edge::start(&setup.dir, &config);
+    let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
     let plain = setup.target(edge.http(), "localhost");
     // 100 bytes at once, the end of the stream 600 ms later (`drip_ms`).
     for i in 0..3 {

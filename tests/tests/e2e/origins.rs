@@ -10,15 +10,6 @@ use edge_e2e::{Edge, Setup, Target};
 use http::{Method, StatusCode};
 
 /// The test config with its `[pools.origin]` replaced by `pool` (a TOML table body).
-fn config_with_pool(setup: &Setup, pool: &str, extra: &str) -> String {
-    let dummy: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let base = setup.config(dummy, extra);
-    base.replace(
-        "[pools.origin]\nendpoints = [\"127.0.0.1:9\"]\n",
-        &format!("[pools.origin]\n{pool}\n"),
-    )
-}
-
 async fn get(target: &Target, path: &str) -> Result<Reply, String> {
     client::request(Proto::H1, target, Method::GET, path, &[], Bytes::new()).await
 }
@@ -55,7 +46,7 @@ async fn killed_origin_leaves_rotation_and_comes_back_without_failed_requests() 
         "endpoints = [\"{}\", \"{}\"]\nhealth = {{ path = \"/health\", interval = \"200ms\", timeout = \"150ms\", fall = 3, rise = 2, jitter = 0.1 }}",
         a.addr, b.addr
     );
-    let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+    let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
     let target = setup.target(edge.https(), "localhost");
     assert_eq!(endpoint_up(&edge, "origin", b.addr).await, 1);
 
@@ -140,7 +131,7 @@ async fn idempotent_requests_retry_and_a_sent_post_is_never_replayed() {
         "endpoints = [\"{}\", \"{}\"]\nper_try_timeout = \"300ms\"\noutlier = {{ consecutive_failures = 0 }}",
         a.addr, b.addr
     );
-    let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+    let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
     let target = setup.target(edge.https(), "localhost");
 
     // A POST whose body reached the origin, which then never answers: 504, and exactly one
@@ -200,7 +191,7 @@ async fn circuit_breaker_answers_503_with_retry_after_at_once() {
     let setup = Setup::new("breaker");
     let origin = Origin::start().await;
     let pool = format!("endpoints = [\"{}\"]\nmax_requests = 2", origin.addr);
-    let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+    let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
     let target = setup.target(edge.https(), "localhost");
     let slow: Vec<_> = (0..2)
         .map(|i| {
@@ -241,7 +232,7 @@ async fn every_endpoint_down_serves_stale_where_allowed_else_503() {
         "endpoints = [\"{}\"]\nhealth = {{ path = \"/health\", interval = \"100ms\", timeout = \"100ms\", fall = 2, rise = 2 }}",
         origin.addr
     );
-    let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+    let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
     let target = setup.target(edge.https(), "localhost");
     let path = "/c/sie?cc=max-age=1,stale-if-error=60";
     let first = get(&target, path).await.expect("GET");
@@ -452,7 +443,7 @@ async fn tls_origins_are_verified_and_speak_http1_or_h2() {
             "HTTP/2.0",
         ),
     ] {
-        let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+        let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
         let target = setup.target(edge.https(), "localhost");
         for proto in [Proto::H1, Proto::H2, Proto::H3] {
             let r = client::request(proto, &target, Method::GET, "/headers", &[], Bytes::new())
@@ -482,7 +473,7 @@ async fn tls_origins_are_verified_and_speak_http1_or_h2() {
             ),
         ),
     ] {
-        let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+        let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
         let target = setup.target(edge.https(), "localhost");
         let r = get(&target, "/headers").await.expect("GET");
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{name}");
@@ -546,7 +537,7 @@ async fn failing_endpoint_is_ejected_passively_and_never_the_whole_pool() {
         "endpoints = [\"{}\", \"{}\"]\nretries = 0\noutlier = {{ consecutive_failures = 3, base_ejection = \"30s\", max_ejected_share = 0.5 }}",
         good.addr, bad.addr
     );
-    let edge = Edge::start(&setup.dir, &config_with_pool(&setup, &pool, ""));
+    let edge = Edge::start(&setup.dir, &setup.config_with_pool(&pool, ""));
     let target = setup.target(edge.https(), "localhost");
     let mut failures = 0;
     for i in 0..20 {
@@ -653,7 +644,7 @@ async fn an_origin_that_stalls_the_tls_handshake_is_given_up_on() {
     let pool = format!(
         "endpoints = [\"{addr}\"]\ntls = true\ntls_server_name = \"origin.test\"\nretries = 0"
     );
-    let text = config_with_pool(&setup, &pool, "").replace(
+    let text = setup.config_with_pool(&pool, "").replace(
         "shutdown_grace = \"10s\"",
         "shutdown_grace = \"10s\"\norigin_tls_handshake = \"300ms\"",
     );
