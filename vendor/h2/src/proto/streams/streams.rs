@@ -15,7 +15,6 @@ use tokio::io::AsyncWrite;
 use std::sync::{Arc, Mutex};
 use std::{fmt, io};
 
-
 // PATCH (edge): releasing an idle connection's stream memory (`streams/streams/idle.rs`).
 mod idle;
 

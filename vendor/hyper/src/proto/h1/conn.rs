@@ -66,13 +66,7 @@ where
                 #[cfg(feature = "server")]
                 h1_header_read_timeout_running: false,
                 #[cfg(feature = "server")]
-                idle_handoff: false,
-                #[cfg(feature = "server")]
-                idle_handoff_after: None,
-                #[cfg(feature = "server")]
-                idle_handoff_fut: None,
-                #[cfg(feature = "server")]
-                idle_handoff_armed: false,
+                idle_handoff: Default::default(),
                 #[cfg(feature = "server")]
                 date_header: true,
                 #[cfg(feature = "server")]
@@ -162,40 +156,23 @@ where
     /// PATCH (edge): see `idle_handoff_ready`.
     #[cfg(feature = "server")]
     pub(crate) fn set_idle_handoff(&mut self) {
-        self.state.idle_handoff = true;
+        self.state.idle_handoff.enable();
     }
 
     #[cfg(feature = "server")]
     pub(crate) fn set_idle_handoff_after(&mut self, after: Duration) {
-        self.state.idle_handoff_after = Some(after);
+        self.state.idle_handoff.set_after(after);
     }
 
     /// PATCH (edge): whether to hand off now, `ready` saying whether the connection could be
-    /// (see `idle_handoff_ready`): only once it has stayed ready for `idle_handoff_after`, so
-    /// that a busy connection keeps its buffers and dispatcher from one request to the next
-    /// and a quiet one still releases them. The timer is armed once per idle stretch.
+    /// (`idle_handoff_ready`): once it has stayed ready for its quiet period (idle_handoff.rs).
     #[cfg(feature = "server")]
     pub(crate) fn poll_idle_handoff(&mut self, cx: &mut Context<'_>, ready: bool) -> bool {
         if !ready {
-            self.state.idle_handoff_armed = false;
+            self.state.idle_handoff.busy();
             return false;
         }
-        let Some(after) = self.state.idle_handoff_after else {
-            return true;
-        };
-        if !self.state.idle_handoff_armed {
-            let deadline = self.state.timer.now() + after;
-            self.state.idle_handoff_armed = true;
-            match &mut self.state.idle_handoff_fut {
-                Some(fut) => self.state.timer.reset(fut, deadline),
-                None => self.state.idle_handoff_fut = Some(self.state.timer.sleep_until(deadline)),
-            }
-        }
-        // Still armed once it fired: a handoff whose flush is pending keeps its deadline.
-        match &mut self.state.idle_handoff_fut {
-            Some(fut) => fut.as_mut().poll(cx).is_ready(),
-            None => true,
-        }
+        self.state.idle_handoff.poll_quiet(&self.state.timer, cx)
     }
 
     /// PATCH (edge): between two requests of a kept-alive connection, with every response
@@ -204,7 +181,7 @@ where
     /// instead of this connection's state and timers.
     #[cfg(feature = "server")]
     pub(crate) fn idle_handoff_ready(&self) -> bool {
-        self.state.idle_handoff
+        self.state.idle_handoff.enabled()
             && self.state.is_idle()
             && matches!(self.state.reading, Reading::Init)
             && matches!(self.state.writing, Writing::Init)
@@ -226,7 +203,7 @@ where
 
     pub(crate) fn into_inner(mut self) -> (I, Bytes) {
         #[cfg(feature = "server")]
-        if self.state.idle_handoff {
+        if self.state.idle_handoff.enabled() {
             if let Some(headers) = self.state.cached_headers.take() {
                 super::header_pool::put(headers);
             }
@@ -296,14 +273,14 @@ where
         // connection about to be handed off (nothing read) arms none: the caller waits for
         // the next request, and the next connection's first read starts it.
         #[cfg(feature = "server")]
-        let handing_off = self.state.idle_handoff
+        let handing_off = self.state.idle_handoff.enabled()
             && self.state.is_idle()
             && self.io.read_buf().is_empty();
 
         // PATCH (edge): a connection handed off between requests starts without hyper's
         // reused header map; it takes one its thread's previous connections gave back.
         #[cfg(feature = "server")]
-        if self.state.idle_handoff && self.state.cached_headers.is_none() {
+        if self.state.idle_handoff.enabled() && self.state.cached_headers.is_none() {
             self.state.cached_headers = super::header_pool::take();
         }
 
@@ -368,7 +345,7 @@ where
             // PATCH (edge): a request ends the idle stretch even when it is read, answered and
             // flushed within one poll (a memory hit), where `poll_idle_handoff` never sees the
             // connection busy: the next idle stretch gets its own full quiet period.
-            self.state.idle_handoff_armed = false;
+            self.state.idle_handoff.busy();
         }
 
         // Note: don't deconstruct `msg` into local variables, it appears
@@ -1070,19 +1047,10 @@ struct State {
     h1_header_read_timeout_fut: Option<Pin<Box<dyn Sleep>>>,
     #[cfg(feature = "server")]
     h1_header_read_timeout_running: bool,
-    /// PATCH (edge): stop (`Dispatched::Idle`) once idle between requests, see
-    /// `idle_handoff_ready`.
+    /// PATCH (edge): stop (`Dispatched::Idle`) once idle between requests and quiet for long
+    /// enough, see `idle_handoff_ready` and idle_handoff.rs.
     #[cfg(feature = "server")]
-    idle_handoff: bool,
-    /// PATCH (edge): how long the connection stays idle before it is handed off; `None`: at
-    /// once. See `poll_idle_handoff`.
-    #[cfg(feature = "server")]
-    idle_handoff_after: Option<Duration>,
-    #[cfg(feature = "server")]
-    idle_handoff_fut: Option<Pin<Box<dyn Sleep>>>,
-    /// The handoff timer runs for the current idle stretch.
-    #[cfg(feature = "server")]
-    idle_handoff_armed: bool,
+    idle_handoff: super::idle_handoff::IdleHandoff,
     #[cfg(feature = "server")]
     date_header: bool,
     #[cfg(feature = "server")]

@@ -19,6 +19,9 @@ mod encode;
 // PATCH (edge): see header_pool.rs.
 #[cfg(feature = "server")]
 mod header_pool;
+// PATCH (edge): see idle_handoff.rs.
+#[cfg(feature = "server")]
+mod idle_handoff;
 mod io;
 mod role;
 
