@@ -5,16 +5,16 @@
 # still give the time.
 #
 # Usage: load-tests/instructions.sh [--baseline PATH/TO/edge] [--protos "h1 h2 h3"]
-#        [--requests N] [--size BYTES] [--disk]
+#        [--requests N] [--size BYTES] [--disk] [--miss]
 # Counts user-space instructions of the edge (one worker) over N hits of one object after a
-# warm-up, offered at a low open-loop rate that valgrind keeps up with (so batching is the
+# warm-up (with --miss: N misses, every URL new, the origin on loopback), offered at a low open-loop rate that valgrind keeps up with (so batching is the
 # same for both builds), and the calls into the allocator per hit. With --baseline, A = that
 # binary, B = this tree.
 # Needs valgrind (apt-get install -y valgrind). PREBUILT=DIR uses DIR/edge and DIR/edge-load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BASE="" PROTOS="h1 h2 h3" N=1500 SIZE=1024 DISK="" RATE=150
+BASE="" PROTOS="h1 h2 h3" N=1500 SIZE=1024 DISK="" RATE=150 MISS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) BASE=$2; shift 2 ;;
@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
     --requests) N=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --disk) DISK=1; shift ;;
+    --miss) MISS=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +41,10 @@ CACHE='memory_bytes = "256MiB"'
 declare -A BIN=([B]=$EDGE)
 [ -n "$BASE" ] && BIN[A]=$BASE
 path="/obj/i$SIZE?size=$SIZE"
+# --miss: every request a new URL (the template's {} is a request counter), so each one fills.
+urls() { # variant phase
+  if [ -n "$MISS" ]; then echo "--path / --zipf 1 --miss-ratio 1 --template /obj/m$1$2{}?size=$SIZE"; else echo "--path $path"; fi
+}
 : > "$work/results.txt"
 
 count() { # variant proto -> appends "variant proto requests instructions"
@@ -56,10 +61,12 @@ count() { # variant proto -> appends "variant proto requests instructions"
   addr=$hs; [ "$proto" = h1 ] && { addr=$h1; scheme=http; }
   local streams=(-c 4); [ "$proto" != h1 ] && streams=(-c 2 -m 2)
   # Warm-up: the fill, connection setup, lazy statics; not counted.
-  "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" --path "$path" \
+  # shellcheck disable=SC2046
+  "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" $(urls "$v$proto" w) \
     --ca "$work/cert.pem" -d 3 --warmup 0 --rate 100 "${streams[@]}" --quiet > /dev/null 2>&1 || true
   callgrind_control -i on "$pid" > /dev/null 2>&1
-  "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" --path "$path" \
+  # shellcheck disable=SC2046
+  "$LOAD" run --url "$scheme://localhost:${addr##*:}" --connect "$addr" --proto "$proto" $(urls "$v$proto" c) \
     --ca "$work/cert.pem" -d "$(python3 -c "print($N / $RATE)")" --warmup 0 --rate "$RATE" "${streams[@]}" \
     --json > "$dir/r.json" 2>> "$work/load.err"
   callgrind_control -d "$pid" > /dev/null 2>&1
@@ -107,13 +114,13 @@ for proto in $PROTOS; do
   done
 done
 
-python3 - "$work/results.txt" "$SIZE" "${DISK:+disk}" <<'PY'
+python3 - "$work/results.txt" "$SIZE" "${DISK:+disk}" "${MISS:+miss}" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 per = {(v, p): int(ir) / int(req) for v, p, req, ir, _ in rows if int(req) > 0}
 al = {(v, p): int(n) / int(req) for v, p, req, _, n in rows if int(req) > 0}
-kind = "disk" if sys.argv[3] else "memory"
-print(f"Instructions per {kind} hit, {sys.argv[2]}-byte object (callgrind, user space, one worker).\n")
+kind = "miss (fill from the origin)" if sys.argv[4] else ("disk hit" if sys.argv[3] else "memory hit")
+print(f"Instructions per {kind}, {sys.argv[2]}-byte object (callgrind, user space, one worker).\n")
 protos = list(dict.fromkeys(p for _, p, _, _, _ in rows))
 if any(v == "A" for v, _ in per):
     print("| protocol | A (baseline) | B (this tree) | B/A | allocations A | allocations B |")
@@ -123,7 +130,7 @@ if any(v == "A" for v, _ in per):
         if a and b:
             print(f"| {p} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | {al[('A', p)]:.1f} | {al[('B', p)]:.1f} |")
 else:
-    print("| protocol | instructions per hit | allocations per hit |")
+    print("| protocol | instructions per request | allocations per request |")
     print("| --- | ---: | ---: |")
     for p in protos:
         if ("B", p) in per:

@@ -3,7 +3,7 @@
 //! WebSocket tunnels. Only requests that go to an origin pay for the rewrite; hits never do.
 
 use edge_core::clock;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::LengthLimitError;
 use hyper::upgrade::OnUpgrade;
@@ -17,18 +17,14 @@ use crate::headers;
 use crate::log::OriginAnswer;
 use crate::state::Runtime;
 
-/// The client's header fields as the origin gets them.
-pub fn rewrite(ctx: &RequestCtx, mut fields: HeaderMap) -> HeaderMap {
-    headers::strip_hop_by_hop(&mut fields);
-    if ctx.version >= http::Version::HTTP_2 {
-        headers::join_cookies(&mut fields);
-    }
+/// The client's header fields as the origin gets them, without those in `skip`.
+pub fn rewrite(ctx: &RequestCtx, skip: &[HeaderName]) -> HeaderMap {
     let strip = ctx
         .site
         .as_ref()
         .map_or(&[][..], |s| &s.strip_request_headers[..]);
-    headers::rewrite_upstream(
-        &mut fields,
+    let mut fields = headers::upstream_fields(
+        &ctx.head.headers,
         &headers::Upstream {
             client_ip: ctx.conn.peer.ip(),
             trusted: ctx.trusted,
@@ -37,8 +33,12 @@ pub fn rewrite(ctx: &RequestCtx, mut fields: HeaderMap) -> HeaderMap {
             via: ctx.rt.via_for(ctx.version),
             request_id: &ctx.id,
             strip,
+            skip,
         },
     );
+    if ctx.version >= http::Version::HTTP_2 {
+        headers::join_cookies(&mut fields);
+    }
     crate::early::mark(ctx, &mut fields);
     // The trace goes on with this hop as the parent (see `trace` for why any client's counts).
     crate::trace::propagate(ctx.trace.as_ref(), &mut fields);
@@ -66,14 +66,17 @@ pub fn request(
 
 /// The client's own request, forwarded as it is (after the rewrite), storing nothing.
 pub async fn pass(ctx: &RequestCtx, body: ProxyBody) -> Result<Response<ProxyBody>, Error> {
-    let mut fields = ctx.head.headers.clone();
-    if let Some(values) = &ctx.client_ae {
-        fields.remove(header::ACCEPT_ENCODING);
-        for v in values {
-            fields.append(header::ACCEPT_ENCODING, v.clone());
+    static ACCEPT_ENCODING: [HeaderName; 1] = [header::ACCEPT_ENCODING];
+    let fields = match &ctx.client_ae {
+        Some(values) => {
+            let mut fields = rewrite(ctx, &ACCEPT_ENCODING);
+            for v in values {
+                fields.append(header::ACCEPT_ENCODING, v.clone());
+            }
+            fields
         }
-    }
-    let fields = rewrite(ctx, fields);
+        None => rewrite(ctx, &[]),
+    };
     let pool = ctx.pool()?.clone();
     let sent = clock::now();
     // Only a bodiless request stays early (`early::settle`): the retry after a 425 sends an
@@ -171,7 +174,7 @@ pub async fn upgrade(
     proto: HeaderValue,
     body: ProxyBody,
 ) -> Result<Response<ProxyBody>, Error> {
-    let mut fields = rewrite(ctx, ctx.head.headers.clone());
+    let mut fields = rewrite(ctx, &[]);
     fields.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     fields.insert(header::UPGRADE, proto);
     let req = request(ctx, ctx.method.clone(), ctx.head.uri.clone(), fields, body);

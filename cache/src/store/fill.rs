@@ -218,6 +218,15 @@ impl Fill {
             store.remove_purged(&self.variant, self.ticket.next()).await;
             return Err(CacheError::Fenced);
         }
+        if store.inner.cfg.disk.is_none() {
+            // Nothing to write: only the encodings of a replaced body are left to drop.
+            if let Some((_, _, true)) = record {
+                store
+                    .remove_encodings(&self.variant, Some(self.meta.generation))
+                    .await;
+            }
+            return Ok(());
+        }
         let extra = self.extra();
         let (variant, meta, ticket, fence_key, tags) = (
             self.variant,
@@ -226,15 +235,6 @@ impl Fill {
             self.fence_key,
             self.tags,
         );
-        if store.inner.cfg.disk.is_none() {
-            // Nothing to write: only the encodings of a replaced body are left to drop.
-            if let Some((_, _, true)) = record {
-                store
-                    .remove_encodings(&variant, Some(meta.generation))
-                    .await;
-            }
-            return Ok(());
-        }
         let background = store.clone();
         store.background(async move {
             let store = background;

@@ -421,6 +421,9 @@ impl Store {
 
     /// Drops what memory holds of a variant's disk entry: its decoded metadata and open file.
     async fn forget_disk_entry(&self, variant: &str) {
+        if self.inner.cfg.disk.is_none() {
+            return; // neither is ever filled (a cache lookup per miss saved)
+        }
         self.inner.disk_meta.invalidate(variant).await;
         self.inner.files.forget(variant);
     }

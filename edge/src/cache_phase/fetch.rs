@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cache::rules;
 use cache::store::Found;
 use edge_core::clock;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Response};
 use origin_shield::{OriginError, Pool};
 
@@ -26,18 +26,15 @@ fn shield(ctx: &RequestCtx) -> Option<Arc<Pool>> {
 /// The header fields of a GET for the whole representation: the client's, rewritten for the
 /// origin, without its conditionals and range.
 pub fn whole_get_fields(ctx: &RequestCtx) -> HeaderMap {
-    let mut fields = ctx.head.headers.clone();
-    for h in [
+    static CONDITIONALS_AND_RANGE: [HeaderName; 6] = [
         header::IF_NONE_MATCH,
         header::IF_MODIFIED_SINCE,
         header::IF_MATCH,
         header::IF_UNMODIFIED_SINCE,
         header::IF_RANGE,
         header::RANGE,
-    ] {
-        fields.remove(h);
-    }
-    upstream::rewrite(ctx, fields)
+    ];
+    upstream::rewrite(ctx, &CONDITIONALS_AND_RANGE)
 }
 
 /// The same, with a stored response's validators: a revalidation.
