@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -45,7 +46,7 @@ pub struct OriginClient {
     client: Client<OriginConnector, ProxyBody>,
     opened: Arc<AtomicU64>,
     pub settings: ClientSettings,
-    scheme: &'static str,
+    scheme: Scheme,
     version: http::Version,
 }
 
@@ -82,9 +83,9 @@ impl OriginClient {
             opened,
             settings,
             scheme: if transport.tls.is_some() {
-                "https"
+                Scheme::HTTPS
             } else {
-                "http"
+                Scheme::HTTP
             },
             version: if h2 {
                 http::Version::HTTP_2
@@ -111,17 +112,20 @@ impl OriginClient {
         header_timeout: Duration,
     ) -> Result<Response<Incoming>, OriginError> {
         let endpoint = ep.addr;
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri: Uri = format!("{}://{endpoint}{path}", self.scheme)
-            .parse()
-            .map_err(|e| OriginError::Protocol {
-                endpoint,
-                source: Box::new(e),
-            })?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(ep.authority.clone());
+        uri.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        // From parts made whole above: no text to format and parse again per request.
+        let uri = Uri::from_parts(uri).map_err(|e| OriginError::Protocol {
+            endpoint,
+            source: Box::new(e),
+        })?;
         *req.uri_mut() = uri;
         *req.version_mut() = self.version;
         let mut req = std::mem::replace(req, Request::new(empty_body()));

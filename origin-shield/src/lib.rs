@@ -45,6 +45,8 @@ pub struct AnsweredBy(pub SocketAddr);
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: every request to the endpoint carries it.
+    pub authority: http::uri::Authority,
     pub weight: u32,
     pub state: Arc<EndpointState>,
 }
@@ -55,6 +57,12 @@ pub struct Endpoint {
 pub struct Members {
     pub endpoints: Vec<Endpoint>,
     balancer: Balancer,
+}
+
+/// `1.2.3.4:80`, `[::1]:443`: what a socket address prints is always an authority.
+fn authority_of(addr: SocketAddr) -> http::uri::Authority {
+    #[allow(clippy::expect_used)]
+    http::uri::Authority::try_from(addr.to_string()).expect("a socket address is an authority")
 }
 
 impl Members {
@@ -68,6 +76,7 @@ impl Members {
             .into_iter()
             .map(|(addr, weight)| Endpoint {
                 addr,
+                authority: authority_of(addr),
                 weight,
                 state: previous
                     .and_then(|m| m.endpoints.iter().find(|e| e.addr == addr))

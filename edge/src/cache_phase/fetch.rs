@@ -51,21 +51,27 @@ pub fn conditional_fields(ctx: &RequestCtx, found: &Found) -> HeaderMap {
 /// bodiless, so it can be made twice.
 pub async fn fetch(
     ctx: &RequestCtx,
-    fields: &HeaderMap,
+    fields: HeaderMap,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
-    let make = || {
+    let shield = shield(ctx);
+    // A second try (the origin after the shield, or once more after a 425 to early data)
+    // needs the fields again; with neither possible, the only try takes them, uncopied.
+    let again = shield.is_some() || ctx.early.is_some();
+    let mut fields = Some(fields);
+    let mut make = || {
+        let fields = if again { fields.clone() } else { fields.take() };
         upstream::request(
             ctx,
             Method::GET,
             ctx.head.uri.clone(),
-            fields.clone(),
+            fields.unwrap_or_default(),
             body::empty(),
         )
     };
     let key = Some(ctx.key.as_str());
-    if let Some(shield) = shield(ctx) {
+    if let Some(shield) = shield {
         let sent = clock::now();
-        match upstream::send_made(ctx, &shield, make, key).await {
+        match upstream::send_made(ctx, &shield, &mut make, key).await {
             Ok(resp) => {
                 upstream::note_origin(ctx, sent, &resp);
                 return Ok(resp);
@@ -88,7 +94,7 @@ pub async fn fetch(
     }
     let pool = ctx.pool()?;
     let sent = clock::now();
-    let resp = upstream::send_made(ctx, pool, make, key).await?;
+    let resp = upstream::send_made(ctx, pool, &mut make, key).await?;
     upstream::note_origin(ctx, sent, &resp);
     Ok(resp)
 }

@@ -90,7 +90,7 @@ async fn revalidate(
         detail: Some("stale-if-error"),
         ..Default::default()
     };
-    match fetch::fetch(ctx, &fetch::conditional_fields(ctx, &found)).await {
+    match fetch::fetch(ctx, fetch::conditional_fields(ctx, &found)).await {
         Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
             let updated = freshen(ctx, &found, resp.headers(), request_time, ticket).await;
             let now = clock::wall();
@@ -189,7 +189,7 @@ fn spawn_refresh(ctx: RequestCtx, found: Found) {
         }
         let request_time = clock::wall();
         let ticket = ctx.shared.cache.store.ticket();
-        match fetch::fetch(&ctx, &fetch::conditional_fields(&ctx, &found)).await {
+        match fetch::fetch(&ctx, fetch::conditional_fields(&ctx, &found)).await {
             Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
                 freshen(&ctx, &found, resp.headers(), request_time, ticket).await;
             }

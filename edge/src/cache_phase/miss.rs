@@ -73,7 +73,7 @@ pub(super) async fn collapsed(
             Role::Leader(leader) => {
                 let request_time = clock::wall();
                 let ticket = cache.store.ticket();
-                let resp = fetch::fetch(ctx, &fetch::whole_get_fields(ctx)).await?;
+                let resp = fetch::fetch(ctx, fetch::whole_get_fields(ctx)).await?;
                 return Ok(
                     store_response(ctx, resp, request_time, ticket, fwd, Some(leader)).await,
                 );
@@ -244,9 +244,10 @@ pub(super) async fn store_response(
                 Some(leader) if small => {
                     // Everyone reads the object as it arrives: this client and the collapsed
                     // ones. The fetch no longer depends on this client staying connected.
+                    // The origin's head goes no further than the readers' shared copy.
                     let inflight = Inflight::new(
                         status,
-                        parts.headers.clone(),
+                        std::mem::take(&mut parts.headers),
                         fill.variant().to_string(),
                         vary_names,
                     );

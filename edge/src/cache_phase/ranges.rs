@@ -254,7 +254,7 @@ async fn fetch_range(
     if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
         fields.insert(header::RANGE, v);
     }
-    fetch::fetch(ctx, &fields).await
+    fetch::fetch(ctx, fields).await
 }
 
 /// The validator slices must share with their index: a slice of another version of the object
