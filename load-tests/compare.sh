@@ -196,11 +196,15 @@ for round in $(seq "$ROUNDS"); do
     echo "{\"round\":$round,\"test\":\"miss-h1-1024\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c "$CONNS" --zipf 1 --template "/obj/t{}?size=1024" --miss-ratio 1)}" >> "$results"
     echo "{\"round\":$round,\"test\":\"zipf-h1-1024\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c "$CONNS" --zipf 10000 --template "/obj/z{}?size=1024" --miss-ratio 0.05)}" >> "$results"
   done
-  # A miss: one connection, every URL new, against the direct origin as the baseline.
+  # A miss: one connection, every URL new, against the direct origin as the baseline. The
+  # server's CPU time per miss is recorded too: steadier than the latency on this machine.
   echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"origin\",\"r\":$(load h1 "$ORIGIN" "/obj/{}?size=1024" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
   for sys in edge nginx haproxy varnish; do
     [ -n "${H1[$sys]:-}" ] || continue
-    echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"$sys\",\"r\":$(load h1 "${H1[$sys]}" "/" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
+    before=$(tree_cpu "${PID[$sys]}")
+    r=$(load h1 "${H1[$sys]}" "/" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)
+    after=$(tree_cpu "${PID[$sys]}")
+    echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"$sys\",\"miss_cpu_s\":$(python3 -c "print($after - $before)"),\"r\":$r}" >> "$results"
   done
 done
 
@@ -240,6 +244,7 @@ results, rss_file, rounds, duration, conns = sys.argv[1:6]
 runs = defaultdict(list)
 lat = defaultdict(list)
 cpu = defaultdict(list)
+miss_cpu = defaultdict(list)
 SYSTEMS = ["edge", "nginx", "haproxy", "varnish", "caddy"]
 for line in open(results):
     try:
@@ -251,6 +256,8 @@ for line in open(results):
         l = r["latency_us"]
         cpu[(d["test"][4:], d["system"])].append((1e6 * d["cpu_s"] / r["requests"], r["rps"], l["p50"], l["p99"]))
         continue
+    if "miss_cpu_s" in d and r.get("requests", 0) > 0:
+        miss_cpu[d["system"]].append(1e6 * d["miss_cpu_s"] / r["requests"])
     if "rps" in r and r.get("requests", 0) > 0:
         runs[(d["test"], d["system"])].append(r["rps"])
         lat[(d["test"], d["system"])].append(r["latency_us"]["p50"])
@@ -292,13 +299,15 @@ base = lat.get(("latency-miss", "origin"))
 if base:
     b = statistics.median(base)
     print(f"Miss latency (one connection, every URL new): origin direct p50 {b:.0f} µs.\n")
-    print("| system | miss p50 µs | added over origin µs |")
-    print("| --- | ---: | ---: |")
+    print("| system | miss p50 µs | added over origin µs | server CPU µs per miss |")
+    print("| --- | ---: | ---: | ---: |")
     for sysname in ["edge", "nginx", "haproxy", "varnish"]:
         v = lat.get(("latency-miss", sysname))
         if v:
             m = statistics.median(v)
-            print(f"| {sysname} | {m:.0f} | {m - b:.0f} |")
+            c = miss_cpu.get(sysname)
+            cs = f"{statistics.median(c):.0f}" if c else ""
+            print(f"| {sysname} | {m:.0f} | {m - b:.0f} | {cs} |")
     print()
 rss, idle = {}, {}
 for line in open(rss_file):
