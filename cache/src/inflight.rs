@@ -9,11 +9,13 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
-/// How far the fetch got: chunks available, and whether (and how) it ended.
+/// How far the fetch got: chunks available, and whether (and how) it ended; `waiting`: it had
+/// to wait for its origin (or the store) at least once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Progress {
     chunks: usize,
     done: Option<bool>,
+    waiting: bool,
 }
 
 #[derive(Debug)]
@@ -38,6 +40,7 @@ impl Inflight {
         let (progress, _) = watch::channel(Progress {
             chunks: 0,
             done: None,
+            waiting: false,
         });
         Arc::new(Inflight {
             status,
@@ -64,6 +67,29 @@ impl Inflight {
     pub fn started(&self) -> bool {
         let p = *self.progress.borrow();
         p.chunks > 0 || p.done.is_some()
+    }
+
+    /// The fetch has to wait (its origin has sent nothing more yet): a reader holding its head
+    /// back for the first chunk should not wait any longer.
+    pub fn waiting(&self) {
+        self.progress
+            .send_if_modified(|p| !std::mem::replace(&mut p.waiting, true));
+    }
+
+    /// Until a chunk or the end has arrived, or the fetch has had to wait: the moment to send
+    /// the head, with the first chunk when the origin sent one with its head. No polling: the
+    /// fetch's task says which it is.
+    pub async fn first(&self) {
+        let mut rx = self.progress.subscribe();
+        loop {
+            let p = *rx.borrow_and_update();
+            if p.chunks > 0 || p.done.is_some() || p.waiting {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The fetch ended: cleanly (`ok`) or not. Readers of an unclean end see an error.
@@ -131,6 +157,23 @@ mod tests {
         // A late reader still gets everything.
         assert_eq!(inf.chunk(1).await, Ok(Some(Bytes::from_static(b"cd"))));
         assert_eq!(inf.chunk(2).await, Ok(None));
+
+        let slow = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
+        let first = tokio::spawn({
+            let slow = slow.clone();
+            async move { slow.first().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !first.is_finished(),
+            "nothing has arrived, nobody waits yet"
+        );
+        slow.waiting();
+        first
+            .await
+            .expect("the head may go: the fetch waits on its origin");
+        assert!(!slow.started(), "waiting is not a chunk");
+        inf.first().await; // arrived: at once
 
         let bad = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
         let empty = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());

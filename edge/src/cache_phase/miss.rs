@@ -26,9 +26,6 @@ use crate::ctx::RequestCtx;
 use crate::error::Error;
 use crate::headers;
 
-/// Yields a miss waits for the origin's first body chunk before sending its head.
-const MAX_YIELDS_FOR_FIRST_CHUNK: usize = 4;
-
 /// A miss: requests collapse on the URL (or, once the URL's Vary is known, on their variant);
 /// a follower reads the leader's response only if its own request selects the same variant,
 /// otherwise it collapses again on its own variant, so a client never gets another client's
@@ -258,16 +255,11 @@ pub(super) async fn store_response(
                         inflight.clone(),
                         leader,
                     ));
-                    // A body the origin sent with its head is a task hop or two away (its
-                    // connection's task, then the fill task), no I/O: a few yields let it
-                    // arrive, so that the head and the first chunk leave in one write, as
-                    // they came. A slow origin costs only the yields.
-                    for _ in 0..MAX_YIELDS_FOR_FIRST_CHUNK {
-                        if inflight.started() {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
+                    // A body the origin sent with its head is a task hop away (the fill
+                    // task): wait for it, so that the head and the first chunk leave in one
+                    // write, as they came; the fill task ends the wait as soon as it has to
+                    // wait itself (a slow origin), so the head never waits on the network.
+                    inflight.first().await;
                     let resp = streamed_response(inflight, &ctx.rt.via);
                     return (negotiated(ctx, resp, encode), cache_status);
                 }
@@ -333,6 +325,19 @@ fn negotiated(ctx: &RequestCtx, resp: Response<ProxyBody>, encode: Encode) -> Re
 }
 
 /// Reads the origin body into the store and the shared in-flight object, then publishes.
+/// `fut`, telling `inflight`'s readers whenever it has to wait (see `Inflight::first`).
+async fn noting_waits<F: Future>(fut: F, inflight: &Inflight) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let polled = fut.as_mut().poll(cx);
+        if polled.is_pending() {
+            inflight.waiting();
+        }
+        polled
+    })
+    .await
+}
+
 async fn drive_fill(
     mut origin: ProxyBody,
     mut fill: Fill,
@@ -345,10 +350,14 @@ async fn drive_fill(
     // declared length is written, without waiting for our end of stream).
     let mut last = None;
     let clean = loop {
-        match origin.frame().await {
+        match noting_waits(origin.frame(), &inflight).await {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    if storing && fill.push(data.clone()).await.is_err() {
+                    if storing
+                        && noting_waits(fill.push(data.clone()), &inflight)
+                            .await
+                            .is_err()
+                    {
                         storing = false;
                     }
                     if http_body::Body::is_end_stream(&origin) || (storing && fill.is_complete()) {
@@ -366,7 +375,7 @@ async fn drive_fill(
         }
     };
     let outcome = if clean && storing {
-        match fill.finish().await {
+        match noting_waits(fill.finish(), &inflight).await {
             Ok(()) => Outcome::Stored,
             Err(e) => {
                 tracing::info!(error = %e, "response not stored");

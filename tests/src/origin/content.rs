@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// `/c/NAME?cc=..&etag=..&lm=SECS_AGO&expires=SECS&cdn=..&vary=..&len=N&delay_ms=..&status=..&sk=..&ctag=..`:
+/// `/c/NAME?cc=..&etag=..&lm=SECS_AGO&expires=SECS&cdn=..&vary=..&len=N&delay_ms=..&status=..&sk=..&ctag=..`
+/// (`len` with `drip_ms=..`, and `first_ms=..` before the first chunk: a body in 64 KiB steps):
 /// content whose cache headers the test chooses. The body names the version (the n-th request
 /// for the path) unless `len` asks for N pattern bytes. A matching If-None-Match gets a 304
 /// carrying `x-revalidated: n`.
@@ -147,10 +148,15 @@ pub(super) async fn cacheable(
             r
         }
         Some(len) if drip.is_some() => {
-            // `len` pattern bytes in 64 KiB chunks, one every `drip_ms`.
+            // `len` pattern bytes in 64 KiB chunks, one every `drip_ms`, the first after
+            // `first_ms` (the head goes at once).
             let ms = drip.unwrap_or(0);
+            let first = query_str(&req, "first_ms").and_then(|v| v.parse::<u64>().ok());
             let (tx, rx) = mpsc::channel(1);
             tokio::spawn(async move {
+                if let Some(first) = first {
+                    tokio::time::sleep(Duration::from_millis(first)).await;
+                }
                 let mut pos = 0u64;
                 while pos < len {
                     let end = (pos + 65536).min(len);

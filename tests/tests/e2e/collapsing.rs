@@ -65,6 +65,73 @@ async fn collapsed_followers_get_their_own_vary_variant() {
     }
 }
 
+/// A small miss whose origin sends its head at once and its body later: the client gets the
+/// head as soon as the fill task has to wait for the body, not when the body arrives (the
+/// head waits for a first chunk only while the fill has one to hand over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_gets_its_head_before_a_late_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = Setup::new("collapse-late-body");
+    let origin = Origin::start().await;
+    let edge = Edge::start(&setup.dir, &setup.config(origin.addr, ""));
+    let mut s = tokio::net::TcpStream::connect(edge.http())
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    s.write_all(
+        b"GET /c/late?cc=max-age=60&len=1000&drip_ms=0&first_ms=2000 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head_at = started.elapsed();
+    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head_at < Duration::from_millis(1500),
+        "the head waited for the body: {head_at:?}\n{head}"
+    );
+    assert_eq!(
+        got.len(),
+        head_end,
+        "no body byte before the origin sent one"
+    );
+    while got.len() < head_end + 1000 {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before the whole body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "the body came before the origin sent it?"
+    );
+    let body: Vec<u8> = (0..1000).map(edge_e2e::pattern_byte).collect();
+    assert_eq!(&got[head_end..], &body[..]);
+    // Stored as it streamed: the next request (same connection, same Host) is a hit.
+    s.write_all(
+        b"GET /c/late?cc=max-age=60&len=1000&drip_ms=0&first_ms=2000 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut again = Vec::new();
+    while !again.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed");
+        again.extend_from_slice(&buf[..n]);
+    }
+    let again = String::from_utf8_lossy(&again).to_lowercase();
+    assert!(again.contains("; hit"), "{again}");
+}
+
 /// Sends one GET per value of `header` at once; returns (value, body) pairs.
 async fn concurrently(
     proto: Proto,
