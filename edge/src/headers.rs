@@ -342,13 +342,10 @@ mod tests {
         assert_eq!(h[header::VIA], "1.1 a, 1.1 b, 2 c, 1.1 d");
     }
 
-    #[test]
-    fn hop_by_hop_headers_and_connection_tokens_are_removed() {
+    /// Every hop-by-hop field, plus `x-secret` that `Connection` names.
+    fn hop_by_hop(connection: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret, Upgrade"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static(connection));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -359,6 +356,12 @@ mod tests {
         );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_tokens_are_removed() {
+        let mut h = hop_by_hop("keep-alive, X-Secret, Upgrade");
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         assert!(strip_hop_by_hop(&mut h));
         assert_eq!(h.len(), 1, "{h:?}");
@@ -440,21 +443,7 @@ mod tests {
 
     #[test]
     fn a_request_loses_hop_by_hop_fields_and_those_connection_names() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret,, Upgrade"),
-        );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(header::TRAILER, HeaderValue::from_static("x"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        let mut h = hop_by_hop("keep-alive, X-Secret,, Upgrade");
         h.insert(header::RANGE, HeaderValue::from_static("bytes=0-1"));
         h.append(header::ACCEPT, HeaderValue::from_static("*/*"));
         h.append(header::ACCEPT, HeaderValue::from_static("text/html"));
