@@ -4,6 +4,7 @@
 //! leader that will never store anything.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,15 +90,19 @@ impl Collapser {
             .clock
             .as_ref()
             .map_or((0, 0), |c| (c.now(), c.last_purge()));
-        if let Some((_, slot_began, rx)) = map.get(key)
-            && *slot_began >= last_purge
-        {
-            return Role::Follower(Follower { rx: rx.clone() });
-        }
+        // One hash of the key for the lookup and the insert (SipHash: clients choose keys).
+        let slot = match map.entry(key.to_string()) {
+            Entry::Occupied(e) if e.get().1 >= last_purge => {
+                return Role::Follower(Follower {
+                    rx: e.get().2.clone(),
+                });
+            }
+            slot => slot,
+        };
         // Nobody fetching, or the fetch began before a purge: lead a new one. (The old leader
         // still finishes for its own followers; it no longer owns the slot.)
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_string(), (id, began, rx));
+        slot.insert_entry((id, began, rx));
         Role::Leader(Leader {
             key: key.to_string(),
             id,
@@ -149,10 +154,12 @@ impl Leader {
 
     fn release(&mut self, outcome: Outcome) {
         if let Some(owner) = self.owner.take() {
+            // Removed with one hash; put back in the rare case a later leader owns it now.
             if let Ok(mut map) = owner.lock()
-                && map.get(&self.key).is_some_and(|(id, _, _)| *id == self.id)
+                && let Some(slot) = map.remove(&self.key)
+                && slot.0 != self.id
             {
-                map.remove(&self.key);
+                map.insert(std::mem::take(&mut self.key), slot);
             }
             let _ = self.tx.send(Some(outcome));
         }
