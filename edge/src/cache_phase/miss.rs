@@ -324,7 +324,6 @@ fn negotiated(ctx: &RequestCtx, resp: Response<ProxyBody>, encode: Encode) -> Re
     Response::from_parts(parts, body)
 }
 
-/// Reads the origin body into the store and the shared in-flight object, then publishes.
 /// `fut`, telling `inflight`'s readers whenever it has to wait (see `Inflight::first`).
 async fn noting_waits<F: Future>(fut: F, inflight: &Inflight) -> F::Output {
     let mut fut = std::pin::pin!(fut);
@@ -338,6 +337,7 @@ async fn noting_waits<F: Future>(fut: F, inflight: &Inflight) -> F::Output {
     .await
 }
 
+/// Reads the origin body into the store and the shared in-flight object, then publishes.
 async fn drive_fill(
     mut origin: ProxyBody,
     mut fill: Fill,
