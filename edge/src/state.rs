@@ -20,6 +20,9 @@ pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
     /// `Via` value this node adds to responses (`1.1 NODE`), built once per snapshot.
     pub via: String,
+    /// The same as a header value over a `'static` copy: cloned onto every response without
+    /// an allocation or a reference count (`None`: the node name is not a valid field value).
+    via_value: Option<HeaderValue>,
     /// This hop's `Via` entry on origin requests, per client protocol (`1.1`, `2`, `3`).
     via_upstream: [String; 3],
     pub pools: Pools,
@@ -47,6 +50,7 @@ impl Runtime {
                 pools
             },
             via: format!("1.1 {node}"),
+            via_value: static_value(&format!("1.1 {node}")),
             via_upstream: [
                 format!("1.1 {node}"),
                 format!("2 {node}"),
@@ -70,6 +74,16 @@ impl Runtime {
         }
     }
 
+    /// Adds this node's `Via` entry to a response, after any earlier hops' entries.
+    pub fn append_via(&self, headers: &mut http::HeaderMap) {
+        match &self.via_value {
+            Some(v) if !headers.contains_key(http::header::VIA) => {
+                headers.insert(http::header::VIA, v.clone());
+            }
+            _ => crate::headers::append_list(headers, &http::header::VIA, &self.via),
+        }
+    }
+
     /// This hop's `Via` entry for a request that came in over `version`.
     pub fn via_for(&self, version: Version) -> &str {
         match version {
@@ -78,6 +92,28 @@ impl Runtime {
             _ => &self.via_upstream[0],
         }
     }
+}
+
+/// `s` as a header value over a `'static` copy of it. Each distinct value is leaked once (a
+/// node name, at each config load that names a new one: one in practice), never per request.
+fn static_value(s: &str) -> Option<HeaderValue> {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    HeaderValue::from_str(s).ok()?;
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kept: &'static str = match seen.get(s) {
+        Some(kept) => kept,
+        None => {
+            let kept: &'static str = Box::leak(s.to_owned().into_boxed_str());
+            seen.insert(kept);
+            kept
+        }
+    };
+    // Checked as a field value above, so this does not panic.
+    Some(HeaderValue::from_static(kept))
 }
 
 /// State shared by every connection of the process.
@@ -205,6 +241,22 @@ pub struct ConnInfo {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_via_value_is_made_once_per_distinct_node_name() {
+        let a = super::static_value("1.1 pop-7").expect("valid");
+        let b = super::static_value("1.1 pop-7").expect("valid");
+        assert_eq!(a, "1.1 pop-7");
+        assert_eq!(
+            a.as_bytes().as_ptr(),
+            b.as_bytes().as_ptr(),
+            "the second config load reuses the first copy"
+        );
+        assert!(
+            super::static_value("1.1 pop\n7").is_none(),
+            "not a field value"
+        );
+    }
+
     #[test]
     fn request_ids_are_sixteen_hex_digits() {
         for n in [0, 1, 0xf, 0x1234_5678_9abc_def0, u64::MAX] {

@@ -159,7 +159,7 @@ pub fn origin_response(resp: Response<hyper::body::Incoming>, rt: &Runtime) -> R
     let (mut parts, body) = resp.into_parts();
     headers::drop_length_beside_transfer_encoding(&mut parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_list(&mut parts.headers, &header::VIA, &rt.via);
+    rt.append_via(&mut parts.headers);
     Response::from_parts(
         parts,
         body::origin_incoming(body, rt.snapshot.timeouts.origin_body_idle),

@@ -12,18 +12,19 @@ use cache::collapse::{Leader, Outcome};
 use cache::inflight::Inflight;
 use cache::store::Fill;
 use http::Response;
-use http::header;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::body::{BoxError, ProxyBody};
-use crate::headers;
 
 /// A response read from an in-flight object.
-pub(super) fn streamed_response(inflight: Arc<Inflight>, via: &str) -> Response<ProxyBody> {
+pub(super) fn streamed_response(
+    inflight: Arc<Inflight>,
+    rt: &crate::state::Runtime,
+) -> Response<ProxyBody> {
     let mut headers = inflight.headers.clone();
-    headers::append_list(&mut headers, &header::VIA, via);
+    rt.append_via(&mut headers);
     let status = inflight.status;
     let stream = futures_util::stream::unfold(Some((inflight, 0usize)), |state| async move {
         let (inflight, i) = state?;

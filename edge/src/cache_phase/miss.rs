@@ -14,7 +14,7 @@ use cache::status::{CacheStatus, Fwd};
 use cache::store::{Fill, variant_key};
 use cache::{Lookup, Ticket, encoding};
 use edge_core::clock;
-use http::header::{self, HeaderName};
+use http::header::HeaderName;
 use http::{Method, Response};
 use http_body_util::BodyExt;
 
@@ -89,7 +89,7 @@ pub(super) async fn collapsed(
                     collapse_on = mine;
                     continue;
                 }
-                let resp = streamed_response(inflight.clone(), &ctx.rt.via);
+                let resp = streamed_response(inflight.clone(), &ctx.rt);
                 return Ok((
                     resp,
                     CacheStatus {
@@ -233,7 +233,7 @@ pub(super) async fn store_response(
                 if let Some(l) = leader {
                     l.complete(outcome);
                 }
-                headers::append_list(&mut parts.headers, &header::VIA, &ctx.rt.via);
+                ctx.rt.append_via(&mut parts.headers);
                 let resp = Response::from_parts(parts, body::empty());
                 return (negotiated(ctx, resp, encode), cache_status);
             }
@@ -260,7 +260,7 @@ pub(super) async fn store_response(
                     // write, as they came; the fill task ends the wait as soon as it has to
                     // wait itself (a slow origin), so the head never waits on the network.
                     inflight.first().await;
-                    let resp = streamed_response(inflight, &ctx.rt.via);
+                    let resp = streamed_response(inflight, &ctx.rt);
                     return (negotiated(ctx, resp, encode), cache_status);
                 }
                 leader => {
@@ -279,7 +279,7 @@ pub(super) async fn store_response(
             body::origin_incoming(incoming, idle)
         }
     };
-    headers::append_list(&mut parts.headers, &header::VIA, &ctx.rt.via);
+    ctx.rt.append_via(&mut parts.headers);
     let resp = Response::from_parts(parts, body);
     (negotiated(ctx, resp, encode), cache_status)
 }

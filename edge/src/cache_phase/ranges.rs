@@ -393,7 +393,7 @@ async fn serve_sliced(ctx: &RequestCtx, index: &Found, fwd: Fwd) -> Result<Serve
         StoredAnswer::NotModified | StoredAnswer::Unsatisfiable { .. } => body::empty(),
     };
     let mut headers = head.headers;
-    headers::append_list(&mut headers, &header::VIA, &ctx.rt.via);
+    ctx.rt.append_via(&mut headers);
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;
     *resp.headers_mut() = headers;

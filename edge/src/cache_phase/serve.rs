@@ -18,7 +18,6 @@ use super::compress_policy;
 use crate::body::{self, ProxyBody};
 use crate::compress::Transcode;
 use crate::ctx::RequestCtx;
-use crate::headers;
 use crate::metrics::{METRICS, Made};
 
 /// Disk objects up to this size are read whole (one read of a kept-open file when the page
@@ -49,7 +48,7 @@ pub(super) async fn serve(
         now,
     );
     let mut headers = head.headers;
-    headers::append_list(&mut headers, &header::VIA, &ctx.rt.via);
+    ctx.rt.append_via(&mut headers);
     let body = match (head.answer, head.coding) {
         (StoredAnswer::NotModified | StoredAnswer::Unsatisfiable { .. }, _) => body::empty(),
         (_, _) if ctx.method == Method::HEAD => body::empty(),
