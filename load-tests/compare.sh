@@ -157,13 +157,19 @@ sleep 0.5
 
 results=$work/results.jsonl
 : > "$results"
-fixed() { # test system pid proto addr path rate -> one JSON line with the server's CPU seconds
-  local test=$1 sys=$2 p=$3 proto=$4 addr=$5 path=$6 rate=$7 before after r
-  [ -n "$p" ] || return 0
+# One load run with the CPU seconds the server's processes (PID and children) spent during it,
+# as one JSON line: KEY holds the seconds.
+with_cpu() { # key test system pid load-args... -> one JSON line
+  local key=$1 test=$2 sys=$3 p=$4 before after r; shift 4
   before=$(tree_cpu "$p")
-  r=$(WARMUP=0 load "$proto" "$addr" "$path" -c "$CONNS" --rate "$rate")
+  r=$(load "$@")
   after=$(tree_cpu "$p")
-  echo "{\"round\":$round,\"test\":\"$test\",\"system\":\"$sys\",\"cpu_s\":$(python3 -c "print($after - $before)"),\"r\":$r}" >> "$results"
+  echo "{\"round\":$round,\"test\":\"$test\",\"system\":\"$sys\",\"$key\":$(python3 -c "print($after - $before)"),\"r\":$r}" >> "$results"
+}
+fixed() { # test system pid proto addr path rate -> one JSON line with the server's CPU seconds
+  local test=$1 sys=$2 p=$3 proto=$4 addr=$5 path=$6 rate=$7
+  [ -n "$p" ] || return 0
+  WARMUP=0 with_cpu cpu_s "$test" "$sys" "$p" "$proto" "$addr" "$path" -c "$CONNS" --rate "$rate"
 }
 for round in $(seq "$ROUNDS"); do
   echo "== round $round/$ROUNDS" >&2
@@ -201,10 +207,8 @@ for round in $(seq "$ROUNDS"); do
   echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"origin\",\"r\":$(load h1 "$ORIGIN" "/obj/{}?size=1024" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)}" >> "$results"
   for sys in edge nginx haproxy varnish; do
     [ -n "${H1[$sys]:-}" ] || continue
-    before=$(tree_cpu "${PID[$sys]}")
-    r=$(load h1 "${H1[$sys]}" "/" -c 1 --zipf 1 --template "/obj/m{}?size=1024" --miss-ratio 1)
-    after=$(tree_cpu "${PID[$sys]}")
-    echo "{\"round\":$round,\"test\":\"latency-miss\",\"system\":\"$sys\",\"miss_cpu_s\":$(python3 -c "print($after - $before)"),\"r\":$r}" >> "$results"
+    with_cpu miss_cpu_s latency-miss "$sys" "${PID[$sys]}" h1 "${H1[$sys]}" "/" -c 1 --zipf 1 \
+      --template "/obj/m{}?size=1024" --miss-ratio 1
   done
 done
 

@@ -63,12 +63,6 @@ impl Inflight {
         self.progress.send_modify(|p| p.chunks = n);
     }
 
-    /// Whether anything has arrived yet (a chunk, or the end).
-    pub fn started(&self) -> bool {
-        let p = *self.progress.borrow();
-        p.chunks > 0 || p.done.is_some()
-    }
-
     /// The fetch has to wait (its origin has sent nothing more yet): a reader holding its head
     /// back for the first chunk should not wait any longer.
     pub fn waiting(&self) {
@@ -80,16 +74,12 @@ impl Inflight {
     /// the head, with the first chunk when the origin sent one with its head. No polling: the
     /// fetch's task says which it is.
     pub async fn first(&self) {
-        let mut rx = self.progress.subscribe();
-        loop {
-            let p = *rx.borrow_and_update();
-            if p.chunks > 0 || p.done.is_some() || p.waiting {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
+        // An error: the sender is gone with `self`, which cannot be while we borrow it.
+        let _ = self
+            .progress
+            .subscribe()
+            .wait_for(|p| p.chunks > 0 || p.done.is_some() || p.waiting)
+            .await;
     }
 
     /// The fetch ended: cleanly (`ok`) or not. Readers of an unclean end see an error.
@@ -100,20 +90,17 @@ impl Inflight {
     /// The next chunk after `index`, waiting for it; `Ok(None)` at a clean end.
     pub async fn chunk(&self, index: usize) -> Result<Option<Bytes>, &'static str> {
         let mut rx = self.progress.subscribe();
-        loop {
-            let p = *rx.borrow_and_update();
-            if index < p.chunks {
-                let c = self.chunks.lock().map_err(|_| "poisoned")?;
-                return Ok(c.get(index).cloned());
-            }
-            match p.done {
-                Some(true) => return Ok(None),
-                Some(false) => return Err("the origin response failed mid-body"),
-                None => {}
-            }
-            if rx.changed().await.is_err() {
-                return Err("the fetch was abandoned");
-            }
+        let p = *rx
+            .wait_for(|p| index < p.chunks || p.done.is_some())
+            .await
+            .map_err(|_| "the fetch was abandoned")?;
+        if index < p.chunks {
+            let c = self.chunks.lock().map_err(|_| "poisoned")?;
+            return Ok(c.get(index).cloned());
+        }
+        match p.done {
+            Some(true) => Ok(None),
+            _ => Err("the origin response failed mid-body"),
         }
     }
 }
@@ -147,9 +134,9 @@ mod tests {
                 got
             })
         };
-        assert!(!inf.started(), "nothing has arrived");
+        assert_eq!(inf.progress.borrow().chunks, 0, "nothing has arrived");
         inf.push(Bytes::from_static(b"ab"));
-        assert!(inf.started(), "a chunk has arrived");
+        assert_eq!(inf.progress.borrow().chunks, 1, "a chunk has arrived");
         tokio::task::yield_now().await;
         inf.push(Bytes::from_static(b"cd"));
         inf.finish(true);
@@ -172,13 +159,14 @@ mod tests {
         first
             .await
             .expect("the head may go: the fetch waits on its origin");
-        assert!(!slow.started(), "waiting is not a chunk");
+        assert_eq!(slow.progress.borrow().chunks, 0, "waiting is not a chunk");
         inf.first().await; // arrived: at once
 
         let bad = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
         let empty = Inflight::new(StatusCode::OK, HeaderMap::new(), String::new(), Vec::new());
         empty.finish(true);
-        assert!(empty.started(), "an end counts: nothing more will come");
+        empty.first().await; // an end counts: nothing more will come
+        assert_eq!(empty.chunk(0).await, Ok(None));
         bad.push(Bytes::from_static(b"x"));
         bad.finish(false);
         assert_eq!(bad.chunk(0).await, Ok(Some(Bytes::from_static(b"x"))));

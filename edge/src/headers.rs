@@ -9,8 +9,17 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1), besides those that
+/// `Connection` names.
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+];
 
 /// Removes hop-by-hop headers: the fixed list plus every header that `Connection` names.
 /// Returns true when the message asked for a protocol upgrade (`Connection: upgrade`).
@@ -32,15 +41,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &PROXY_CONNECTION,
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     upgrade
@@ -161,9 +162,11 @@ pub fn upstream_fields(src: &HeaderMap, u: &Upstream<'_>) -> HeaderMap {
 /// Whether a client's field goes to the origin as it came (see `upstream_fields`).
 fn forwarded_as_is(name: &HeaderName, u: &Upstream<'_>, named: &[&[u8]]) -> bool {
     match name.as_str() {
-        "host" | "content-length" | "x-forwarded-proto" | "x-forwarded-host" | "connection"
-        | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        // `HOP_BY_HOP` spelled as a match (a comparison per name otherwise costs ~500
+        // instructions a miss); `every_hop_by_hop_field_stays_behind` keeps the two together.
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
         | "proxy-connection" => false,
+        "host" | "content-length" | "x-forwarded-proto" | "x-forwarded-host" => false,
         "forwarded" | "x-real-ip" | "x-request-id" | "via" => u.trusted,
         n => {
             !u.strip.contains(name)
@@ -439,6 +442,19 @@ mod tests {
             !h.contains_key("x-original-url"),
             "steering headers go from anyone"
         );
+    }
+
+    #[test]
+    fn every_hop_by_hop_field_stays_behind() {
+        for name in &HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h);
+            assert!(h.is_empty(), "a response keeps {name}");
+            h.insert(name, HeaderValue::from_static("x"));
+            rewritten(false, &mut h);
+            assert!(!h.contains_key(name), "a request keeps {name}");
+        }
     }
 
     #[test]
