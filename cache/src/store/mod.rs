@@ -347,23 +347,31 @@ impl Store {
         Some(rec)
     }
 
-    /// The stored object under one variant key: memory first, then disk (promoting small
-    /// objects into memory). Memory hits take no global lock and copy no key.
-    async fn find(&self, variant: &str) -> Option<Found> {
+    /// The stored object under one variant key if memory holds it or its decoded disk
+    /// metadata: no disk read.
+    async fn find_resident(&self, variant: &str) -> Option<Found> {
         if let Some(obj) = self.inner.mem.get(variant).await {
             return Some(Found::Memory(obj));
         }
-        let disk = self.inner.cfg.disk.as_ref()?;
-        if let Some(entry) = self.inner.disk_meta.get(variant).await {
-            self.inner.budget.touch(variant, now_ms());
-            return Some(Found::Disk {
-                meta: entry.meta.clone(),
-                variant: variant.to_string(),
-                integrity: entry.integrity.clone(),
-                ticket: entry.ticket,
-                tags: entry.tags.clone(),
-            });
+        self.inner.cfg.disk.as_ref()?;
+        let entry = self.inner.disk_meta.get(variant).await?;
+        self.inner.budget.touch(variant, now_ms());
+        Some(Found::Disk {
+            meta: entry.meta.clone(),
+            variant: variant.to_string(),
+            integrity: entry.integrity.clone(),
+            ticket: entry.ticket,
+            tags: entry.tags.clone(),
+        })
+    }
+
+    /// The stored object under one variant key: memory first, then disk (promoting small
+    /// objects into memory). Memory hits take no global lock and copy no key.
+    async fn find(&self, variant: &str) -> Option<Found> {
+        if let Some(found) = self.find_resident(variant).await {
+            return Some(found);
         }
+        let disk = self.inner.cfg.disk.as_ref()?;
         let meta = cacache::metadata(&disk.dir, variant).await.ok()??;
         let integrity = meta.integrity.clone();
         let (stored, extra) = match codec::decode(variant, meta.metadata) {
@@ -538,6 +546,8 @@ impl Store {
 mod files_tests;
 #[cfg(test)]
 mod tag_tests;
+#[cfg(test)]
+mod vary_tests;
 impl crate::collapse::PurgeClock for Store {
     fn now(&self) -> u64 {
         self.inner.fences.now()

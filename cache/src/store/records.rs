@@ -27,6 +27,15 @@ impl Store {
             }
             rec.names = names;
         }
+        if !rec.names.is_empty() {
+            // Lookups try the URL's unvaried object before its record: one left from before
+            // the origin varied must go even when its record was evicted and did not list it.
+            let plain = keys::variant_key(primary, &[]);
+            if self.inner.mem.contains_key(&plain) || self.inner.disk_meta.contains_key(&plain) {
+                self.remove_variant(&plain).await;
+                self.remove_encodings(&plain, None).await;
+            }
+        }
         let replaced = rec.variants.iter().any(|v| v == variant);
         if !replaced {
             rec.variants.push(variant.to_string());

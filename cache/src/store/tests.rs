@@ -72,7 +72,7 @@ pub(super) async fn put(
     store.flush().await;
 }
 
-async fn body_of(store: &Store, found: &Found) -> Vec<u8> {
+pub(super) async fn body_of(store: &Store, found: &Found) -> Vec<u8> {
     match found {
         Found::Memory(o) => o.body.to_vec(),
         Found::Disk { .. } => {
