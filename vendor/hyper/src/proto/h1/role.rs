@@ -30,6 +30,9 @@ use crate::proto::{BodyLength, MessageHead, RequestLine};
 
 pub(crate) const DEFAULT_MAX_HEADERS: usize = 100;
 const AVERAGE_HEADER_SIZE: usize = 30; // totally scientific
+// PATCH (edge): see `Server::encode`.
+#[cfg(feature = "server")]
+const HEAD_BUF_MIN: usize = 1024;
 #[cfg(feature = "server")]
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 
@@ -424,7 +427,10 @@ impl Http1Transaction for Server {
         let orig_len = dst.len();
 
         let init_cap = 30 + msg.head.headers.len() * AVERAGE_HEADER_SIZE;
-        dst.reserve(init_cap);
+        // PATCH (edge): at least 1 KiB, the largest block glibc serves from its per-thread
+        // cache: a head buffer released while the connection idled is then one cheap
+        // allocation instead of a small one grown by reallocation (~600 instructions a hit).
+        dst.reserve(init_cap.max(HEAD_BUF_MIN));
 
         let custom_reason_phrase = msg.head.extensions.get::<crate::ext::ReasonPhrase>();
 
