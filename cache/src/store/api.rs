@@ -176,7 +176,7 @@ impl Storage for Store {
             dir: disk.dir.clone(),
             source: cacache::Error::IoError(source, format!("reading {variant}")),
         };
-        if let Some(file) = self.inner.files.get(variant, integrity) {
+        if let Some(file) = self.open_file(found, variant, integrity) {
             match file.read(true) {
                 Ok(body) => return Ok(Bytes::from(body)),
                 Err(ReadFail::WouldBlock) => {
@@ -209,7 +209,11 @@ impl Storage for Store {
         };
         match opened {
             Ok((file, body)) => {
-                self.inner.files.insert(variant, file);
+                if let (Some(file), Found::Disk(e)) =
+                    (self.inner.files.insert(variant, file), found)
+                {
+                    let _ = e.file.set(Arc::downgrade(&file));
+                }
                 Ok(Bytes::from(body))
             }
             Err(_) => {
@@ -407,6 +411,23 @@ impl Storage for Store {
 }
 
 impl Store {
+    /// The open file of a disk object: the one its entry links to while the open-file cache
+    /// keeps it, else the cache's (then linked).
+    fn open_file(
+        &self,
+        found: &Found,
+        variant: &str,
+        integrity: &cacache::Integrity,
+    ) -> Option<Arc<OpenFile>> {
+        let Found::Disk(e) = found else { return None };
+        if let Some(file) = e.file.get().and_then(std::sync::Weak::upgrade) {
+            return Some(file);
+        }
+        let file = self.inner.files.get(variant, integrity)?;
+        let _ = e.file.set(Arc::downgrade(&file));
+        Some(file)
+    }
+
     /// A found object as the lookup's answer: a hit, stale if a soft purge marked it, a miss
     /// (and removed) if a hard purge fenced it off.
     async fn unless_fenced(&self, primary: &str, variant: &str, found: Found) -> Lookup {

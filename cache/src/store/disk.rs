@@ -4,13 +4,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// An object's last use in ms since the epoch, shared by the index and the object's decoded
+/// entry: a disk hit stores to it without the index lock.
+pub(crate) type LastUse = Arc<AtomicU64>;
 
 #[derive(Debug, Default)]
 pub(crate) struct DiskIndex {
-    /// key → (bytes, last use in ms since the epoch).
-    entries: HashMap<Arc<str>, (u64, u64)>,
+    /// key → (bytes, last use).
+    entries: HashMap<Arc<str>, (u64, LastUse)>,
     total: u64,
 }
 
@@ -28,7 +32,9 @@ impl Budget {
         let mut index = DiskIndex::default();
         for (key, size, time) in listed {
             index.total += size;
-            index.entries.insert(Arc::from(key), (size, time));
+            index
+                .entries
+                .insert(Arc::from(key), (size, Arc::new(AtomicU64::new(time))));
         }
         Budget {
             index: Mutex::new(index),
@@ -54,12 +60,18 @@ impl Budget {
         self.index.lock().is_ok_and(|i| i.entries.contains_key(key))
     }
 
-    /// Marks a disk hit. (Memory hits do not come here: they take no global lock.)
+    /// The last-use mark of a listed object, for its decoded entry to keep (`Store::touch`).
+    pub(crate) fn last_use(&self, key: &str) -> Option<LastUse> {
+        self.index
+            .lock()
+            .ok()
+            .and_then(|idx| idx.entries.get(key).map(|e| e.1.clone()))
+    }
+
+    /// Marks a use through the index (cold reads; hits store to their entry's mark).
     pub(crate) fn touch(&self, key: &str, now_ms: u64) {
-        if let Ok(mut idx) = self.index.lock()
-            && let Some(e) = idx.entries.get_mut(key)
-        {
-            e.1 = now_ms;
+        if let Some(used) = self.last_use(key) {
+            used.store(now_ms, Ordering::Relaxed);
         }
     }
 
@@ -76,10 +88,19 @@ impl Budget {
         let Ok(mut idx) = self.index.lock() else {
             return false;
         };
-        if let Some((old, _)) = idx.entries.insert(Arc::from(key), (size, now_ms)) {
-            idx.total = idx.total.saturating_sub(old);
-        }
-        idx.total += size;
+        // A replaced body keeps its mark: decoded entries linked to it stay linked.
+        let old = match idx.entries.get_mut(key) {
+            Some(e) => {
+                e.1.store(now_ms, Ordering::Relaxed);
+                std::mem::replace(&mut e.0, size)
+            }
+            None => {
+                let used = Arc::new(AtomicU64::new(now_ms));
+                idx.entries.insert(Arc::from(key), (size, used));
+                0
+            }
+        };
+        idx.total = idx.total.saturating_sub(old) + size;
         idx.total > max_bytes
     }
 
@@ -99,7 +120,7 @@ impl Budget {
                 .entries
                 .iter()
                 .filter(|(k, _)| k.starts_with("o:") && &***k != spare)
-                .map(|(k, (s, t))| (*t, k.clone(), *s))
+                .map(|(k, (s, t))| (t.load(Ordering::Relaxed), k.clone(), *s))
                 .collect();
             (list, idx.total)
         };
@@ -115,12 +136,13 @@ impl Budget {
                 break;
             }
             // Used again since the copy: not a victim any more.
-            let Some(&(size, now)) = idx.entries.get(&key) else {
+            let Some((size, used)) = idx.entries.get(&key) else {
                 continue;
             };
-            if now != time {
+            if used.load(Ordering::Relaxed) != time {
                 continue;
             }
+            let size = *size;
             idx.entries.remove(&key);
             idx.total = idx.total.saturating_sub(size);
             victims.push(key);

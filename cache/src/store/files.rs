@@ -93,10 +93,14 @@ impl OpenFiles {
         self.files.get(variant).filter(|f| f.integrity == *sri)
     }
 
-    pub(crate) fn insert(&self, variant: &str, file: OpenFile) {
-        if self.files.policy().max_capacity() != Some(0) {
-            self.files.insert(variant.to_string(), Arc::new(file));
+    /// Keeps `file` open (unless no file may be kept); the kept file.
+    pub(crate) fn insert(&self, variant: &str, file: OpenFile) -> Option<Arc<OpenFile>> {
+        if self.files.policy().max_capacity() == Some(0) {
+            return None;
         }
+        let file = Arc::new(file);
+        self.files.insert(variant.to_string(), file.clone());
+        Some(file)
     }
 
     pub(crate) fn forget(&self, variant: &str) {

@@ -18,9 +18,10 @@ async fn disk_reads_verify_cold_then_keep_the_file_open_and_refuse_damage() {
     let body: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
     put(&store, "https://a/p", &body, vec![], vec![]).await;
     let found = lookup_hit(&store, "https://a/p").await;
-    let Found::Disk { integrity, .. } = &found else {
+    let Found::Disk(entry) = &found else {
         panic!("expected a disk object")
     };
+    let integrity = entry.integrity();
     // The layout we compute is where cacache put the content.
     let path = content_path(&dir, integrity);
     assert!(
@@ -54,9 +55,10 @@ async fn disk_reads_verify_cold_then_keep_the_file_open_and_refuse_damage() {
     let other: Vec<u8> = body.iter().map(|b| b + 1).collect();
     put(&store, "https://a/q", &other, vec![], vec![]).await;
     let found = lookup_hit(&store, "https://a/q").await;
-    let Found::Disk { integrity, .. } = &found else {
+    let Found::Disk(entry) = &found else {
         panic!("expected a disk object")
     };
+    let integrity = entry.integrity();
     let mut damaged = other.clone();
     damaged[10] ^= 0xff;
     std::fs::write(content_path(&dir, integrity), &damaged).expect("damage");
@@ -97,4 +99,59 @@ async fn removals_close_open_files_and_a_new_body_is_not_read_through_the_old_on
         0,
         "a purged object's file is closed (its disk space is freed)"
     );
+}
+
+/// A disk hit on an object whose decoded entry is resident marks its use without the index
+/// lock (through the mark it shares with the index): the eviction order must see it.
+#[tokio::test(start_paused = true)]
+async fn resident_disk_hits_count_for_least_recently_used() {
+    use std::time::Duration;
+    let dir = temp_dir("resident-touch");
+    let store = Store::open(cfg(Some(&dir), 1 << 20, 1024, 500_000))
+        .await
+        .expect("open");
+    let step = || tokio::time::advance(Duration::from_millis(5));
+    // Distinct bodies: content files are shared by hash.
+    for i in 0..5 {
+        put(
+            &store,
+            &format!("https://a/{i}"),
+            &[i; 100_000],
+            vec![],
+            vec![],
+        )
+        .await;
+        step().await;
+    }
+    // Cold reads (index decoded): 0, then 1. Then a resident hit on 0 makes it newer than 1.
+    for i in [0, 1, 0] {
+        let _ = lookup_hit(&store, &format!("https://a/{i}")).await;
+        step().await;
+    }
+    // Over budget twice: 2 and 3 go first, then 4 and the least recently used of 0 and 1.
+    for i in 5..8 {
+        put(
+            &store,
+            &format!("https://a/{i}"),
+            &[i; 100_000],
+            vec![],
+            vec![],
+        )
+        .await;
+        step().await;
+    }
+    store.flush().await;
+    let hit = |i: usize| {
+        let store = &store;
+        async move {
+            matches!(
+                store
+                    .lookup(&format!("https://a/{i}"), &http::HeaderMap::new())
+                    .await,
+                Lookup::Hit(_)
+            )
+        }
+    };
+    assert!(!hit(1).await, "1 was used least recently of the two");
+    assert!(hit(0).await, "0's resident hit kept it");
 }

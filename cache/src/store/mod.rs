@@ -101,24 +101,15 @@ pub type Tags = Arc<[Arc<str>]>;
 #[derive(Debug, Clone)]
 pub enum Found {
     Memory(Arc<MemObject>),
-    Disk {
-        /// Shared with the index entry: its parsed fields serve every disk hit.
-        meta: Arc<StoredMeta>,
-        variant: String,
-        /// Content address: opening by hash skips a second index read.
-        integrity: cacache::Integrity,
-        ticket: Ticket,
-        tags: Tags,
-    },
+    /// Shared with the index entry: a disk hit copies nothing.
+    Disk(Arc<DiskEntry>),
 }
 
 impl Found {
     /// The variant key and content hash of a disk object.
     fn disk_ref(&self) -> Result<(&str, &cacache::Integrity), CacheError> {
         match self {
-            Found::Disk {
-                variant, integrity, ..
-            } => Ok((variant, integrity)),
+            Found::Disk(e) => Ok((&e.variant, &e.integrity)),
             Found::Memory(_) => Err(CacheError::Corrupt {
                 key: String::new(),
                 reason: "not a disk object".into(),
@@ -129,28 +120,28 @@ impl Found {
     pub fn meta(&self) -> &StoredMeta {
         match self {
             Found::Memory(o) => &o.meta,
-            Found::Disk { meta, .. } => meta,
+            Found::Disk(e) => &e.meta,
         }
     }
 
     pub fn ticket(&self) -> Ticket {
         match self {
             Found::Memory(o) => o.ticket,
-            Found::Disk { ticket, .. } => *ticket,
+            Found::Disk(e) => e.ticket,
         }
     }
 
     pub fn tags(&self) -> &[Arc<str>] {
         match self {
             Found::Memory(o) => &o.tags,
-            Found::Disk { tags, .. } => tags,
+            Found::Disk(e) => &e.tags,
         }
     }
 
     pub fn variant(&self, primary: &str) -> String {
         match self {
             Found::Memory(o) => variant_key(primary, &o.meta.vary),
-            Found::Disk { variant, .. } => variant.clone(),
+            Found::Disk(e) => e.variant.clone(),
         }
     }
 
@@ -164,18 +155,15 @@ impl Found {
                 ticket,
                 tags: obj.tags.clone(),
             })),
-            Found::Disk {
-                variant,
-                integrity,
-                tags,
-                ..
-            } => Found::Disk {
+            Found::Disk(e) => Found::Disk(Arc::new(DiskEntry {
+                variant: e.variant.clone(),
                 meta: Arc::new(meta),
-                variant: variant.clone(),
-                integrity: integrity.clone(),
+                integrity: e.integrity.clone(),
                 ticket,
-                tags: tags.clone(),
-            },
+                tags: e.tags.clone(),
+                used: std::sync::OnceLock::new(),
+                file: std::sync::OnceLock::new(),
+            })),
         }
     }
 }
@@ -202,11 +190,28 @@ struct VaryRecord {
 
 /// A disk object's decoded index entry, kept in memory so that a disk hit reads the index once.
 #[derive(Debug)]
-struct DiskEntry {
+pub struct DiskEntry {
+    variant: String,
+    /// Its parsed fields serve every disk hit.
     meta: Arc<StoredMeta>,
+    /// Content address: opening by hash skips a second index read.
     integrity: cacache::Integrity,
     ticket: Ticket,
     tags: Tags,
+    /// Its last use in the disk budget, linked at the first hit: a hit marks it without the
+    /// budget's lock.
+    used: std::sync::OnceLock<disk::LastUse>,
+    /// Its open content file, linked at the first read that finds it open: later hits skip
+    /// the open-file cache's lookup while that cache keeps the file (it alone holds it open).
+    file: std::sync::OnceLock<std::sync::Weak<files::OpenFile>>,
+}
+
+impl DiskEntry {
+    /// The content hash (tests find the file by it).
+    #[cfg(test)]
+    pub(crate) fn integrity(&self) -> &cacache::Integrity {
+        &self.integrity
+    }
 }
 
 struct Inner {
@@ -355,14 +360,21 @@ impl Store {
         }
         self.inner.cfg.disk.as_ref()?;
         let entry = self.inner.disk_meta.get(variant).await?;
-        self.inner.budget.touch(variant, now_ms());
-        Some(Found::Disk {
-            meta: entry.meta.clone(),
-            variant: variant.to_string(),
-            integrity: entry.integrity.clone(),
-            ticket: entry.ticket,
-            tags: entry.tags.clone(),
-        })
+        self.touch(&entry);
+        Some(Found::Disk(entry))
+    }
+
+    /// Marks a disk hit for the budget's least-recently-used order: an atomic store once the
+    /// entry is linked to its budget slot (the link takes the budget's lock, once).
+    fn touch(&self, entry: &DiskEntry) {
+        let used = match entry.used.get() {
+            Some(used) => used,
+            None => match self.inner.budget.last_use(&entry.variant) {
+                Some(used) => entry.used.get_or_init(|| used),
+                None => return, // not accounted yet: its account marks it used now
+            },
+        };
+        used.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The stored object under one variant key: memory first, then disk (promoting small
@@ -406,25 +418,20 @@ impl Store {
                 }
             }
         }
-        let tags = Tags::from(extra.tags);
-        let stored = Arc::new(stored);
         let entry = Arc::new(DiskEntry {
-            meta: stored.clone(),
-            integrity: integrity.clone(),
+            variant: variant.to_string(),
+            meta: Arc::new(stored),
+            integrity,
             ticket: extra.ticket,
-            tags: tags.clone(),
+            tags: Tags::from(extra.tags),
+            used: std::sync::OnceLock::new(),
+            file: std::sync::OnceLock::new(),
         });
         self.inner
             .disk_meta
-            .insert(variant.to_string(), entry)
+            .insert(variant.to_string(), entry.clone())
             .await;
-        Some(Found::Disk {
-            meta: stored,
-            variant: variant.to_string(),
-            integrity,
-            ticket: extra.ticket,
-            tags,
-        })
+        Some(Found::Disk(entry))
     }
 
     /// Drops what memory holds of a variant's disk entry: its decoded metadata and open file.

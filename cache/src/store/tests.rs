@@ -75,7 +75,7 @@ pub(super) async fn put(
 pub(super) async fn body_of(store: &Store, found: &Found) -> Vec<u8> {
     match found {
         Found::Memory(o) => o.body.to_vec(),
-        Found::Disk { .. } => {
+        Found::Disk(_) => {
             use tokio::io::AsyncReadExt;
             let mut r = store.open_disk(found).await.expect("open disk");
             let mut out = Vec::new();
@@ -214,7 +214,7 @@ async fn large_objects_live_on_disk_and_everything_survives_a_restart() {
             panic!("miss")
         };
         assert!(
-            matches!(f, Found::Disk { .. }),
+            matches!(f, Found::Disk(_)),
             "a 300 KB object must not be held in memory"
         );
         assert_eq!(body_of(&store, &f).await, big);

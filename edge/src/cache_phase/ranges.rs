@@ -478,7 +478,7 @@ impl Slices {
     async fn bytes_of(&self, found: &Found) -> Result<Bytes, Error> {
         match found {
             Found::Memory(obj) => Ok(obj.body.clone()),
-            Found::Disk { .. } => Ok(self.ctx.shared.cache.store.read_disk(found).await?),
+            Found::Disk(_) => Ok(self.ctx.shared.cache.store.read_disk(found).await?),
         }
     }
 

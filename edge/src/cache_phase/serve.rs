@@ -162,7 +162,7 @@ pub(super) async fn stored_body(
             let begin = usize::try_from(start).unwrap_or(0).min(end);
             body::full(obj.body.slice(begin..end))
         }
-        Found::Disk { .. } if total <= SMALL_DISK_OBJECT => {
+        Found::Disk(_) if total <= SMALL_DISK_OBJECT => {
             let data = store.read_disk(found).await?;
             if data.len() as u64 != total {
                 return Err(CacheError::Truncated {
@@ -176,7 +176,7 @@ pub(super) async fn stored_body(
                 .min(data.len());
             body::full(data.slice(begin.min(end)..end))
         }
-        Found::Disk { .. } => {
+        Found::Disk(_) => {
             let reader = store.open_disk(found).await?;
             DiskBody::new(reader, start, len, start == 0 && len == total).boxed_unsync()
         }
