@@ -20,7 +20,7 @@ use crate::trace::Trace;
 
 #[derive(Clone)]
 pub struct RequestCtx {
-    pub id: String,
+    pub id: crate::request_id::RequestId,
     pub start: Instant,
     pub shared: Arc<Shared>,
     /// The config snapshot this request reads, from start to end.
@@ -32,8 +32,9 @@ pub struct RequestCtx {
     pub head: http::request::Parts,
     pub method: Method,
     pub version: Version,
-    /// The normalised path (routing, policies, logs).
-    pub path: String,
+    /// The normalised path (routing, policies, logs) when it is not the target's own: most
+    /// are, and a copy per request is an allocation (see `path`).
+    path_override: Option<String>,
     /// The visitor's scheme (ours, or a trusted peer's `X-Forwarded-Proto`).
     pub scheme: &'static str,
     /// The normalised host name (no port): what routing matched.
@@ -41,7 +42,6 @@ pub struct RequestCtx {
     /// The `Host` the origin receives and the cache key holds (name, and the listener's port
     /// when not the default).
     pub host: String,
-    pub host_value: HeaderValue,
     /// The peer is one of ours (`node.trusted_peers`, shield endpoints).
     pub trusted: bool,
     /// The visitor's address: the peer's, or behind a trusted peer what its forwarding headers
@@ -100,13 +100,12 @@ impl RequestCtx {
             conn,
             method: head.method.clone(),
             version: head.version,
-            path: head.uri.path().to_string(),
+            path_override: None,
             head,
             shared,
             scheme: "http",
             host_name: String::new(),
             host: String::new(),
-            host_value: HeaderValue::from_static(""),
             trusted: false,
             client,
             geo: geo::Geo::default(),
@@ -126,6 +125,18 @@ impl RequestCtx {
             trace,
             origin: OriginSlot::default(),
         }
+    }
+
+    /// The normalised path (routing, policies, logs).
+    pub fn path(&self) -> &str {
+        self.path_override
+            .as_deref()
+            .unwrap_or_else(|| self.head.uri.path())
+    }
+
+    /// Sets the normalised path; the target is rewritten to it by the route phase.
+    pub fn path_set(&mut self, path: String) {
+        self.path_override = Some(path);
     }
 
     /// The routed site (set by the route phase, before any phase that asks).

@@ -84,7 +84,7 @@ pub async fn gate(ctx: &mut RequestCtx) -> Result<(), Error> {
         || site
             .rate_limits
             .iter()
-            .any(|r| r.applies(&ctx.method, &ctx.path));
+            .any(|r| r.applies(&ctx.method, ctx.path()));
     if site.zero_rtt && safe && !address_rules {
         ctx.early = Some(handshake.clone());
         return Ok(());

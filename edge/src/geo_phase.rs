@@ -28,9 +28,8 @@ fn set_fields(ctx: &mut RequestCtx, enabled: bool) {
     let g = &site.geo;
     let names = &g.headers;
     let fields = &mut ctx.head.headers;
-    fields.remove(&names.country);
-    fields.remove(&names.continent);
-    fields.remove(&names.asn);
+    // A client's own values never pass.
+    crate::headers::remove_named(fields, [&names.country, &names.continent, &names.asn]);
     if !enabled {
         return;
     }
@@ -61,7 +60,7 @@ pub fn run(ctx: &mut RequestCtx) -> Option<Response<ProxyBody>> {
     if g.access.is_empty() {
         return None;
     }
-    let decision = rules::decide(&g.access, &ctx.path, ctx.client, ctx.geo);
+    let decision = rules::decide(&g.access, ctx.path(), ctx.client, ctx.geo);
     match decision {
         Decision::Allowed => {
             ctx.access = Some(Access::Allowed);

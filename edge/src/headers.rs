@@ -215,6 +215,21 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 /// A response whose length is ambiguous: `Content-Length` together with `Transfer-Encoding`,
 /// or `Content-Length` values that disagree (RFC 9112 §6.3). Never stored: the body we read
 /// may not be the body the origin meant.
+/// Removes the fields named in `names` (a handful, mostly absent): one pass over the map's
+/// names finds whether any is there, where a `remove` per name hashes and probes each.
+pub fn remove_named<'a>(
+    fields: &mut HeaderMap,
+    names: impl IntoIterator<Item = &'a HeaderName> + Clone,
+) {
+    let present = |k: &HeaderName| names.clone().into_iter().any(|n| n == k);
+    if !fields.keys().any(present) {
+        return;
+    }
+    for n in names {
+        fields.remove(n);
+    }
+}
+
 pub fn broken_framing(headers: &HeaderMap) -> bool {
     let mut lengths = headers
         .get_all(header::CONTENT_LENGTH)
@@ -331,6 +346,22 @@ pub fn client_behind(headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_named_takes_every_value_of_each_name_and_nothing_else() {
+        let tag = HeaderName::from_static("surrogate-key");
+        let geo = HeaderName::from_static("x-edge-country");
+        let mut h = HeaderMap::new();
+        h.append(&tag, HeaderValue::from_static("a"));
+        h.append(&tag, HeaderValue::from_static("b"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        remove_named(&mut h, [&geo]);
+        assert_eq!(h.len(), 3, "absent names change nothing");
+        remove_named(&mut h, [&geo, &tag]);
+        assert!(!h.contains_key(&tag));
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_TYPE));
+    }
 
     #[test]
     fn append_list_keeps_earlier_hops() {

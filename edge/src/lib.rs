@@ -31,6 +31,7 @@ pub mod protect;
 pub mod proxy_header;
 pub mod purge_cli;
 pub mod quic;
+pub mod request_id;
 pub mod respond;
 pub mod rules_cli;
 pub mod rules_phase;

@@ -69,9 +69,9 @@ fn observe(ctx: &RequestCtx, resp: &Response<ProxyBody>) -> crate::metrics::requ
             protocol: crate::headers::via_protocol(ctx.version).to_string(),
             method: ctx.method.to_string(),
             host: ctx.host.clone(),
-            path: ctx.path.clone(),
+            path: ctx.path().to_string(),
             site: site.to_string(),
-            request_id: ctx.id.clone(),
+            request_id: ctx.id.to_string(),
         });
     }
     let metrics = requests::site(site);
@@ -164,23 +164,21 @@ fn normalize(ctx: &mut RequestCtx) -> Result<(), Error> {
         }
         if let Some(id) = head.headers.get(&headers::X_REQUEST_ID)
             && let Ok(id) = id.to_str()
-            && !id.is_empty()
-            && id.len() <= 64
+            && let Some(id) = crate::request_id::RequestId::new(id)
         {
-            ctx.id = id.to_string();
+            ctx.id = id;
         }
     }
     // The loop marker is only believed from our own peers: anyone can write our name in Via.
     ctx.looped = ctx.trusted && headers::via_names(&head.headers, &snap.node_name);
     ctx.host = origin_host
         .unwrap_or_else(|| hygiene::origin_host(&host, ctx.conn.local.port(), ctx.scheme));
-    ctx.host_value =
-        HeaderValue::from_str(&ctx.host).map_err(|_| Error::BadRequest("invalid Host"))?;
     let path = hygiene::normalize_path(head.uri.path()).map_err(Error::BadRequest)?;
-    if path != head.uri.path() {
-        ctx.path = path.into_owned();
-    }
+    let changed = (path != head.uri.path()).then(|| path.into_owned());
     ctx.compress = crate::compress::RequestFacts::new(&head.method, &head.headers);
+    if let Some(path) = changed {
+        ctx.path_set(path);
+    }
     ctx.host_name = host;
     Ok(())
 }
@@ -203,7 +201,7 @@ fn route(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Error> {
             &ctx.head.uri,
         )));
     }
-    let route = site.route(&ctx.path).ok_or(Error::NoRoute)?;
+    let route = site.route(ctx.path()).ok_or(Error::NoRoute)?;
     let pool = geo::rules::steer(route, ctx.geo);
     ctx.pool = Some(
         ctx.rt
@@ -228,9 +226,9 @@ fn route(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Error> {
         None => None,
     };
     // Rebuilt only when normalising changed something: most targets are already clean.
-    if ctx.path != uri.path() || query.as_deref() != uri.query() || uri.scheme().is_some() {
+    if ctx.path() != uri.path() || query.as_deref() != uri.query() || uri.scheme().is_some() {
         ctx.head.uri =
-            hygiene::origin_form(&ctx.path, query.as_deref()).map_err(Error::BadRequest)?;
+            hygiene::origin_form(ctx.path(), query.as_deref()).map_err(Error::BadRequest)?;
     }
     Ok(None)
 }
@@ -355,13 +353,13 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
     let record = Record {
         format,
         otlp,
-        request_id: ctx.id.clone(),
+        request_id: ctx.id.to_string(),
         client: ctx.client.to_string(),
         country: ctx.geo.country,
         proto: headers::via_protocol(ctx.version),
         method: ctx.method.to_string(),
         host: ctx.host.clone(),
-        path: ctx.path.clone(),
+        path: ctx.path().to_string(),
         query,
         site: ctx
             .site

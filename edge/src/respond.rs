@@ -99,9 +99,7 @@ pub fn finish(ctx: &RequestCtx, resp: &mut Response<ProxyBody>) {
         && site.cache.strip_tag_headers
     {
         // Surrogate keys are for purging, not for visitors (they may name internal things).
-        for name in &site.cache.tag_headers {
-            h.remove(name);
-        }
+        headers::remove_named(h, &site.cache.tag_headers);
     }
     if let Some(age) = h.get_mut(header::AGE) {
         age.set_sensitive(true);

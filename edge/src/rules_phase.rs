@@ -38,7 +38,7 @@ pub fn facts(ctx: &RequestCtx) -> RequestFacts<'_> {
     RequestFacts {
         method: &ctx.method,
         host: &ctx.host_name,
-        path: &ctx.path,
+        path: ctx.path(),
         query: ctx.head.uri.query(),
         headers: &ctx.head.headers,
         client: ctx.client,
@@ -69,12 +69,12 @@ impl Owned {
         Owned {
             method: ctx.method.clone(),
             host: ctx.host_name.clone(),
-            path: ctx.path.clone(),
+            path: ctx.path().to_string(),
             query: ctx.head.uri.query().map(str::to_string),
             headers: ctx.head.headers.clone(),
             client: ctx.client,
             https: ctx.scheme == "https",
-            id: ctx.id.clone(),
+            id: ctx.id.to_string(),
         }
     }
 
@@ -173,9 +173,9 @@ pub async fn run(ctx: &mut RequestCtx) -> Result<Option<Response<ProxyBody>>, Er
         // the new one.
         ctx.head.uri =
             hygiene::origin_form(&to.path, to.query.as_deref()).map_err(Error::BadRequest)?;
-        ctx.path = to.path.clone();
+        ctx.path_set(to.path.clone());
         if d.pool.is_none() {
-            let route = site.route(&ctx.path).ok_or(Error::NoRoute)?;
+            let route = site.route(ctx.path()).ok_or(Error::NoRoute)?;
             let pool = geo::rules::steer(route, ctx.geo);
             set_pool(ctx, pool)?;
         }

@@ -199,25 +199,13 @@ impl Shared {
         next
     }
 
-    pub fn next_request_id(&self) -> String {
+    pub fn next_request_id(&self) -> crate::request_id::RequestId {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = self
             .id_base
             .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        hex16(id)
+        crate::request_id::RequestId::hex16(id)
     }
-}
-
-/// Sixteen lower-case hex digits, written directly: `format!("{:016x}")` cost ~550
-/// instructions a request.
-fn hex16(n: u64) -> String {
-    let mut out = String::with_capacity(16);
-    for shift in (0..16).rev() {
-        out.push(char::from(
-            b"0123456789abcdef"[((n >> (shift * 4)) & 0xf) as usize],
-        ));
-    }
-    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,12 +243,5 @@ mod tests {
             super::static_value("1.1 pop\n7").is_none(),
             "not a field value"
         );
-    }
-
-    #[test]
-    fn request_ids_are_sixteen_hex_digits() {
-        for n in [0, 1, 0xf, 0x1234_5678_9abc_def0, u64::MAX] {
-            assert_eq!(super::hex16(n), format!("{n:016x}"));
-        }
     }
 }

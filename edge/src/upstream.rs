@@ -23,13 +23,19 @@ pub fn rewrite(ctx: &RequestCtx, skip: &[HeaderName]) -> HeaderMap {
         .site
         .as_ref()
         .map_or(&[][..], |s| &s.strip_request_headers[..]);
+    // Made here, for origin requests only. It cannot fail: the host passed `parse_host`
+    // (letters, digits, `-._`, or a bracketed IPv6 literal) and a port is digits.
+    let host = HeaderValue::from_str(&ctx.host).unwrap_or_else(|_| {
+        tracing::error!(host = %ctx.host, "unrepresentable Host reached the origin rewrite");
+        HeaderValue::from_static("invalid")
+    });
     let mut fields = headers::upstream_fields(
         &ctx.head.headers,
         &headers::Upstream {
             client_ip: ctx.conn.peer.ip(),
             trusted: ctx.trusted,
             scheme: ctx.scheme,
-            host: &ctx.host_value,
+            host: &host,
             via: ctx.rt.via_for(ctx.version),
             request_id: &ctx.id,
             strip,
@@ -186,7 +192,7 @@ pub async fn upgrade(
         return Ok(origin_response(resp, &ctx.rt));
     }
     let origin = hyper::upgrade::on(&mut resp);
-    tokio::spawn(tunnel(client, origin, ctx.id.clone()));
+    tokio::spawn(tunnel(client, origin, ctx.id.to_string()));
     let (parts, _) = resp.into_parts();
     Ok(Response::from_parts(parts, body::empty()))
 }

@@ -151,12 +151,12 @@ pub async fn purge_method(ctx: &RequestCtx) -> Result<Response<ProxyBody>, Error
         return Ok(refused(e.into(), Some(Kind::Url), soft));
     }
     let path_and_query = match ctx.head.uri.query() {
-        Some(q) => format!("{}?{q}", ctx.path),
-        None => ctx.path.clone(),
+        Some(q) => format!("{}?{q}", ctx.path()),
+        None => ctx.path().to_string(),
     };
     let scope = PurgeScope::Url {
         host: ctx.host_name.clone(),
-        path_query: key_path(&site, &ctx.path, ctx.head.uri.query()),
+        path_query: key_path(&site, ctx.path(), ctx.head.uri.query()),
         ports: ctx.shared.listen_ports(),
     };
     let request = PurgeRequest {

@@ -135,7 +135,7 @@ pub(crate) async fn handle(
         &site.cache.key,
     );
     crate::rules_phase::extend_key(ctx);
-    ctx.policy = site.cache.policy_for(&ctx.path);
+    ctx.policy = site.cache.policy_for(ctx.path());
     let bypass = |detail| CacheStatus {
         detail: Some(detail),
         ..CacheStatus::fwd(Fwd::Bypass)

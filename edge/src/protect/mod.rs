@@ -82,7 +82,7 @@ impl RequestFilter for RateLimits {
         };
         let now = edge_core::clock::monotonic_ns();
         for (rule, limiter) in site.rate_limits.iter().zip(limiters) {
-            if !rule.applies(&ctx.method, &ctx.path) {
+            if !rule.applies(&ctx.method, ctx.path()) {
                 continue;
             }
             let verdict = match &rule.key {
