@@ -39,9 +39,9 @@ pub struct RequestCtx {
     pub scheme: &'static str,
     /// The normalised host name (no port): what routing matched.
     pub host_name: String,
-    /// The `Host` the origin receives and the cache key holds (name, and the listener's port
-    /// when not the default).
-    pub host: String,
+    /// The `Host` the origin receives and the cache key holds when it is not `host_name`
+    /// alone (the listener's port is not the default, or a trusted peer's differs): see `host`.
+    host_with_port: Option<String>,
     /// The peer is one of ours (`node.trusted_peers`, shield endpoints).
     pub trusted: bool,
     /// The visitor's address: the peer's, or behind a trusted peer what its forwarding headers
@@ -105,7 +105,7 @@ impl RequestCtx {
             shared,
             scheme: "http",
             host_name: String::new(),
-            host: String::new(),
+            host_with_port: None,
             trusted: false,
             client,
             geo: geo::Geo::default(),
@@ -125,6 +125,17 @@ impl RequestCtx {
             trace,
             origin: OriginSlot::default(),
         }
+    }
+
+    /// The `Host` the origin receives and the cache key holds (name, and the listener's port
+    /// when not the default).
+    pub fn host(&self) -> &str {
+        self.host_with_port.as_deref().unwrap_or(&self.host_name)
+    }
+
+    /// Sets the origin's `Host` when it is not the host name alone.
+    pub fn host_set(&mut self, with_port: Option<String>) {
+        self.host_with_port = with_port;
     }
 
     /// The normalised path (routing, policies, logs).

@@ -96,19 +96,22 @@ pub fn parse_host(raw: &str) -> Result<(Cow<'_, str>, Option<u16>), &'static str
 /// of the listener the request came in on, left out when it is the scheme's default. Never a
 /// port the client claimed: the origin builds absolute URLs (redirects, canonical links) from
 /// it, and those get cached for everyone.
-pub fn origin_host(host: &str, listener_port: u16, scheme: &str) -> String {
+/// The origin's `Host` for `host` reached on `listener_port`: `None` when it is `host` alone
+/// (the scheme's default port), so that most requests make no second copy of the name.
+pub fn origin_host(host: &str, listener_port: u16, scheme: &str) -> Option<String> {
     let default = if scheme == "https" { 443 } else { 80 };
+    if listener_port == default {
+        return None;
+    }
     let mut out = String::with_capacity(host.len() + 6);
     out.push_str(host);
-    if listener_port != default {
-        // Written directly: `format!` cost ~850 instructions on every request.
-        out.push(':');
-        let digits = listener_port.checked_ilog10().unwrap_or(0) + 1;
-        for i in (0..digits).rev() {
-            out.push(char::from(b'0' + (listener_port / 10u16.pow(i) % 10) as u8));
-        }
+    // Written directly: `format!` cost ~850 instructions on every request.
+    out.push(':');
+    let digits = listener_port.checked_ilog10().unwrap_or(0) + 1;
+    for i in (0..digits).rev() {
+        out.push(char::from(b'0' + (listener_port / 10u16.pow(i) % 10) as u8));
     }
-    out
+    Some(out)
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -332,12 +335,18 @@ mod tests {
 
     #[test]
     fn origin_host_keeps_only_non_default_listener_ports() {
-        assert_eq!(origin_host("a.test", 443, "https"), "a.test");
-        assert_eq!(origin_host("a.test", 8443, "https"), "a.test:8443");
-        assert_eq!(origin_host("a.test", 80, "http"), "a.test");
-        assert_eq!(origin_host("a.test", 443, "http"), "a.test:443");
+        assert_eq!(origin_host("a.test", 443, "https"), None);
+        assert_eq!(
+            origin_host("a.test", 8443, "https").as_deref(),
+            Some("a.test:8443")
+        );
+        assert_eq!(origin_host("a.test", 80, "http"), None);
+        assert_eq!(
+            origin_host("a.test", 443, "http").as_deref(),
+            Some("a.test:443")
+        );
         for port in [1, 9, 10, 99, 100, 8080, 65535] {
-            assert_eq!(origin_host("a", port, "https"), format!("a:{port}"));
+            assert_eq!(origin_host("a", port, "https"), Some(format!("a:{port}")));
         }
     }
 

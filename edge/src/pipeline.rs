@@ -68,7 +68,7 @@ fn observe(ctx: &RequestCtx, resp: &Response<ProxyBody>) -> crate::metrics::requ
             status: resp.status().as_u16(),
             protocol: crate::headers::via_protocol(ctx.version).to_string(),
             method: ctx.method.to_string(),
-            host: ctx.host.clone(),
+            host: ctx.host().to_string(),
             path: ctx.path().to_string(),
             site: site.to_string(),
             request_id: ctx.id.to_string(),
@@ -157,10 +157,8 @@ fn normalize(ctx: &mut RequestCtx) -> Result<(), Error> {
             && let Ok((name, port)) = hygiene::parse_host(h)
         {
             host = name.into_owned();
-            origin_host = Some(match port {
-                Some(p) => format!("{host}:{p}"),
-                None => host.clone(),
-            });
+            // The visitor's host as they wrote it: with their port, or alone.
+            origin_host = Some(port.map(|p| format!("{host}:{p}")));
         }
         if let Some(id) = head.headers.get(&headers::X_REQUEST_ID)
             && let Ok(id) = id.to_str()
@@ -171,7 +169,7 @@ fn normalize(ctx: &mut RequestCtx) -> Result<(), Error> {
     }
     // The loop marker is only believed from our own peers: anyone can write our name in Via.
     ctx.looped = ctx.trusted && headers::via_names(&head.headers, &snap.node_name);
-    ctx.host = origin_host
+    let with_port = origin_host
         .unwrap_or_else(|| hygiene::origin_host(&host, ctx.conn.local.port(), ctx.scheme));
     let path = hygiene::normalize_path(head.uri.path()).map_err(Error::BadRequest)?;
     let changed = (path != head.uri.path()).then(|| path.into_owned());
@@ -179,6 +177,7 @@ fn normalize(ctx: &mut RequestCtx) -> Result<(), Error> {
     if let Some(path) = changed {
         ctx.path_set(path);
     }
+    ctx.host_set(with_port);
     ctx.host_name = host;
     Ok(())
 }
@@ -358,7 +357,7 @@ fn log_after_body(ctx: RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyB
         country: ctx.geo.country,
         proto: headers::via_protocol(ctx.version),
         method: ctx.method.to_string(),
-        host: ctx.host.clone(),
+        host: ctx.host().to_string(),
         path: ctx.path().to_string(),
         query,
         site: ctx

@@ -25,8 +25,8 @@ pub fn rewrite(ctx: &RequestCtx, skip: &[HeaderName]) -> HeaderMap {
         .map_or(&[][..], |s| &s.strip_request_headers[..]);
     // Made here, for origin requests only. It cannot fail: the host passed `parse_host`
     // (letters, digits, `-._`, or a bracketed IPv6 literal) and a port is digits.
-    let host = HeaderValue::from_str(&ctx.host).unwrap_or_else(|_| {
-        tracing::error!(host = %ctx.host, "unrepresentable Host reached the origin rewrite");
+    let host = HeaderValue::from_str(ctx.host()).unwrap_or_else(|_| {
+        tracing::error!(host = %ctx.host(), "unrepresentable Host reached the origin rewrite");
         HeaderValue::from_static("invalid")
     });
     let mut fields = headers::upstream_fields(

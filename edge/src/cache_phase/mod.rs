@@ -128,7 +128,7 @@ pub(crate) async fn handle(
     // listener port), normalised path.
     ctx.key = primary_key(
         ctx.scheme,
-        &ctx.host,
+        ctx.host(),
         ctx.head.uri.path(),
         ctx.head.uri.query(),
         &ctx.head.headers,
@@ -217,7 +217,7 @@ async fn invalidate_after(ctx: &RequestCtx, status: http::StatusCode, fields: &h
         };
         let k = primary_key(
             ctx.scheme,
-            &ctx.host,
+            ctx.host(),
             path,
             query,
             &ctx.head.headers,
