@@ -72,10 +72,9 @@ fn cache_status_value(
     status: &cache::status::CacheStatus,
     node: &str,
 ) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
-    use std::fmt::Write as _;
-    let mut buf = bytes::BytesMut::with_capacity(node.len() + 64);
-    let _ = write!(buf, "{}", status.display(node));
-    HeaderValue::from_maybe_shared(buf.freeze())
+    let mut buf = Vec::with_capacity(node.len() + 64);
+    status.write_to(node, &mut buf);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(buf))
 }
 
 /// Headers every response gets on its way out.

@@ -1,7 +1,5 @@
 //! `Cache-Status` (RFC 9211).
 
-use std::fmt;
-
 /// Why a request went forward (RFC 9211 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fwd {
@@ -53,60 +51,75 @@ impl CacheStatus {
 
     /// The field value for a node named `node` (a token).
     pub fn render(&self, node: &str) -> String {
-        use fmt::Write as _;
-        // Sized once: grown from empty it took three allocations on every response.
-        let mut out = String::with_capacity(node.len() + 64);
-        let _ = write!(out, "{}", self.with_node(node));
-        out
+        let mut out = Vec::with_capacity(node.len() + 64);
+        self.write_to(node, &mut out);
+        // Only `node` is not ours, and it came in as a str.
+        String::from_utf8(out).unwrap_or_default()
     }
 
-    /// The field value, for writing straight into a buffer of the caller's.
-    pub fn display<'a>(&'a self, node: &'a str) -> impl fmt::Display + 'a {
-        self.with_node(node)
-    }
-
-    fn with_node<'a>(&'a self, node: &'a str) -> Rendered<'a> {
-        Rendered { node, s: self }
+    /// Appends the field value to `out`: written directly, where `fmt` cost ~500 instructions
+    /// on every response.
+    pub fn write_to(&self, node: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(node.as_bytes());
+        if self.hit {
+            out.extend_from_slice(b"; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            out.extend_from_slice(b"; fwd=");
+            out.extend_from_slice(fwd.as_str().as_bytes());
+        }
+        if let Some(code) = self.fwd_status {
+            out.extend_from_slice(b"; fwd-status=");
+            decimal(i64::from(code), out);
+        }
+        if self.stored {
+            out.extend_from_slice(b"; stored");
+        }
+        if self.collapsed {
+            out.extend_from_slice(b"; collapsed");
+        }
+        if let Some(ttl) = self.ttl {
+            out.extend_from_slice(b"; ttl=");
+            decimal(ttl, out);
+        }
+        if let Some(d) = self.detail {
+            out.extend_from_slice(b"; detail=");
+            out.extend_from_slice(d.as_bytes());
+        }
     }
 }
 
-struct Rendered<'a> {
-    node: &'a str,
-    s: &'a CacheStatus,
-}
-
-impl fmt::Display for Rendered<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.s;
-        f.write_str(self.node)?;
-        if s.hit {
-            f.write_str("; hit")?;
-        }
-        if let Some(fwd) = s.fwd {
-            write!(f, "; fwd={}", fwd.as_str())?;
-        }
-        if let Some(code) = s.fwd_status {
-            write!(f, "; fwd-status={code}")?;
-        }
-        if s.stored {
-            f.write_str("; stored")?;
-        }
-        if s.collapsed {
-            f.write_str("; collapsed")?;
-        }
-        if let Some(ttl) = s.ttl {
-            write!(f, "; ttl={ttl}")?;
-        }
-        if let Some(d) = s.detail {
-            write!(f, "; detail={d}")?;
-        }
-        Ok(())
+fn decimal(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
     }
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttls_are_written_as_decimals_of_any_sign() {
+        for ttl in [0, 7, 10, 3599, -1, -20, i64::MAX, i64::MIN] {
+            assert_eq!(
+                CacheStatus::hit(ttl).render("n"),
+                format!("n; hit; ttl={ttl}")
+            );
+        }
+    }
 
     #[test]
     fn renders_rfc_9211_fields() {
