@@ -281,10 +281,33 @@ pub fn stored_head(
     policy: &CompressPolicy<'_>,
     now: SystemTime,
 ) -> StoredHead {
+    stored_head_in(
+        HeaderMap::new(),
+        method,
+        req_headers,
+        accept,
+        meta,
+        policy,
+        now,
+    )
+}
+
+/// [`stored_head`], building the response's fields in `headers` (emptied first): a map
+/// reused from an earlier message spares allocating one per hit.
+pub fn stored_head_in(
+    mut headers: HeaderMap,
+    method: &Method,
+    req_headers: &HeaderMap,
+    accept: &AcceptEncoding,
+    meta: &StoredMeta,
+    policy: &CompressPolicy<'_>,
+    now: SystemTime,
+) -> StoredHead {
     // Sized once for what this and the response phases add (Age, Accept-Ranges, Vary, Via,
     // Cache-Status, X-Request-Id, Alt-Svc, ...): a clone is sized for the stored fields only,
     // and growing it cost a second table and a reallocation per hit (1.0k instructions).
-    let mut headers = HeaderMap::with_capacity(meta.headers.len() + RESPONSE_FIELDS);
+    headers.clear();
+    headers.reserve(meta.headers.len() + RESPONSE_FIELDS);
     for (name, value) in &meta.headers {
         headers.append(name.clone(), value.clone());
     }

@@ -39,7 +39,8 @@ pub(super) async fn serve(
         },
         |s| compress_policy(&s.compression),
     );
-    let head = plan::stored_head(
+    let head = plan::stored_head_in(
+        hyper::ext::take_header_map().unwrap_or_default(),
         &ctx.method,
         &ctx.head.headers,
         &ctx.compress.accept,

@@ -54,6 +54,21 @@ mod h1_reason_phrase;
 #[cfg(any(feature = "http1", feature = "ffi"))]
 pub use h1_reason_phrase::ReasonPhrase;
 
+/// PATCH (edge): a cleared header map from this thread's pool, which HTTP/1.1 connections
+/// fill with the maps of the response heads they wrote: for building a response's fields
+/// without allocating a map.
+#[cfg(all(feature = "http1", feature = "server"))]
+pub fn take_header_map() -> Option<http::HeaderMap> {
+    crate::proto::h1::header_pool::take()
+}
+
+/// PATCH (edge): gives a map back to this thread's pool (cleared there; a large one is
+/// dropped), for example a request's once its response is on its way.
+#[cfg(all(feature = "http1", feature = "server"))]
+pub fn put_header_map(headers: http::HeaderMap) {
+    crate::proto::h1::header_pool::put(headers)
+}
+
 #[cfg(all(feature = "http1", feature = "client"))]
 mod informational;
 #[cfg(all(feature = "http1", feature = "client"))]

@@ -18,7 +18,7 @@ pub(crate) mod dispatch;
 mod encode;
 // PATCH (edge): see header_pool.rs.
 #[cfg(feature = "server")]
-mod header_pool;
+pub(crate) mod header_pool;
 // PATCH (edge): see idle_handoff.rs.
 #[cfg(feature = "server")]
 mod idle_handoff;
