@@ -112,16 +112,22 @@ async fn resident_disk_hits_count_for_least_recently_used() {
         .expect("open");
     let step = || tokio::time::advance(Duration::from_millis(5));
     // Distinct bodies: content files are shared by hash.
+    let fill = |i: u8| {
+        let store = &store;
+        async move {
+            put(
+                store,
+                &format!("https://a/{i}"),
+                &[i; 100_000],
+                vec![],
+                vec![],
+            )
+            .await;
+            step().await;
+        }
+    };
     for i in 0..5 {
-        put(
-            &store,
-            &format!("https://a/{i}"),
-            &[i; 100_000],
-            vec![],
-            vec![],
-        )
-        .await;
-        step().await;
+        fill(i).await;
     }
     // Cold reads (index decoded): 0, then 1. Then a resident hit on 0 makes it newer than 1.
     for i in [0, 1, 0] {
@@ -130,15 +136,7 @@ async fn resident_disk_hits_count_for_least_recently_used() {
     }
     // Over budget twice: 2 and 3 go first, then 4 and the least recently used of 0 and 1.
     for i in 5..8 {
-        put(
-            &store,
-            &format!("https://a/{i}"),
-            &[i; 100_000],
-            vec![],
-            vec![],
-        )
-        .await;
-        step().await;
+        fill(i).await;
     }
     store.flush().await;
     let hit = |i: usize| {

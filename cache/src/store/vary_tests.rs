@@ -15,6 +15,13 @@ fn lang(v: &'static str) -> HeaderMap {
         .collect()
 }
 
+/// Stores `english`, varied on Accept-Language, as the `en` variant of `url`.
+async fn put_english(store: &Store, url: &str) {
+    let names = vec![header::ACCEPT_LANGUAGE];
+    let vary = rules::vary_values(&lang("en"), &names);
+    put(store, url, b"english", names, vary).await;
+}
+
 /// Memory-only and disk-backed stores alike.
 async fn stores(tag: &str) -> Vec<Store> {
     let dir = temp_dir(tag);
@@ -52,16 +59,8 @@ async fn an_origin_that_starts_to_vary_replaces_the_unvaried_object_without_its_
                 .await
                 .expect("remove record");
         }
-        let names = vec![header::ACCEPT_LANGUAGE];
         let en = lang("en");
-        put(
-            &store,
-            url,
-            b"english",
-            names.clone(),
-            rules::vary_values(&en, &names),
-        )
-        .await;
+        put_english(&store, url).await;
         let Lookup::Hit(found) = store.lookup(url, &en).await else {
             panic!("the varied object is a hit")
         };
@@ -78,16 +77,8 @@ async fn an_origin_that_starts_to_vary_replaces_the_unvaried_object_without_its_
 async fn an_origin_that_stops_varying_is_served_unvaried() {
     for store in stores("stops-varying").await {
         let url = "https://a/stops";
-        let names = vec![header::ACCEPT_LANGUAGE];
         let en = lang("en");
-        put(
-            &store,
-            url,
-            b"english",
-            names.clone(),
-            rules::vary_values(&en, &names),
-        )
-        .await;
+        put_english(&store, url).await;
         put(&store, url, b"plain", vec![], vec![]).await;
         for req in [en.clone(), lang("fr"), HeaderMap::new()] {
             let Lookup::Hit(found) = store.lookup(url, &req).await else {
