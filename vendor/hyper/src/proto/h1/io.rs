@@ -11,11 +11,11 @@ use futures_core::ready;
 use super::{Http1Transaction, ParseContext, ParsedMessage};
 use crate::common::buf::BufList;
 
+// PATCH (edge): buffers released while a connection idles, and the read that follows.
+mod idle_release;
+
 /// The initial buffer size allocated before trying to read from IO.
 pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
-
-/// PATCH (edge): the most a read after an idle release takes into the stack.
-const STACK_READ: usize = INIT_BUFFER_SIZE;
 
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
@@ -238,18 +238,6 @@ where
         }
     }
 
-    // PATCH (edge): waiting for a message head with nothing buffered (an idle keep-alive
-    // connection), hold no buffers: 8 KiB each way otherwise. Only here, not on every read
-    // that would block, so a body arriving in pieces keeps its buffer.
-    fn release_if_idle(&mut self) {
-        if self.read_buf.is_empty() {
-            self.read_buf = BytesMut::new();
-            if self.write_buf.remaining() == 0 {
-                self.write_buf.headers = Cursor::new(Vec::new());
-            }
-        }
-    }
-
     pub(crate) fn poll_read_from_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.read_blocked = false;
         // Get the next amount to allocate, but make sure we don't go over
@@ -260,7 +248,7 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
-        if self.read_buf.capacity() == 0 && next <= STACK_READ {
+        if self.read_buf.capacity() == 0 && next <= idle_release::STACK_READ {
             return self.poll_read_released(cx, next);
         }
         if self.read_buf_remaining_mut() < next {
@@ -281,31 +269,6 @@ where
                 unsafe {
                     self.read_buf.advance_mut(n);
                 }
-                self.read_buf_strategy.record(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => {
-                self.read_blocked = true;
-                Poll::Pending
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        }
-    }
-
-    // PATCH (edge): the first read after `release_if_idle` goes to the stack, and the
-    // buffer kept is the size of what came: a small request head then costs one allocation
-    // from glibc's per-thread cache instead of 8 KiB from its main path and back (~1.1k
-    // instructions a request on a connection that idled between requests).
-    fn poll_read_released(&mut self, cx: &mut Context<'_>, next: usize) -> Poll<io::Result<usize>> {
-        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); STACK_READ];
-        let mut buf = ReadBuf::uninit(&mut stack[..next]);
-        match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
-            Poll::Ready(Ok(())) => {
-                let filled = buf.filled();
-                let n = filled.len();
-                trace!("received {} bytes", n);
-                self.read_buf = BytesMut::with_capacity(n);
-                self.read_buf.put_slice(filled);
                 self.read_buf_strategy.record(n);
                 Poll::Ready(Ok(n))
             }
