@@ -11,11 +11,68 @@ use std::sync::{Arc, Mutex};
 /// entry: a disk hit stores to it without the index lock.
 pub(crate) type LastUse = Arc<AtomicU64>;
 
+/// One stored object in the index.
+#[derive(Debug)]
+struct Listed {
+    size: u64,
+    used: LastUse,
+    /// Its content file; `None` for an empty body (never removed: it costs nothing).
+    content: Option<cacache::Integrity>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct DiskIndex {
-    /// key → (bytes, last use).
-    entries: HashMap<Arc<str>, (u64, LastUse)>,
+    entries: HashMap<Arc<str>, Listed>,
+    /// Content hash → how many listed objects use it. cacache stores content by hash, so
+    /// identical bodies under different URLs share one file: it is removed (and its bytes
+    /// leave the total) with its last user, not its first.
+    users: HashMap<cacache::Integrity, u32>,
+    /// Bytes of distinct content files.
     total: u64,
+}
+
+impl DiskIndex {
+    /// Unlists `key`; the content file it leaves without users, if any.
+    fn unlist(&mut self, key: &str) -> Option<cacache::Integrity> {
+        let gone = self.entries.remove(key)?;
+        self.drop_user(gone.content, gone.size)
+    }
+
+    fn add_user(&mut self, content: Option<&cacache::Integrity>, size: u64) {
+        let Some(content) = content else {
+            self.total += size;
+            return;
+        };
+        let n = self.users.entry(content.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.total += size;
+        }
+    }
+
+    fn drop_user(
+        &mut self,
+        content: Option<cacache::Integrity>,
+        size: u64,
+    ) -> Option<cacache::Integrity> {
+        let Some(content) = content else {
+            self.total = self.total.saturating_sub(size);
+            return None;
+        };
+        let n = self.users.get_mut(&content)?;
+        *n -= 1;
+        if *n > 0 {
+            return None;
+        }
+        self.users.remove(&content);
+        self.total = self.total.saturating_sub(size);
+        Some(content)
+    }
+}
+
+/// The content a stored object of `size` bytes counts under (none for an empty body).
+fn counted(size: u64, content: cacache::Integrity) -> Option<cacache::Integrity> {
+    (size > 0).then_some(content)
 }
 
 /// The index, shared with eviction runs.
@@ -27,14 +84,38 @@ pub(crate) struct Budget {
     evicted: std::sync::atomic::AtomicU64,
 }
 
+/// What `Budget::account` found.
+#[derive(Debug, Default)]
+pub(crate) struct Accounted {
+    pub(crate) over: bool,
+    pub(crate) orphan: Option<cacache::Integrity>,
+}
+
+/// An object unlisted for room, and its content file when no other object uses it.
+#[derive(Debug)]
+pub(crate) struct Victim {
+    pub(crate) key: Arc<str>,
+    pub(crate) orphan: Option<cacache::Integrity>,
+}
+
+/// What a listing on disk says of one object: key, size, last write, content hash.
+pub(crate) type ListedOnDisk = (String, u64, u64, cacache::Integrity);
+
 impl Budget {
-    pub(crate) fn from_listing(listed: Vec<(String, u64, u64)>) -> Budget {
+    pub(crate) fn from_listing(listed: Vec<ListedOnDisk>) -> Budget {
         let mut index = DiskIndex::default();
-        for (key, size, time) in listed {
-            index.total += size;
-            index
-                .entries
-                .insert(Arc::from(key), (size, Arc::new(AtomicU64::new(time))));
+        for (key, size, time, content) in listed {
+            let content = counted(size, content);
+            index.add_user(content.as_ref(), size);
+            let used = Arc::new(AtomicU64::new(time));
+            index.entries.insert(
+                Arc::from(key),
+                Listed {
+                    size,
+                    used,
+                    content,
+                },
+            );
         }
         Budget {
             index: Mutex::new(index),
@@ -43,6 +124,7 @@ impl Budget {
         }
     }
 
+    /// Bytes of distinct content files listed.
     pub(crate) fn total(&self) -> u64 {
         self.index.lock().map_or(0, |i| i.total)
     }
@@ -65,7 +147,7 @@ impl Budget {
         self.index
             .lock()
             .ok()
-            .and_then(|idx| idx.entries.get(key).map(|e| e.1.clone()))
+            .and_then(|idx| idx.entries.get(key).map(|e| e.used.clone()))
     }
 
     /// Marks a use through the index (cold reads; hits store to their entry's mark).
@@ -75,33 +157,48 @@ impl Budget {
         }
     }
 
-    pub(crate) fn forget(&self, key: &str) {
-        if let Ok(mut idx) = self.index.lock()
-            && let Some((size, _)) = idx.entries.remove(key)
-        {
-            idx.total = idx.total.saturating_sub(size);
-        }
+    /// Unlists an object; the content file it leaves without users (for the caller to remove).
+    pub(crate) fn forget(&self, key: &str) -> Option<cacache::Integrity> {
+        self.index.lock().ok()?.unlist(key)
     }
 
-    /// Records a stored object; true when the tier is now over `max_bytes`.
-    pub(crate) fn account(&self, key: &str, size: u64, now_ms: u64, max_bytes: u64) -> bool {
+    /// Records a stored object and its content. `over`: the tier is now over `max_bytes`;
+    /// `orphan`: the content of a body this one replaced, left without users.
+    pub(crate) fn account(
+        &self,
+        key: &str,
+        size: u64,
+        content: cacache::Integrity,
+        now_ms: u64,
+        max_bytes: u64,
+    ) -> Accounted {
         let Ok(mut idx) = self.index.lock() else {
-            return false;
+            return Accounted::default();
         };
+        let content = counted(size, content);
+        // Counted before a replaced body is dropped: the same content is no orphan.
+        idx.add_user(content.as_ref(), size);
         // A replaced body keeps its mark: decoded entries linked to it stay linked.
-        let old = match idx.entries.get_mut(key) {
-            Some(e) => {
-                e.1.store(now_ms, Ordering::Relaxed);
-                std::mem::replace(&mut e.0, size)
+        let (key, used, orphan) = match idx.entries.remove_entry(key) {
+            Some((key, old)) => {
+                old.used.store(now_ms, Ordering::Relaxed);
+                let orphan = idx.drop_user(old.content, old.size);
+                (key, old.used, orphan)
             }
-            None => {
-                let used = Arc::new(AtomicU64::new(now_ms));
-                idx.entries.insert(Arc::from(key), (size, used));
-                0
-            }
+            None => (Arc::from(key), Arc::new(AtomicU64::new(now_ms)), None),
         };
-        idx.total = idx.total.saturating_sub(old) + size;
-        idx.total > max_bytes
+        idx.entries.insert(
+            key,
+            Listed {
+                size,
+                used,
+                content,
+            },
+        );
+        Accounted {
+            over: idx.total > max_bytes,
+            orphan,
+        }
     }
 
     /// Picks and unlists the least recently used objects until the tier is at 90 % of
@@ -109,18 +206,18 @@ impl Budget {
     /// the blocking pool. The index lock is held only to copy (key, size, time) with a cheap
     /// reference count per key, and again to unlist the victims; the sort runs without it.
     /// `None` when another run is already evicting.
-    pub(crate) fn pick_victims(&self, max_bytes: u64, spare: &str) -> Option<Vec<Arc<str>>> {
+    pub(crate) fn pick_victims(&self, max_bytes: u64, spare: &str) -> Option<Vec<Victim>> {
         if self.evicting.swap(true, Ordering::AcqRel) {
             return None;
         }
         let _running = Running(&self.evicting);
         let (mut by_age, total) = {
             let idx = self.index.lock().ok()?;
-            let list: Vec<(u64, Arc<str>, u64)> = idx
+            let list: Vec<(u64, Arc<str>)> = idx
                 .entries
                 .iter()
                 .filter(|(k, _)| k.starts_with("o:") && &***k != spare)
-                .map(|(k, (s, t))| (t.load(Ordering::Relaxed), k.clone(), *s))
+                .map(|(k, e)| (e.used.load(Ordering::Relaxed), k.clone()))
                 .collect();
             (list, idx.total)
         };
@@ -131,21 +228,21 @@ impl Budget {
         let target = max_bytes / 10 * 9;
         let mut idx = self.index.lock().ok()?;
         let mut victims = Vec::new();
-        for (time, key, _) in by_age {
+        for (time, key) in by_age {
             if idx.total <= target {
                 break;
             }
-            // Used again since the copy: not a victim any more.
-            let Some((size, used)) = idx.entries.get(&key) else {
-                continue;
-            };
-            if used.load(Ordering::Relaxed) != time {
+            // Used again since the copy: not a victim any more. (A victim whose content another
+            // object shares frees nothing: the run goes on to the next.)
+            if idx
+                .entries
+                .get(&key)
+                .is_none_or(|e| e.used.load(Ordering::Relaxed) != time)
+            {
                 continue;
             }
-            let size = *size;
-            idx.entries.remove(&key);
-            idx.total = idx.total.saturating_sub(size);
-            victims.push(key);
+            let orphan = idx.unlist(&key);
+            victims.push(Victim { key, orphan });
         }
         self.evicted
             .fetch_add(victims.len() as u64, Ordering::Relaxed);
@@ -216,6 +313,20 @@ pub(crate) fn content_path(dir: &Path, sri: &cacache::Integrity) -> PathBuf {
     p
 }
 
+/// Where cacache keeps the index entries of `key` (its on-disk layout, pinned by a test):
+/// eviction removes the whole file, as cacache's `remove_fully` does, without the content.
+pub(crate) fn bucket_path(dir: &Path, key: &str) -> PathBuf {
+    let sri = ssri::IntegrityOpts::new()
+        .algorithm(ssri::Algorithm::Sha1)
+        .chain(key)
+        .result();
+    let (_, hex) = sri.to_hex();
+    dir.join("index-v5")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(&hex[4..])
+}
+
 /// Cold reads of objects up to this size are verified on the runtime thread (a few
 /// microseconds of hashing); larger ones on the blocking pool.
 pub(crate) const VERIFY_INLINE_MAX: u64 = 64 * 1024;
@@ -224,18 +335,65 @@ pub(crate) const VERIFY_INLINE_MAX: u64 = 64 * 1024;
 mod tests {
     use super::*;
 
+    fn listed(key: &str, size: u64, time: u64, body: &str) -> ListedOnDisk {
+        (key.to_string(), size, time, cacache::Integrity::from(body))
+    }
+
     #[test]
     fn victims_are_the_least_recently_used_down_to_ninety_percent() {
         let listed = (0..10)
-            .map(|i| (format!("o:{i}"), 100, 1000 + i))
+            .map(|i| listed(&format!("o:{i}"), 100, 1000 + i, &format!("body {i}")))
             .collect::<Vec<_>>();
         let b = Budget::from_listing(listed);
         assert_eq!(b.total(), 1000);
         b.touch("o:0", 5000);
         let victims = b.pick_victims(800, "o:9").expect("not running");
-        let names: Vec<&str> = victims.iter().map(|v| &**v).collect();
+        let names: Vec<&str> = victims.iter().map(|v| &*v.key).collect();
         assert_eq!(names, ["o:1", "o:2", "o:3"]);
+        assert!(
+            victims.iter().all(|v| v.orphan.is_some()),
+            "no file is shared"
+        );
         assert_eq!(b.total(), 700);
         assert!(b.contains("o:0") && !b.contains("o:1"));
+    }
+
+    #[test]
+    fn shared_content_counts_once_and_is_freed_by_its_last_user() {
+        let b = Budget::from_listing(vec![
+            listed("o:a", 100, 1, "same"),
+            listed("o:b", 100, 2, "same"),
+            listed("o:c", 100, 3, "other"),
+            listed("o:empty", 0, 4, ""),
+        ]);
+        assert_eq!(b.total(), 200);
+        assert_eq!(b.forget("o:a"), None, "o:b still uses the file");
+        assert_eq!(b.total(), 200);
+        assert_eq!(b.forget("o:b"), Some(cacache::Integrity::from("same")));
+        assert_eq!(b.total(), 100);
+        assert_eq!(
+            b.forget("o:empty"),
+            None,
+            "an empty body has no file to remove"
+        );
+
+        // A refill with the same body keeps the file; with a new body, frees the old one.
+        let same = b.account("o:c", 100, cacache::Integrity::from("other"), 9, 1000);
+        assert!(!same.over && same.orphan.is_none());
+        let new = b.account("o:c", 150, cacache::Integrity::from("new"), 10, 1000);
+        assert_eq!(new.orphan, Some(cacache::Integrity::from("other")));
+        assert_eq!(b.total(), 150);
+
+        // Eviction goes past a victim whose file another object shares.
+        b.account("o:d", 150, cacache::Integrity::from("new"), 11, 1000);
+        b.account("o:e", 100, cacache::Integrity::from("e"), 12, 1000);
+        assert_eq!(b.total(), 250);
+        let victims = b.pick_victims(200, "o:e").expect("not running");
+        let picked: Vec<(&str, bool)> = victims
+            .iter()
+            .map(|v| (&*v.key, v.orphan.is_some()))
+            .collect();
+        assert_eq!(picked, [("o:c", false), ("o:d", true)]);
+        assert_eq!(b.total(), 100);
     }
 }

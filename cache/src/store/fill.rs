@@ -156,6 +156,8 @@ impl Fill {
         let size = self.received;
         let store = self.store.clone();
         let mut disk_copy = None;
+        // The content file of a body published on disk here (too large for memory).
+        let mut spilled = None;
         match self.spill.take() {
             Some(spill) => {
                 drop(spill.tx);
@@ -167,6 +169,7 @@ impl Fill {
                     });
                 }
                 let disk = store.disk_cfg()?;
+                spilled = Some(sri.clone());
                 let opts = cacache::WriteOpts::new()
                     .integrity(sri)
                     .size(usize::try_from(size).unwrap_or(usize::MAX))
@@ -250,7 +253,7 @@ impl Fill {
                     .is_none_or(|g| g < meta.generation),
             };
             // A body too large for memory is on disk already (published by `finish`).
-            let mut written = disk_copy.is_none();
+            let mut written = spilled;
             if let (Some(body), Some(disk)) = (disk_copy, store.inner.cfg.disk.clone())
                 && current
                 && !fenced()
@@ -262,7 +265,7 @@ impl Fill {
                     Ok(mut w) => {
                         if w.write_all(&body).await.is_ok() {
                             match w.commit().await {
-                                Ok(_) => written = true,
+                                Ok(sri) => written = Some(sri),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "disk write failed; object stays in memory only");
                                 }
@@ -283,8 +286,8 @@ impl Fill {
                     store.remove_encodings(&variant, Some(meta.generation)).await;
                 }
             }
-            if written {
-                store.account(&variant, size).await;
+            if let Some(content) = written {
+                store.account(&variant, size, content).await;
             }
             // Purged while the disk copy was being written: take that back too.
             if fenced() {

@@ -299,7 +299,7 @@ impl Store {
                     {
                         tagged.push((m.key.clone(), extra.tags, extra.ticket));
                     }
-                    listed.push((m.key, m.size as u64, m.time as u64));
+                    listed.push((m.key, m.size as u64, m.time as u64, m.integrity));
                 }
                 Ok::<_, CacheError>((listed, tagged))
             })
@@ -516,17 +516,18 @@ impl Store {
         });
     }
 
-    /// Accounts a stored object against the disk budget and, when over it, evicts the least
-    /// recently used objects (picked on the blocking pool, removed here).
-    async fn account(&self, key: &str, size: u64) {
+    /// Accounts a stored object and its content file against the disk budget and, when over
+    /// it, evicts the least recently used objects (picked on the blocking pool, removed here).
+    async fn account(&self, key: &str, size: u64, content: cacache::Integrity) {
         let Some(disk) = &self.inner.cfg.disk else {
             return;
         };
-        if !self
+        let accounted = self
             .inner
             .budget
-            .account(key, size, now_ms(), disk.max_bytes)
-        {
+            .account(key, size, content, now_ms(), disk.max_bytes);
+        self.remove_content(accounted.orphan).await;
+        if !accounted.over {
             return;
         }
         let store = self.clone();
@@ -538,17 +539,35 @@ impl Store {
             return;
         };
         for v in victims {
-            self.inner.tags.remove(&v);
-            self.inner.mem.invalidate(&*v).await;
-            self.forget_disk_entry(&v).await;
-            let _ = cacache::RemoveOpts::new()
-                .remove_fully(true)
-                .remove(&disk.dir, &*v)
-                .await;
+            self.inner.tags.remove(&v.key);
+            self.inner.mem.invalidate(&*v.key).await;
+            self.forget_disk_entry(&v.key).await;
+            {
+                // Not while a fill publishes this key (it would lose its new entry).
+                let _order = self.disk_order(&v.key).await;
+                // The whole index file goes (a removal through cacache only appends to it),
+                // whether or not the content file is still there.
+                match tokio::fs::remove_file(disk::bucket_path(&disk.dir, &v.key)).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(key = %v.key, error = %e, "evicted index entry kept"),
+                }
+            }
+            self.remove_content(v.orphan).await;
+        }
+    }
+
+    /// Removes a content file no stored object uses any more.
+    async fn remove_content(&self, orphan: Option<cacache::Integrity>) {
+        if let (Some(sri), Some(disk)) = (orphan, &self.inner.cfg.disk) {
+            // Already gone (removed by hand, or a damaged file dropped) is fine.
+            let _ = cacache::remove_hash(&disk.dir, &sri).await;
         }
     }
 }
 
+#[cfg(test)]
+mod content_tests;
 #[cfg(test)]
 mod files_tests;
 #[cfg(test)]

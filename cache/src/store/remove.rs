@@ -26,8 +26,9 @@ impl Store {
         }
         self.inner.records.invalidate(primary).await;
         if let Some(disk) = &self.inner.cfg.disk {
-            let _ = cacache::remove(&disk.dir, keys::record_key(primary)).await;
-            self.inner.budget.forget(&keys::record_key(primary));
+            let key = keys::record_key(primary);
+            let _ = cacache::remove(&disk.dir, &key).await;
+            self.remove_content(self.inner.budget.forget(&key)).await;
         }
         rec.variants.len()
     }
@@ -94,7 +95,7 @@ impl Store {
             if older {
                 self.forget_disk_entry(variant).await;
                 let _ = cacache::remove(&disk.dir, variant).await;
-                self.inner.budget.forget(variant);
+                self.remove_content(self.inner.budget.forget(variant)).await;
             }
         }
         if !newer {
@@ -108,10 +109,10 @@ impl Store {
         self.inner.mem.invalidate(variant).await;
         self.forget_disk_entry(variant).await;
         if let Some(disk) = &self.inner.cfg.disk {
-            // Index entry only: content is shared by hash with identical bodies under other keys;
-            // eviction removes content (see `evict`).
+            // The content file goes with its last user: identical bodies under other keys
+            // share it (cacache stores content by hash).
             let _ = cacache::remove(&disk.dir, variant).await;
-            self.inner.budget.forget(variant);
+            self.remove_content(self.inner.budget.forget(variant)).await;
         }
     }
 
